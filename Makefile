@@ -1,0 +1,39 @@
+# Two commands a user needs (see README): `make demo` and `make test`.
+# Each sets itself up on a fresh machine: a venv from the hash-locked requirements.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench lock crds clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)  ## Run a polecat on a sample rig on the embedded runtime.
+	$(BIN)/gastown demo
+
+test: $(STAMP)  ## The whole test suite (what CI runs).
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## Speed figures: benchmarks/results/polecat.json
+	$(BIN)/python benchmarks/polecat.py
+
+crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
+	$(BIN)/gastown crds generate
+
+lock:  ## Re-resolve requirements.lock after changing pyproject.toml (needs uv).
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,148 @@
+"""Git side effects: a polecat's worktree and branch, the rig's checkout.
+
+Sync functions (GitPython is sync); the worker runs them in a thread pool.
+Each is idempotent: an existing worktree on the right branch is adopted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from crds.rig import RigSpec
+
+# Concurrent `git fetch` / `worktree add` on one repository race for the same
+# lock files; serialise them per repository within this worker.
+_repo_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+class WorktreeRequest(BaseModel):
+    rig_name: str
+    rig: RigSpec
+    namespace: str
+    polecat: str
+    branch: str
+
+
+class Worktree(BaseModel):
+    path: str
+    branch: str
+    base: str
+
+
+class BranchRequest(BaseModel):
+    worktree: str
+    branch: str
+
+
+class BranchResult(BaseModel):
+    branch: str
+    commit: str
+    pushed: bool
+
+
+def open_checkout(rig: RigSpec) -> Repo:
+    """The rig's checkout, or a non-retryable RigNotReady error saying why."""
+    if not rig.local_path:
+        raise ApplicationError(
+            "the rig has no spec.localPath, needed for local execution",
+            type="RigNotReady",
+            non_retryable=True,
+        )
+    try:
+        return Repo(rig.local_path)
+    except (InvalidGitRepositoryError, NoSuchPathError):
+        raise ApplicationError(
+            f"spec.localPath {rig.local_path} is not a git repository",
+            type="RigNotReady",
+            non_retryable=True,
+        ) from None
+
+
+def _has_origin(repo: Repo) -> bool:
+    return any(remote.name == "origin" for remote in repo.remotes)
+
+
+def _branch_exists(repo: Repo, ref: str) -> bool:
+    try:
+        repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+        return True
+    except GitCommandError:
+        return False
+
+
+class GitActivities:
+    """Git work of one worker; worktrees live under `<home>/worktrees/`."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    @activity.defn(name="git.prepare_worktree")
+    def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
+        """A worktree of the rig's checkout on the polecat's branch, from defaultBranch."""
+        repo = open_checkout(request.rig)
+        path = self.home / "worktrees" / request.rig_name / request.namespace / request.polecat
+        with _repo_locks[str(repo.git_dir)]:
+            if (path / ".git").exists():
+                current = Repo(path).active_branch.name
+                if current != request.branch:
+                    raise ApplicationError(
+                        f"worktree {path} is on branch {current}, not {request.branch}",
+                        type="WorktreeConflict",
+                        non_retryable=True,
+                    )
+                return Worktree(path=str(path), branch=request.branch, base="(adopted)")
+            base = request.rig.default_branch
+            if _has_origin(repo):
+                repo.git.fetch("origin", base)
+                base = f"origin/{base}"
+            if not _branch_exists(repo, base):
+                raise ApplicationError(
+                    f"branch {base} does not exist in {request.rig.local_path}",
+                    type="RigNotReady",
+                    non_retryable=True,
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            repo.git.worktree("prune")
+            if _branch_exists(repo, f"refs/heads/{request.branch}"):
+                # The branch outlived an earlier worktree: keep its work.
+                repo.git.worktree("add", str(path), request.branch)
+            else:
+                repo.git.worktree("add", "--no-track", "-b", request.branch, str(path), base)
+        return Worktree(path=str(path), branch=request.branch, base=base)
+
+    @activity.defn(name="git.publish_branch")
+    def publish_branch(self, request: BranchRequest) -> BranchResult:
+        """The branch's head commit, pushed to origin when the rig has one."""
+        repo = Repo(request.worktree)
+        commit = repo.head.commit.hexsha
+        pushed = False
+        if _has_origin(repo):
+            try:
+                repo.git.push("origin", f"{request.branch}:refs/heads/{request.branch}")
+            except GitCommandError as error:
+                raise ApplicationError(
+                    f"push of {request.branch} to origin failed: {error.stderr.strip()[-500:]}",
+                    type="PushFailed",
+                ) from None
+            pushed = True
+        return BranchResult(branch=request.branch, commit=commit, pushed=pushed)
+
+    @activity.defn(name="git.check_rig")
+    def check_rig(self, rig: RigSpec) -> str:
+        """Empty if the rig's checkout is usable; otherwise why it is not."""
+        try:
+            repo = open_checkout(rig)
+        except ApplicationError as error:
+            return str(error.message)
+        if not _branch_exists(repo, f"refs/heads/{rig.default_branch}") and not (
+            _has_origin(repo) and _branch_exists(repo, f"refs/remotes/origin/{rig.default_branch}")
+        ):
+            return f"defaultBranch {rig.default_branch} does not exist in {rig.local_path}"
+        return ""

@@ -1,0 +1,238 @@
+"""Agents in tmux: start one in a polecat's worktree, watch it, stop it.
+
+Every command goes to tmux as an argv list on a private socket. The agent's
+own argv is always passed as two or more words after `env --`, because tmux
+hands a *single* word to `sh -c`: user text must never reach a shell.
+
+The session outlives the worker (tmux daemonises), which is what makes a
+polecat durable: a restarted worker adopts the session it finds by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+from pathlib import Path
+
+import psutil
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agents import agent_command, prompt_for
+from crds.polecat import Polecat
+
+# How long one `tmux wait-for` blocks before the watcher heartbeats and looks
+# at the pane itself (the fallback that makes a lost wake-up harmless).
+WATCH_SLICE_SECONDS = 2.0
+TAIL_LINES = 20
+TAIL_CHARS = 2000
+STOP_GRACE_SECONDS = 2.0
+_STARTED = "@gastown-started"
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
+
+
+class AgentLaunch(BaseModel):
+    polecat: Polecat
+    worktree: str
+    branch: str
+
+
+class AgentSession(BaseModel):
+    session: str
+    log_file: str
+    warnings: list[str] = []
+
+
+class AgentExit(BaseModel):
+    exit_code: int
+    tail: str
+
+
+def session_name(polecat: Polecat) -> str:
+    """Unique per incarnation (uid) and deterministic, so a retry adopts it."""
+    uid = (polecat.metadata.uid or "nouid").replace("-", "")[:8]
+    return f"gt-{polecat.namespace}-{polecat.name}-{uid}"
+
+
+def tail_of(log_file: Path) -> str:
+    """The last lines of an agent's output, escape codes removed, bounded."""
+    try:
+        with log_file.open("rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            size = stream.tell()
+            stream.seek(max(0, size - 64 * 1024))
+            text = stream.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines()]
+    tail = "\n".join(line for line in lines if line)
+    tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
+    return tail[-TAIL_CHARS:]
+
+
+class TmuxActivities:
+    """Side effects on the worker's tmux server (socket `socket`)."""
+
+    def __init__(self, home: Path, socket: str) -> None:
+        self.home = home
+        self.socket = socket
+
+    async def _tmux(self, *args: str, check: bool = True) -> str:
+        process = await asyncio.create_subprocess_exec(
+            "tmux",
+            "-L",
+            self.socket,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        if check and process.returncode != 0:
+            raise RuntimeError(f"tmux {args[0]} failed: {err.decode().strip()}")
+        return out.decode()
+
+    async def _pane(self, session: str) -> tuple[bool, int | None, int] | None:
+        """(dead, exit status, pane pid) of the session's pane; None if no session."""
+        out = await self._tmux(
+            "list-panes",
+            "-t",
+            f"={session}:",
+            "-F",
+            "#{pane_dead} #{pane_dead_status} #{pane_pid}",
+            check=False,
+        )
+        fields = out.split()
+        if len(fields) < 2:
+            return None
+        dead = fields[0] == "1"
+        status = int(fields[1]) if dead and len(fields) == 3 else None
+        if dead and status is None:
+            # pane_dead can be set a moment before pane_dead_status: not yet.
+            return (False, None, int(fields[-1]))
+        return (dead, status, int(fields[-1]))
+
+    def _paths(self, polecat: Polecat) -> tuple[Path, Path]:
+        base = self.home / "polecats" / polecat.namespace
+        base.mkdir(parents=True, exist_ok=True)
+        stem = session_name(polecat)
+        return base / f"{stem}.log", base / f"{stem}.prompt.md"
+
+    @activity.defn(name="tmux.start_agent")
+    async def start_agent(self, launch: AgentLaunch) -> AgentSession:
+        """Start the polecat's agent in its session, or adopt the running one."""
+        polecat = launch.polecat
+        session = session_name(polecat)
+        log_file, prompt_file = self._paths(polecat)
+        prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec)
+        command = agent_command(polecat.spec, prompt)
+        started = await self._tmux(
+            "show-options", "-v", "-t", f"={session}:", _STARTED, check=False
+        )
+        if started.strip() == "1":
+            activity.logger.info("adopting running agent session %s", session)
+            return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
+        prompt_file.write_text(prompt)
+        env = {
+            "GT_RIG": polecat.spec.rig,
+            "GT_POLECAT": polecat.name,
+            "GT_BRANCH": launch.branch,
+            "GT_ISSUE": polecat.spec.bead_id or "",
+            "GT_PROMPT_FILE": str(prompt_file),
+            "GIT_AUTHOR_NAME": polecat.name,
+            "GIT_COMMITTER_NAME": polecat.name,
+            "GIT_AUTHOR_EMAIL": f"{polecat.name}@gastown.local",
+            "GIT_COMMITTER_EMAIL": f"{polecat.name}@gastown.local",
+            **command.env,
+        }
+        env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        exists = await self._pane(session) is not None
+        # One tmux invocation: the session waits on a placeholder until
+        # remain-on-exit, the pane-died hook and the log pipe are in place,
+        # so not one byte of output or the exit status can be missed.
+        setup = [] if exists else ["new-session", "-d", "-s", session, "sleep", "2147483647", ";"]
+        await self._tmux(
+            *setup,
+            "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
+            "set-hook", "-t", f"={session}:", "pane-died", f"wait-for -S {session}", ";",
+            "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
+            "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree, *env_flags,
+            "env", "--", *command.argv, ";",
+            "set-option", "-t", f"={session}:", _STARTED, "1",
+        )  # fmt: skip
+        activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
+        return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
+
+    @activity.defn(name="tmux.watch_agent")
+    async def watch_agent(self, session: AgentSession) -> AgentExit:
+        """Wait, heartbeating, until the agent's process exits; its status and output tail.
+
+        Blocks on `tmux wait-for`, signalled by the session's pane-died hook,
+        so an exit is seen at once without a polling loop.
+        """
+        while True:
+            pane = await self._pane(session.session)
+            if pane is None:
+                raise ApplicationError(
+                    f"tmux session {session.session} disappeared while the agent ran",
+                    type="SessionLost",
+                    non_retryable=True,
+                )
+            dead, status, _ = pane
+            if dead and status is not None:
+                return AgentExit(exit_code=status, tail=tail_of(Path(session.log_file)))
+            activity.heartbeat()
+            waiter = await asyncio.create_subprocess_exec(
+                "tmux", "-L", self.socket, "wait-for", session.session,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                await asyncio.wait_for(waiter.wait(), WATCH_SLICE_SECONDS)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter.returncode is None:
+                    waiter.kill()
+                    await waiter.wait()
+
+    @activity.defn(name="tmux.stop_agent")
+    async def stop_agent(self, session: AgentSession) -> None:
+        """End the agent's whole process tree, then its session. Gone already is done."""
+        pane = await self._pane(session.session)
+        if pane is None:
+            return
+        dead, _, pid = pane
+        if not dead:
+            await asyncio.to_thread(_terminate_tree, pid)
+        await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
+
+
+def _terminate_tree(pid: int) -> None:
+    """SIGTERM the process, its descendants and its process group; SIGKILL the rest."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        try:
+            process.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(pid, signal.SIGTERM)  # tmux makes the pane's process a group leader
+    except ProcessLookupError:
+        pass
+    _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECONDS)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)

@@ -1,0 +1,311 @@
+"""`gastown`: the command line, and on a laptop the bridge from manifests to Temporal.
+
+Exit codes: 0 done, 1 refused input, 2 the runtime could not be reached.
+One line per problem; a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import yaml
+
+from bridge import manifests, render
+from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
+from crds import InvalidResource, Polecat, Resource, kind_for
+from crds.generate import generate
+from worker.client import connect
+from worker.embedded import EmbeddedRuntime, RuntimeUnavailable
+from worker.settings import Settings
+
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+
+
+class Refused(click.ClickException):
+    exit_code = EXIT_REFUSED
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+class Unreachable(click.ClickException):
+    exit_code = EXIT_UNREACHABLE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _run(coroutine_function: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async command, turning known failures into one line and an exit code."""
+
+    @functools.wraps(coroutine_function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            asyncio.run(coroutine_function(*args, **kwargs))
+        except InvalidResource as error:
+            raise Refused(str(error)) from None
+        except (RuntimeUnavailable, ConnectionError, TimeoutError) as error:
+            raise Unreachable(str(error) or type(error).__name__) from None
+        except click.ClickException:
+            raise
+        except Exception as error:
+            if debug:
+                raise
+            raise Unreachable(f"{type(error).__name__}: {error}") from None
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+async def _reconciler(settings: Settings) -> Reconciler:
+    try:
+        client = await connect(settings)
+    except Exception as error:  # noqa: BLE001 - any failure to connect is "unreachable"
+        raise RuntimeUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address} ({error}); start it with `gastown up`"
+        ) from None
+    return Reconciler(client, settings.task_queue)
+
+
+def _kind(word: str) -> type[Resource]:
+    try:
+        return kind_for(word)
+    except KeyError as error:
+        raise Refused(f"error: {error.args[0]}") from None
+
+
+def _not_found(model: type[Resource], name: str) -> NoReturn:
+    raise Refused(f'Error: {model.INFO.plural} "{name}" not found')
+
+
+@click.group()
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def cli(debug: bool) -> None:
+    """Gas Town: coding agents run durably on Temporal."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+
+
+namespace_option = click.option("-n", "--namespace", default="default", show_default=True, help="Namespace.")
+
+
+# --- the embedded runtime ----------------------------------------------------
+
+
+@cli.command()
+@_run
+async def up() -> None:
+    """Start the embedded runtime: Temporal dev server (UI on :8233) and a worker."""
+    for line in await EmbeddedRuntime(_settings()).up():
+        click.echo(line)
+
+
+@cli.command()
+def down() -> None:
+    """Stop the embedded runtime. Agents keep running in tmux and are adopted on `up`."""
+    for line in EmbeddedRuntime(_settings()).down():
+        click.echo(line)
+
+
+@cli.command()
+def worker() -> None:
+    """Run a worker against TEMPORAL_ADDRESS (settings from the environment)."""
+    from worker.main import run_worker
+
+    logging.getLogger().setLevel(logging.INFO)
+    asyncio.run(run_worker(_settings()))
+
+
+# --- resources ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("-f", "--filename", "sources", multiple=True, required=True, help="File, directory or - for stdin.")
+@namespace_option
+@_run
+async def apply(sources: tuple[str, ...], namespace: str) -> None:
+    """Create or update resources from manifests (all or nothing if any is invalid)."""
+    resources = manifests.load(list(sources), namespace)
+    reconciler = await _reconciler(_settings())
+    problems = await reconciler.problems(resources)
+    if problems:
+        raise InvalidResource("input", problems)
+    for resource in sorted(resources, key=lambda r: APPLY_ORDER.index(r.INFO.kind)):
+        outcome = await reconciler.apply(resource)
+        click.echo(f"{resource.INFO.singular}.gastown.gastown.io/{resource.name} {outcome}")
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name", required=False)
+@namespace_option
+@click.option("-A", "--all-namespaces", is_flag=True, help="List across namespaces.")
+@click.option("-o", "--output", type=click.Choice(["wide", "json", "yaml"]), default=None)
+@_run
+async def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, output: str | None) -> None:
+    """List resources of a kind, or show one."""
+    model = _kind(kind)
+    reconciler = await _reconciler(_settings())
+    if name:
+        found = await reconciler.find(model, namespace, name)
+        if found is None:
+            _not_found(model, name)
+        resources = [found]
+    else:
+        resources = await reconciler.list(model, None if all_namespaces else namespace)
+    if output in ("json", "yaml"):
+        wires = [resource.to_wire() for resource in resources]
+        data: Any = wires[0] if name else {"apiVersion": "v1", "kind": "List", "items": wires}
+        click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False))
+    elif not resources:
+        click.echo(f"No {model.INFO.plural} found in {'any' if all_namespaces else namespace} namespace.", err=True)
+    else:
+        click.echo(render.table(model, resources, wide=output == "wide", all_namespaces=all_namespaces))
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@namespace_option
+@_run
+async def describe(kind: str, name: str, namespace: str) -> None:
+    """Show one resource: status, conditions and its Temporal UI link."""
+    model = _kind(kind)
+    settings = _settings()
+    reconciler = await _reconciler(settings)
+    resource = await reconciler.find(model, namespace, name)
+    if resource is None:
+        _not_found(model, name)
+    click.echo(render.describe(resource, settings.workflow_url(workflow_id_of(model, namespace, name))))
+
+
+@cli.command()
+@click.argument("kind")
+@click.argument("name")
+@namespace_option
+@_run
+async def delete(kind: str, name: str, namespace: str) -> None:
+    """Delete a resource: its work is stopped first (a polecat's worktree stays)."""
+    model = _kind(kind)
+    reconciler = await _reconciler(_settings())
+    try:
+        await reconciler.delete(model, namespace, name)
+    except NotFound:
+        _not_found(model, name)
+    click.echo(f'{model.INFO.singular}.gastown.gastown.io "{name}" deleted')
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
+@namespace_option
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it is Terminated.")
+@_run
+async def terminate(kind: str, name: str, namespace: str, wait: bool) -> None:
+    """Terminate a polecat: its agent's processes and session are ended."""
+    reconciler = await _reconciler(_settings())
+    try:
+        await reconciler.signal(Polecat, namespace, name, "terminate")
+    except NotFound:
+        _not_found(Polecat, name)
+    deadline = time.monotonic() + 60
+    while wait:
+        polecat = await reconciler.get(Polecat, namespace, name)
+        if polecat.status and polecat.status.phase == "Terminated":
+            break
+        if time.monotonic() > deadline:
+            raise Unreachable("the polecat did not reach Terminated within 60s; is a worker running?")
+        await asyncio.sleep(0.05)
+    click.echo(f"polecat.gastown.gastown.io/{name} {'terminated' if wait else 'terminating'}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
+@namespace_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the agent stops.")
+@_run
+async def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
+    """Print a polecat agent's output (local mode)."""
+    reconciler = await _reconciler(_settings())
+    try:
+        polecat = await reconciler.get(Polecat, namespace, name)
+    except NotFound:
+        _not_found(Polecat, name)
+    assert isinstance(polecat, Polecat)
+    log_file = polecat.status.log_file if polecat.status else None
+    while follow and not log_file:
+        await asyncio.sleep(0.2)
+        polecat = await reconciler.get(Polecat, namespace, name)
+        assert isinstance(polecat, Polecat) and polecat.status is not None
+        log_file = polecat.status.log_file
+    if not log_file:
+        raise Refused(f"polecat {name} has no output yet (phase {polecat.status.phase if polecat.status else 'Pending'})")
+    await _print_log(Path(log_file), reconciler, polecat if follow else None)
+
+
+async def _print_log(path: Path, reconciler: Reconciler, follow: Polecat | None) -> None:
+    """Print the file; with `follow`, keep printing until the polecat leaves Working."""
+    with path.open("rb") as stream:
+        while True:
+            chunk = stream.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            if follow is None:
+                return
+            current = await reconciler.get(Polecat, follow.namespace, follow.name)
+            if current.status and current.status.phase not in ("Pending", "Idle", "Working"):
+                sys.stdout.buffer.write(stream.read())
+                return
+            await asyncio.sleep(0.2)
+
+
+# --- CRDs ----------------------------------------------------------------------
+
+
+@cli.group()
+def crds() -> None:
+    """CustomResourceDefinitions of the six kinds."""
+
+
+@crds.command("generate")
+@click.option("-d", "--directory", type=click.Path(path_type=Path), default=None, help="Where to write.")
+def crds_generate(directory: Path | None) -> None:
+    """Write the CRD YAML generated from the models (default: crds/generated/)."""
+    for path in generate(directory) if directory else generate():
+        click.echo(f"wrote {path}")
+
+
+def main() -> None:
+    try:
+        code = cli.main(prog_name="gastown", standalone_mode=False) or 0
+    except click.exceptions.Abort:
+        code = 130
+    except click.ClickException as error:
+        error.show()
+        code = error.exit_code
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's native threads can abort a normal interpreter exit (sdk-python #300).
+    os._exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

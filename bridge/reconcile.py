@@ -1,0 +1,232 @@
+"""The reconcile core: "this resource now looks like X" -> "its workflow exists and knows X".
+
+`gastown apply` uses it on a laptop and the Kubernetes bridge on a cluster.
+Each kind that runs on Temporal has one `Controller` entry; adding a kind
+adds an entry here, not a code path in the CLI or the watcher.
+
+Reads come from each workflow's memo and search attributes (visibility), so
+`get` and `describe` work even while no worker runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from crds import InvalidResource, Polecat, Resource, Rig
+from crds.common import rfc3339
+from crds.polecat import change_problems
+from workflows import attributes
+from workflows.polecat import PolecatInput, PolecatWorkflow
+from workflows.rig import RigInput, RigWorkflow
+
+# Order of apply within one batch: what others refer to comes first.
+APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
+
+
+class NotFound(LookupError):
+    """No such resource."""
+
+
+@dataclass(frozen=True)
+class Controller:
+    """How one kind lives on Temporal."""
+
+    workflow: type
+    # The workflow's start input for a resource; may read other resources.
+    start_input: Callable[[Reconciler, Any], Awaitable[BaseModel]]
+    rig_of: Callable[[Any], str | None]
+    bead_of: Callable[[Any], str | None] = lambda resource: None
+
+
+async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
+    rig = await reconciler.get(Rig, None, polecat.spec.rig)
+    assert isinstance(rig, Rig)
+    return PolecatInput(polecat=polecat, rig=rig)
+
+
+async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
+    return RigInput(rig=rig)
+
+
+CONTROLLERS: dict[str, Controller] = {
+    "Rig": Controller(RigWorkflow, _rig_input, rig_of=lambda rig: rig.name),
+    "Polecat": Controller(
+        PolecatWorkflow,
+        _polecat_input,
+        rig_of=lambda polecat: polecat.spec.rig,
+        bead_of=lambda polecat: polecat.spec.bead_id,
+    ),
+}
+
+
+def workflow_id_of(model: type[Resource], namespace: str | None, name: str) -> str:
+    return attributes.workflow_id(model.INFO.kind, namespace if model.INFO.namespaced else None, name)
+
+
+def id_of(resource: Resource) -> str:
+    return workflow_id_of(type(resource), resource.namespace, resource.name)
+
+
+class Reconciler:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    # --- checks before anything is applied -----------------------------------
+
+    async def problems(self, batch: list[Resource]) -> list[str]:
+        """Every reason to refuse the batch, as `<ref>: <field>: <rule>` lines.
+
+        Nothing is applied when this is non-empty, so a batch is never half-applied
+        for a reason that could be known up front.
+        """
+        lines = []
+        rigs_in_batch = {resource.name for resource in batch if isinstance(resource, Rig)}
+        for resource in batch:
+            kind = resource.INFO.kind
+            if kind not in CONTROLLERS:
+                lines.append(f"{resource.ref}: kind: {kind} is not served by this version of the operator yet")
+                continue
+            if isinstance(resource, Polecat):
+                rig = resource.spec.rig
+                if rig not in rigs_in_batch and await self.find(Rig, None, rig) is None:
+                    lines.append(f"{resource.ref}: spec.rig: Rig {rig!r} not found")
+                current = await self.find(Polecat, resource.namespace, resource.name)
+                if isinstance(current, Polecat):
+                    lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
+        return lines
+
+    # --- writes ---------------------------------------------------------------
+
+    async def apply(self, resource: Resource) -> str:
+        """Start the resource's workflow or hand it the new spec: created, configured or unchanged."""
+        controller = CONTROLLERS[resource.INFO.kind]
+        if resource.metadata.uid is None:
+            resource.metadata.uid = str(uuid.uuid4())
+        if resource.metadata.creation_timestamp is None:
+            resource.metadata.creation_timestamp = datetime.now(UTC)
+        start = WithStartWorkflowOperation(
+            controller.workflow.run,  # type: ignore[attr-defined]
+            await controller.start_input(self, resource),
+            id=id_of(resource),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=attributes.initial(
+                resource.INFO.kind,
+                resource.namespace if resource.INFO.namespaced else "",
+                controller.rig_of(resource),
+                controller.bead_of(resource),
+                "Pending",
+            ),
+            memo={
+                attributes.MEMO_METADATA: _metadata_memo(resource),
+                attributes.MEMO_SPEC: resource.spec.to_wire(),  # type: ignore[attr-defined]
+            },
+        )
+        try:
+            outcome: str = await self.client.execute_update_with_start_workflow(
+                controller.workflow.apply,  # type: ignore[attr-defined]
+                resource,
+                start_workflow_operation=start,
+            )
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise InvalidResource(resource.ref, [rule]) from None
+        return outcome
+
+    async def delete(self, model: type[Resource], namespace: str | None, name: str, timeout: float = 60.0) -> None:
+        """Stop the resource's work and end its workflow; NotFound if there is none."""
+        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
+        if not await self._running(handle):
+            raise NotFound(name)
+        await handle.signal("delete")
+        await asyncio.wait_for(handle.result(), timeout)
+
+    async def signal(self, model: type[Resource], namespace: str | None, name: str, signal: str) -> None:
+        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
+        if not await self._running(handle):
+            raise NotFound(name)
+        await handle.signal(signal)
+
+    # --- reads ----------------------------------------------------------------
+
+    async def find(self, model: type[Resource], namespace: str | None, name: str) -> Resource | None:
+        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        return await _resource_from(model, description)
+
+    async def get(self, model: type[Resource], namespace: str | None, name: str) -> Resource:
+        resource = await self.find(model, namespace, name)
+        if resource is None:
+            raise NotFound(name)
+        return resource
+
+    async def list(self, model: type[Resource], namespace: str | None) -> list[Resource]:
+        """Live resources of a kind, in one namespace or (None) all, by name."""
+        query = f"{attributes.KIND.name} = '{model.INFO.kind}' AND ExecutionStatus = 'Running'"
+        if namespace is not None and model.INFO.namespaced:
+            query += f" AND {attributes.NAMESPACE.name} = '{namespace}'"
+        found = []
+        async for execution in self.client.list_workflows(query):
+            found.append(await _resource_from(model, execution))
+        return sorted(found, key=lambda resource: (resource.namespace, resource.name))
+
+    async def _running(self, handle: WorkflowHandle[Any, Any]) -> bool:
+        try:
+            return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+
+
+def _metadata_memo(resource: Resource) -> dict[str, Any]:
+    meta = resource.metadata
+    memo: dict[str, Any] = {"name": meta.name, "uid": meta.uid}
+    if resource.INFO.namespaced:
+        memo["namespace"] = resource.namespace
+    if meta.creation_timestamp is not None:
+        memo["creationTimestamp"] = rfc3339(meta.creation_timestamp)
+    if meta.labels:
+        memo["labels"] = meta.labels
+    return memo
+
+
+async def _resource_from(model: type[Resource], execution: Any) -> Resource:
+    """The resource as its workflow last published it (memo), typed."""
+    memo = await execution.memo()
+    wire = {
+        "apiVersion": model.model_fields["api_version"].default,
+        "kind": model.INFO.kind,
+        "metadata": memo.get(attributes.MEMO_METADATA, {}),
+        "spec": memo.get(attributes.MEMO_SPEC, {}),
+    }
+    if attributes.MEMO_STATUS in memo:
+        wire["status"] = memo[attributes.MEMO_STATUS]
+    return model.model_validate(wire)
+

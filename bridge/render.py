@@ -1,0 +1,88 @@
+"""How resources look in a terminal: kubectl-style tables and descriptions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from crds import Resource
+
+
+def _path(wire: dict[str, Any], json_path: str) -> Any:
+    node: Any = wire
+    for part in json_path.strip(".").split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """kubectl's compact age: 42s, 5m, 3h, 2d."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit != "m" else 1):
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "<none>"
+    text = str(value).splitlines()[0] if str(value) else ""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool) -> str:
+    """The resources as `kubectl get` prints them."""
+    columns = [(name, path) for name, path, _, priority in model.INFO.printer_columns if wide or priority == 0]
+    header = (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [name.upper() for name, _ in columns] + ["AGE"]
+    rows = [header]
+    for resource in resources:
+        wire = resource.to_wire()
+        row = [resource.namespace] if all_namespaces else []
+        row += [resource.name] + [_cell(_path(wire, path)) for _, path in columns]
+        row.append(age(_path(wire, ".metadata.creationTimestamp")))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+def describe(resource: Resource, ui_link: str) -> str:
+    """A resource for a person: identity, spec, status, conditions, where to look next."""
+    wire = resource.to_wire()
+    status = wire.get("status", {})
+    lines = [f"Name:         {resource.name}"]
+    if resource.INFO.namespaced:
+        lines.append(f"Namespace:    {resource.namespace}")
+    lines += [
+        f"Kind:         {resource.INFO.kind}",
+        f"UID:          {resource.metadata.uid or '<none>'}",
+        f"Created:      {wire['metadata'].get('creationTimestamp', '<unknown>')}",
+        f"Phase:        {status.get('phase', '<none>')}",
+    ]
+    if status.get("message"):
+        first, *rest = str(status["message"]).splitlines()
+        lines.append(f"Message:      {first}")
+        lines += [f"              {line}" for line in rest]
+    lines.append("Spec:")
+    lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
+    details = {k: v for k, v in status.items() if k not in ("phase", "message", "conditions")}
+    if details:
+        lines.append("Status:")
+        lines += ["  " + line for line in yaml.safe_dump(details, sort_keys=False).splitlines()]
+    conditions = status.get("conditions", [])
+    if conditions:
+        lines.append("Conditions:")
+        rows = [["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
+        rows += [
+            [c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", ""), _cell(c.get("message"))]
+            for c in conditions
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.append(f"Temporal UI:  {ui_link}")
+    return "\n".join(lines)

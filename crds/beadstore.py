@@ -1,0 +1,61 @@
+"""BeadStore: where a rig's beads come from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from crds.common import ApiModel, DnsName, Duration, KindInfo, Resource, Timestamp
+
+BeadStorePhase = Literal["Syncing", "Synced", "Error"]
+SourceType = Literal["jsonl", "sqlite", "daemon"]
+
+
+class BeadSource(ApiModel):
+    type: SourceType
+    path: str = Field(min_length=1, max_length=4096, description="Path to beads data.")
+
+
+class BeadFilters(ApiModel):
+    status: list[str] = Field(default_factory=list, description="Only these statuses.")
+    labels: list[str] = Field(default_factory=list, description="Only with these labels.")
+
+
+class BeadStoreSpec(ApiModel):
+    rig_ref: DnsName = Field(description="Associated rig.")
+    sync_interval: Duration = Field("5m", description="How often to sync.")
+    source: BeadSource
+    filters: BeadFilters | None = None
+
+
+class SyncError(ApiModel):
+    message: str
+    timestamp: Timestamp
+
+
+class BeadStoreStatus(ApiModel):
+    phase: BeadStorePhase = "Syncing"
+    last_sync: Timestamp | None = None
+    issue_count: int = 0
+    errors: list[SyncError] = Field(default_factory=list)
+
+
+class BeadStore(Resource):
+    INFO = KindInfo(
+        kind="BeadStore",
+        plural="beadstores",
+        short_names=["bs"],
+        namespaced=True,
+        printer_columns=[
+            ("Rig", ".spec.rigRef", "string", 0),
+            ("Type", ".spec.source.type", "string", 0),
+            ("Phase", ".status.phase", "string", 0),
+            ("Issues", ".status.issueCount", "integer", 0),
+            ("Path", ".spec.source.path", "string", 1),
+        ],
+    )
+
+    kind: Literal["BeadStore"] = "BeadStore"
+    spec: BeadStoreSpec
+    status: BeadStoreStatus | None = None

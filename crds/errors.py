@@ -1,0 +1,47 @@
+"""Validation errors as a user reads them: one line per problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from crds.common import FieldError
+
+
+class InvalidResource(ValueError):
+    """A manifest broke one or more rules; `problems` holds one line each."""
+
+    def __init__(self, ref: str, problems: list[str]) -> None:
+        self.ref = ref
+        self.problems = problems
+        super().__init__("\n".join(f"{ref}: {problem}" for problem in problems))
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """Each pydantic error as `path: rule (got value)`, in the spec's names."""
+    lines = []
+    for item in error.errors():
+        path = [str(part) for part in item["loc"]]
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldError):
+            path.append(cause.path)
+            rule = cause.rule
+        else:
+            rule = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            rule = "unknown field"
+        elif item["type"] == "missing":
+            rule = "required"
+        elif item["type"] == "literal_error":
+            # pydantic reports a wrong literal as "Input should be ..." already.
+            pass
+        where = ".".join(path).replace(".[", "[") or "(root)"
+        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(cause, FieldError) else f" (got {_show(item.get('input'))})"
+        lines.append(f"{where}: {rule}{shown}")
+    return lines

@@ -1,0 +1,197 @@
+"""Polecat: one autonomous coding agent working one bead or task."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from crds.common import (
+    ApiModel,
+    BranchName,
+    Condition,
+    DnsName,
+    FieldError,
+    KindInfo,
+    LimitedText,
+    Resource,
+    Timestamp,
+)
+
+DesiredState = Literal["Idle", "Working", "Terminated"]
+PolecatPhase = Literal["Pending", "Idle", "Working", "Succeeded", "Failed", "Terminated"]
+ExecutionMode = Literal["local", "kubernetes"]
+AgentName = Literal["claude-code", "opencode", "aider", "custom"]
+Provider = Literal["anthropic", "litellm", "openai", "ollama"]
+
+# The spec's diagram, plus Pending (before the first reconcile) and two edges
+# the diagram leaves out but a user needs: terminating a Working or Succeeded
+# polecat (its line to Terminated runs through Failed's column in the drawing;
+# we do not pretend the agent failed). Documented in README "Polecat phases".
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "Pending": frozenset({"Idle", "Working", "Failed", "Terminated"}),
+    "Idle": frozenset({"Working", "Terminated"}),
+    "Working": frozenset({"Succeeded", "Failed", "Terminated"}),
+    "Succeeded": frozenset({"Failed", "Terminated"}),
+    "Failed": frozenset({"Terminated"}),
+    "Terminated": frozenset(),
+}
+
+
+class AgentConfig(ApiModel):
+    provider: Provider | None = Field(None, description="Model provider.")
+    model: str | None = Field(None, max_length=256, description="Full model id.")
+    max_tokens: int | None = Field(None, gt=0, description="Max output tokens.")
+    temperature: float | None = Field(None, ge=0.0, le=1.0, description="0.0-1.0.")
+    command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Extension: the argv of a `custom` agent, run without a shell in the "
+            "polecat's worktree."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _command_is_argv(self) -> AgentConfig:
+        if self.command is not None:
+            if not self.command[0]:
+                raise FieldError("command[0]", "must name a program")
+            if "=" in self.command[0]:
+                raise FieldError("command[0]", "must name a program, not an assignment")
+        return self
+
+
+class SecretRef(ApiModel):
+    name: DnsName
+
+
+class SecretKeyRef(ApiModel):
+    name: DnsName
+    key: str = Field("api-key", min_length=1, description="Key within the secret.")
+
+
+class ResourceList(ApiModel):
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class ResourceRequirements(ApiModel):
+    requests: ResourceList | None = None
+    limits: ResourceList | None = None
+
+
+class KubernetesSpec(ApiModel):
+    git_repository: str | None = Field(None, description="SSH URL of the repository.")
+    git_branch: BranchName = Field("main", description="Base branch.")
+    work_branch: BranchName | None = Field(
+        None, description="Branch for changes (default polecat/<name>)."
+    )
+    git_secret_ref: SecretRef | None = None
+    claude_creds_secret_ref: SecretRef | None = None
+    api_key_secret_ref: SecretKeyRef | None = None
+    active_deadline_seconds: int | None = Field(
+        None, gt=0, description="Timeout; required in kubernetes mode."
+    )
+    resources: ResourceRequirements | None = None
+
+
+class PolecatSpec(ApiModel):
+    rig: DnsName = Field(description="Parent rig name (must exist).")
+    desired_state: DesiredState = Field(description="Idle | Working | Terminated.")
+    bead_id: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Bead issue to work on (e.g. at-1234).",
+    )
+    task_description: LimitedText | None = Field(
+        None, description="Natural language instructions (if no beadID)."
+    )
+    execution_mode: ExecutionMode = "local"
+    agent: AgentName = "claude-code"
+    agent_config: AgentConfig | None = None
+    kubernetes: KubernetesSpec | None = None
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> PolecatSpec:
+        if self.desired_state == "Working" and not (self.bead_id or self.task_description):
+            raise FieldError("beadID", "beadID or taskDescription is required when desiredState is Working")
+        if self.agent == "custom" and not (self.agent_config and self.agent_config.command):
+            raise FieldError("agentConfig.command", "required when agent is custom")
+        if self.execution_mode == "kubernetes":
+            if self.kubernetes is None:
+                raise FieldError("kubernetes", "required when executionMode is kubernetes")
+            if self.kubernetes.active_deadline_seconds is None:
+                raise FieldError(
+                    "kubernetes.activeDeadlineSeconds",
+                    "required when executionMode is kubernetes",
+                )
+            if not self.kubernetes.git_repository:
+                raise FieldError(
+                    "kubernetes.gitRepository", "required when executionMode is kubernetes"
+                )
+        return self
+
+
+class PolecatStatus(ApiModel):
+    phase: PolecatPhase = "Pending"
+    current_state: DesiredState | None = None
+    bead_id: str | None = None
+    message: str = ""
+    pod_name: str | None = None
+    tmux_session: str | None = None
+    start_time: Timestamp | None = None
+    completion_time: Timestamp | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    # Extensions: what the polecat produced, for the refinery and for people.
+    branch: str | None = Field(None, description="Extension: the polecat's work branch.")
+    commit: str | None = Field(None, description="Extension: head commit of the branch.")
+    exit_code: int | None = Field(None, description="Extension: the agent's exit status.")
+    log_file: str | None = Field(None, description="Extension: the agent's output (local mode).")
+
+
+class Polecat(Resource):
+    INFO = KindInfo(
+        kind="Polecat",
+        plural="polecats",
+        short_names=["pc"],
+        namespaced=True,
+        printer_columns=[
+            ("Rig", ".spec.rig", "string", 0),
+            ("Desired", ".spec.desiredState", "string", 0),
+            ("Phase", ".status.phase", "string", 0),
+            ("Bead", ".spec.beadID", "string", 0),
+            ("Agent", ".spec.agent", "string", 0),
+            ("Mode", ".spec.executionMode", "string", 0),
+            ("Session", ".status.tmuxSession", "string", 1),
+            ("Pod", ".status.podName", "string", 1),
+            ("Message", ".status.message", "string", 1),
+        ],
+    )
+
+    kind: Literal["Polecat"] = "Polecat"
+    spec: PolecatSpec
+    status: PolecatStatus | None = None
+
+    @property
+    def work_branch(self) -> str:
+        """The branch this polecat commits to (spec default `polecat/<name>`)."""
+        if self.spec.kubernetes and self.spec.kubernetes.work_branch:
+            return self.spec.kubernetes.work_branch
+        return f"polecat/{self.name}"
+
+
+def change_problems(current: Polecat, new: Polecat) -> list[str]:
+    """Why `new` may not replace `current` (empty if it may).
+
+    Checked by the CLI before it applies anything and by the workflow's update
+    validator, so a refused change is refused the same way everywhere.
+    """
+    problems = []
+    if new.spec.rig != current.spec.rig:
+        problems.append(f"spec.rig: immutable (is {current.spec.rig!r})")
+    phase = current.status.phase if current.status else "Pending"
+    if phase == "Terminated" and new.spec.desired_state != "Terminated":
+        problems.append("spec.desiredState: the polecat is Terminated; delete it to start again")
+    return problems

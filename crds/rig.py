@@ -1,0 +1,52 @@
+"""Rig: a project workspace, a git repository plus a beads prefix (cluster-scoped)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from crds.common import ApiModel, BranchName, Condition, KindInfo, Resource, Timestamp
+
+RigPhase = Literal["Ready", "NotReady"]
+
+
+class RigSpec(ApiModel):
+    git_url: str | None = Field(None, max_length=2048, description="Repository URL.")
+    beads_prefix: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9]*$", max_length=16, description="Prefix of bead ids."
+    )
+    local_path: str | None = Field(
+        None, max_length=4096, description="Path of the checkout for local execution."
+    )
+    default_branch: BranchName = Field("main", description="Default branch.")
+    name_pools: list[str] = Field(default_factory=list, description="Names for polecats.")
+
+
+class RigStatus(ApiModel):
+    phase: RigPhase = "NotReady"
+    polecat_count: int = 0
+    last_sync: Timestamp | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    message: str = Field("", description="Extension: why the rig is (not) ready.")
+
+
+class Rig(Resource):
+    INFO = KindInfo(
+        kind="Rig",
+        plural="rigs",
+        short_names=["rg"],
+        namespaced=False,
+        printer_columns=[
+            ("Phase", ".status.phase", "string", 0),
+            ("Prefix", ".spec.beadsPrefix", "string", 0),
+            ("Branch", ".spec.defaultBranch", "string", 0),
+            ("Polecats", ".status.polecatCount", "integer", 0),
+            ("Path", ".spec.localPath", "string", 1),
+            ("URL", ".spec.gitURL", "string", 1),
+        ],
+    )
+
+    kind: Literal["Rig"] = "Rig"
+    spec: RigSpec
+    status: RigStatus | None = None

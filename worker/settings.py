@@ -1,0 +1,34 @@
+"""Worker and CLI settings, from the environment (or a `.env`-free default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where Temporal is and where local work lives. Every field has an env var."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    temporal_address: str = Field("127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    task_queue: str = Field("gastown", validation_alias="GASTOWN_TASK_QUEUE")
+    home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
+    tmux_socket: str = Field("gastown", validation_alias="GASTOWN_TMUX_SOCKET")
+    ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
+    # Threads for the short sync activities (git); tmux watchers are async.
+    activity_threads: int = Field(32, validation_alias="GASTOWN_ACTIVITY_THREADS")
+
+    @property
+    def ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.ui_port}"
+
+    def workflow_url(self, workflow_id: str) -> str:
+        """The Temporal UI page of one workflow."""
+        from urllib.parse import quote
+
+        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"

@@ -1,0 +1,274 @@
+"""The Polecat workflow: one agent's durable life, from Pending to a final phase.
+
+Policy only. The spec's desired state arrives by the `apply` update (from
+`gastown apply` or the Kubernetes bridge) or the `terminate` signal (from
+`gastown terminate` or the Temporal UI); the loop in `run` moves the actual
+state towards it through activities. Every phase change goes through
+`_set_phase`, which keeps status, conditions, the search attribute and the
+memo in step.
+
+History stays bounded: the agent is watched by one long heartbeating
+activity (heartbeats are not history events), and the loop continues as new
+when the server suggests it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.git import BranchRequest, BranchResult, GitActivities, Worktree, WorktreeRequest
+    from activities.tmux import AgentExit, AgentLaunch, AgentSession, TmuxActivities
+    from crds.common import set_condition
+    from crds.polecat import (
+        TRANSITIONS,
+        DesiredState,
+        Polecat,
+        PolecatPhase,
+        PolecatStatus,
+        change_problems,
+    )
+    from crds.rig import Rig
+    from workflows import attributes
+
+SHORT = timedelta(minutes=2)
+WATCH_HEARTBEAT = timedelta(seconds=10)
+# An agent may run for days; the watcher's real liveness bound is its heartbeat.
+WATCH_LIMIT = timedelta(days=30)
+RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["RigNotReady", "WorktreeConflict"])
+FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
+
+
+class PolecatInput(BaseModel):
+    """What starts (or continues) a polecat: the resource and its rig as applied."""
+
+    polecat: Polecat
+    rig: Rig
+    state: PolecatState | None = None
+
+
+class PolecatState(BaseModel):
+    """All that continue-as-new carries: the actual state of the polecat."""
+
+    status: PolecatStatus
+    desired: DesiredState
+    deleted: bool = False
+    worktree: str | None = None
+    session: AgentSession | None = None
+
+
+PolecatInput.model_rebuild()
+
+
+def _error_text(error: BaseException) -> tuple[str, str]:
+    """(reason, message) of an activity failure, as a condition wants them."""
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if isinstance(cause, ApplicationError):
+        return (cause.type or "ActivityFailed", cause.message)
+    return ("ActivityFailed", str(cause or error))
+
+
+@workflow.defn(name="Polecat")
+class PolecatWorkflow:
+    @workflow.init
+    def __init__(self, input: PolecatInput) -> None:
+        self.polecat = input.polecat
+        self.rig = input.rig
+        self.state = input.state or PolecatState(
+            status=PolecatStatus(bead_id=input.polecat.spec.bead_id),
+            desired=input.polecat.spec.desired_state,
+        )
+        self.fresh = input.state is None
+
+    # --- what people and the bridge send ------------------------------------
+
+    @workflow.update
+    def apply(self, polecat: Polecat) -> str:
+        """Take a new spec; returns created, configured or unchanged."""
+        polecat.metadata.uid = self.polecat.metadata.uid
+        outcome = "created" if self.fresh else "configured"
+        if not self.fresh and polecat.spec == self.polecat.spec:
+            outcome = "unchanged"
+        self.fresh = False
+        self.polecat = polecat
+        if self.state.status.phase != "Terminated":
+            self.state.desired = polecat.spec.desired_state
+        workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
+        return outcome
+
+    @apply.validator
+    def _validate_apply(self, polecat: Polecat) -> None:
+        current = self.polecat.model_copy(update={"status": self.state.status})
+        problems = change_problems(current, polecat)
+        if problems:
+            raise ApplicationError("; ".join(problems), type="InvalidChange", non_retryable=True)
+
+    @workflow.signal
+    def terminate(self) -> None:
+        """Stop the agent for good (the Temporal UI can send this with no input)."""
+        self.state.desired = "Terminated"
+
+    @workflow.signal
+    def delete(self) -> None:
+        """The resource is gone: stop the agent and end the workflow."""
+        self.state.deleted = True
+
+    @workflow.query
+    def status(self) -> PolecatStatus:
+        return self.state.status
+
+    # --- the reconcile loop --------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: PolecatInput) -> PolecatStatus:
+        if input.state is None:
+            self._publish()
+        while True:
+            await workflow.wait_condition(self._has_work)
+            if self.state.deleted:
+                await self._stop_agent()
+                return self.state.status
+            phase, desired = self.state.status.phase, self.state.desired
+            if desired == "Terminated":
+                await self._stop_agent()
+                self._set_phase("Terminated", "Terminated", "terminated on request")
+            elif desired == "Working":
+                await self._work()
+            else:
+                self._set_phase("Idle", "Idle", "waiting for work")
+            if workflow.info().is_continue_as_new_suggested() and phase == self.state.status.phase:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(PolecatInput(polecat=self.polecat, rig=self.rig, state=self.state))
+
+    def _has_work(self) -> bool:
+        phase, desired = self.state.status.phase, self.state.desired
+        return (
+            self.state.deleted
+            or (desired == "Terminated" and phase != "Terminated")
+            or (desired == "Working" and phase in ("Pending", "Idle"))
+            or (desired == "Idle" and phase == "Pending")
+        )
+
+    def _stopping(self) -> bool:
+        return self.state.deleted or self.state.desired == "Terminated"
+
+    async def _work(self) -> None:
+        try:
+            worktree = await workflow.execute_activity_method(
+                GitActivities.prepare_worktree,
+                WorktreeRequest(
+                    rig_name=self.rig.name,
+                    rig=self.rig.spec,
+                    namespace=self.polecat.namespace,
+                    polecat=self.polecat.name,
+                    branch=self.polecat.work_branch,
+                ),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+            session = await workflow.execute_activity_method(
+                TmuxActivities.start_agent,
+                AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            reason, message = _error_text(error)
+            self._set_phase("Failed", reason, message)
+            return
+        self.state.session = session
+        self.state.worktree = worktree.path
+        status = self.state.status
+        status.tmux_session = session.session
+        status.branch = worktree.branch
+        status.log_file = session.log_file
+        status.start_time = workflow.now()
+        message = f"agent {self.polecat.spec.agent} running in tmux session {session.session}"
+        self._set_phase("Working", "AgentRunning", "; ".join([message, *session.warnings]))
+        await self._watch(session)
+
+    async def _watch(self, session: AgentSession) -> None:
+        watcher = workflow.start_activity_method(
+            TmuxActivities.watch_agent,
+            session,
+            start_to_close_timeout=WATCH_LIMIT,
+            heartbeat_timeout=WATCH_HEARTBEAT,
+            retry_policy=RetryPolicy(non_retryable_error_types=["SessionLost"]),
+            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+        )
+        await workflow.wait_condition(lambda: watcher.done() or self._stopping())
+        if not watcher.done():
+            watcher.cancel()
+            return  # the loop stops the agent and records Terminated
+        try:
+            result = watcher.result()
+        except ActivityError as error:
+            reason, message = _error_text(error)
+            self._set_phase("Failed", reason, message)
+            return
+        await self._stop_agent()  # the pane is dead; this removes the session
+        if result.exit_code != 0:
+            self.state.status.exit_code = result.exit_code
+            self._set_phase(
+                "Failed",
+                "AgentFailed",
+                f"agent exited with code {result.exit_code}; last output:\n{result.tail}",
+            )
+            return
+        try:
+            branch = await workflow.execute_activity_method(
+                GitActivities.publish_branch,
+                BranchRequest(worktree=self.state.worktree or "", branch=self.polecat.work_branch),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            reason, message = _error_text(error)
+            self._set_phase("Failed", reason, message)
+            return
+        self.state.status.exit_code = 0
+        self.state.status.commit = branch.commit
+        where = " (pushed to origin)" if branch.pushed else ""
+        self._set_phase("Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}")
+
+    async def _stop_agent(self) -> None:
+        if self.state.session is None:
+            return
+        await workflow.execute_activity_method(
+            TmuxActivities.stop_agent,
+            self.state.session,
+            start_to_close_timeout=SHORT,
+            retry_policy=RetryPolicy(maximum_attempts=10),
+        )
+
+    # --- the one place a phase changes --------------------------------------
+
+    def _set_phase(self, phase: PolecatPhase, reason: str, message: str) -> None:
+        status = self.state.status
+        if phase != status.phase and phase not in TRANSITIONS[status.phase]:
+            raise ApplicationError(f"illegal transition {status.phase} -> {phase}", type="BugIllegalTransition")
+        now = workflow.now()
+        status.phase = phase
+        status.message = message
+        status.current_state = {"Working": "Working", "Terminated": "Terminated"}.get(phase, "Idle")
+        if phase in FINAL_PHASES and status.completion_time is None:
+            status.completion_time = now
+        conditions = status.conditions
+        ready = phase in ("Idle", "Working", "Succeeded")
+        conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason, message, now)
+        working = phase == "Working"
+        conditions = set_condition(conditions, "Working", "True" if working else "False", reason, message, now)
+        failed = phase == "Failed"
+        conditions = set_condition(conditions, "Failed", "True" if failed else "False", reason, message if failed else "", now)
+        status.conditions = conditions
+        self._publish()
+
+    def _publish(self) -> None:
+        workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
+        workflow.upsert_memo({attributes.MEMO_STATUS: self.state.status.to_wire()})
