@@ -1,11 +1,14 @@
 """Git side effects: a polecat's worktree and branch, the rig's checkout.
 
-Sync functions (GitPython is sync); the worker runs them in a thread pool.
-Each is idempotent: an existing worktree on the right branch is adopted.
+GitPython is synchronous, so each activity runs its work in a thread
+(`asyncio.to_thread`) and the worker's event loop stays free for the
+watchers. Each is idempotent: an existing worktree on the right branch is
+adopted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -84,8 +87,11 @@ class GitActivities:
         self.home = home
 
     @activity.defn(name="git.prepare_worktree")
-    def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
+    async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         """A worktree of the rig's checkout on the polecat's branch, from defaultBranch."""
+        return await asyncio.to_thread(self._prepare_worktree, request)
+
+    def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         repo = open_checkout(request.rig)
         path = self.home / "worktrees" / request.rig_name / request.namespace / request.polecat
         with _repo_locks[str(repo.git_dir)]:
@@ -118,31 +124,39 @@ class GitActivities:
         return Worktree(path=str(path), branch=request.branch, base=base)
 
     @activity.defn(name="git.publish_branch")
-    def publish_branch(self, request: BranchRequest) -> BranchResult:
+    async def publish_branch(self, request: BranchRequest) -> BranchResult:
         """The branch's head commit, pushed to origin when the rig has one."""
-        repo = Repo(request.worktree)
-        commit = repo.head.commit.hexsha
-        pushed = False
-        if _has_origin(repo):
-            try:
-                repo.git.push("origin", f"{request.branch}:refs/heads/{request.branch}")
-            except GitCommandError as error:
-                raise ApplicationError(
-                    f"push of {request.branch} to origin failed: {error.stderr.strip()[-500:]}",
-                    type="PushFailed",
-                ) from None
-            pushed = True
-        return BranchResult(branch=request.branch, commit=commit, pushed=pushed)
+        return await asyncio.to_thread(_publish_branch, request)
 
     @activity.defn(name="git.check_rig")
-    def check_rig(self, rig: RigSpec) -> str:
+    async def check_rig(self, rig: RigSpec) -> str:
         """Empty if the rig's checkout is usable; otherwise why it is not."""
+        return await asyncio.to_thread(_check_rig, rig)
+
+
+def _publish_branch(request: BranchRequest) -> BranchResult:
+    repo = Repo(request.worktree)
+    commit = repo.head.commit.hexsha
+    pushed = False
+    if _has_origin(repo):
         try:
-            repo = open_checkout(rig)
-        except ApplicationError as error:
-            return str(error.message)
-        if not _branch_exists(repo, f"refs/heads/{rig.default_branch}") and not (
-            _has_origin(repo) and _branch_exists(repo, f"refs/remotes/origin/{rig.default_branch}")
-        ):
-            return f"defaultBranch {rig.default_branch} does not exist in {rig.local_path}"
-        return ""
+            repo.git.push("origin", f"{request.branch}:refs/heads/{request.branch}")
+        except GitCommandError as error:
+            raise ApplicationError(
+                f"push of {request.branch} to origin failed: {error.stderr.strip()[-500:]}",
+                type="PushFailed",
+            ) from None
+        pushed = True
+    return BranchResult(branch=request.branch, commit=commit, pushed=pushed)
+
+
+def _check_rig(rig: RigSpec) -> str:
+    try:
+        repo = open_checkout(rig)
+    except ApplicationError as error:
+        return str(error.message)
+    if not _branch_exists(repo, f"refs/heads/{rig.default_branch}") and not (
+        _has_origin(repo) and _branch_exists(repo, f"refs/remotes/origin/{rig.default_branch}")
+    ):
+        return f"defaultBranch {rig.default_branch} does not exist in {rig.local_path}"
+    return ""

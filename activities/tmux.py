@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -50,6 +51,18 @@ class AgentSession(BaseModel):
 class AgentExit(BaseModel):
     exit_code: int
     tail: str
+
+
+@dataclass(frozen=True)
+class Pane:
+    """What tmux says of a pane. `dead` comes from the pty closing and
+    `exit_code` from reaping the process: tmux can know the first before
+    the second, or (with a lost SIGCHLD) never know the second."""
+
+    dead: bool
+    exit_code: int | None
+    pid: int
+    server_pid: int
 
 
 def session_name(polecat: Polecat) -> str:
@@ -96,25 +109,26 @@ class TmuxActivities:
             raise RuntimeError(f"tmux {args[0]} failed: {err.decode().strip()}")
         return out.decode()
 
-    async def _pane(self, session: str) -> tuple[bool, int | None, int] | None:
-        """(dead, exit status, pane pid) of the session's pane; None if no session."""
+    async def _pane(self, session: str) -> Pane | None:
+        """The state of the session's pane; None if there is no such session."""
         out = await self._tmux(
             "list-panes",
             "-t",
             f"={session}:",
             "-F",
-            "#{pane_dead} #{pane_dead_status} #{pane_pid}",
+            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{pane_pid}|#{pid}",
             check=False,
         )
-        fields = out.split()
-        if len(fields) < 2:
+        fields = out.strip().split("|")
+        if len(fields) != 5:
             return None
-        dead = fields[0] == "1"
-        status = int(fields[1]) if dead and len(fields) == 3 else None
-        if dead and status is None:
-            # pane_dead can be set a moment before pane_dead_status: not yet.
-            return (False, None, int(fields[-1]))
-        return (dead, status, int(fields[-1]))
+        dead, status, signal_number, pane_pid, server_pid = fields
+        exit_code = None
+        if status:
+            exit_code = int(status)
+        elif signal_number:
+            exit_code = 128 + int(signal_number)  # as a shell reports a killed process
+        return Pane(dead == "1", exit_code, int(pane_pid), int(server_pid))
 
     def _paths(self, polecat: Polecat) -> tuple[Path, Path]:
         base = self.home / "polecats" / polecat.namespace
@@ -130,9 +144,7 @@ class TmuxActivities:
         log_file, prompt_file = self._paths(polecat)
         prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec)
         command = agent_command(polecat.spec, prompt)
-        started = await self._tmux(
-            "show-options", "-v", "-t", f"={session}:", _STARTED, check=False
-        )
+        started = await self._tmux("show-options", "-v", "-t", f"={session}:", _STARTED, check=False)
         if started.strip() == "1":
             activity.logger.info("adopting running agent session %s", session)
             return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
@@ -182,9 +194,13 @@ class TmuxActivities:
                     type="SessionLost",
                     non_retryable=True,
                 )
-            dead, status, _ = pane
-            if dead and status is not None:
-                return AgentExit(exit_code=status, tail=tail_of(Path(session.log_file)))
+            if pane.dead and pane.exit_code is not None:
+                return AgentExit(exit_code=pane.exit_code, tail=tail_of(Path(session.log_file)))
+            if pane.dead:
+                # The pty closed but tmux has not reaped the agent. Debian's tmux
+                # (built with libutempter) can miss a SIGCHLD; the remedy its
+                # maintainer gives is to send it one (tmux issues 311, 2679).
+                _nudge(pane.server_pid)
             activity.heartbeat()
             waiter = await asyncio.create_subprocess_exec(
                 "tmux", "-L", self.socket, "wait-for", session.session,
@@ -207,10 +223,17 @@ class TmuxActivities:
         pane = await self._pane(session.session)
         if pane is None:
             return
-        dead, _, pid = pane
-        if not dead:
-            await asyncio.to_thread(_terminate_tree, pid)
+        if not pane.dead:
+            await asyncio.to_thread(_terminate_tree, pane.pid)
         await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
+
+
+def _nudge(server_pid: int) -> None:
+    """Make a tmux server reap its exited children."""
+    try:
+        os.kill(server_pid, signal.SIGCHLD)
+    except ProcessLookupError:
+        pass
 
 
 def _terminate_tree(pid: int) -> None:

@@ -134,7 +134,9 @@ def worker() -> None:
 
 
 @cli.command()
-@click.option("-f", "--filename", "sources", multiple=True, required=True, help="File, directory or - for stdin.")
+@click.option(
+    "-f", "--filename", "sources", multiple=True, required=True, help="File, directory or - for stdin."
+)
 @namespace_option
 @_run
 async def apply(sources: tuple[str, ...], namespace: str) -> None:
@@ -172,7 +174,9 @@ async def get(kind: str, name: str | None, namespace: str, all_namespaces: bool,
         data: Any = wires[0] if name else {"apiVersion": "v1", "kind": "List", "items": wires}
         click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False))
     elif not resources:
-        click.echo(f"No {model.INFO.plural} found in {'any' if all_namespaces else namespace} namespace.", err=True)
+        click.echo(
+            f"No {model.INFO.plural} found in {'any' if all_namespaces else namespace} namespace.", err=True
+        )
     else:
         click.echo(render.table(model, resources, wide=output == "wide", all_namespaces=all_namespaces))
 
@@ -254,7 +258,9 @@ async def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
         assert isinstance(polecat, Polecat) and polecat.status is not None
         log_file = polecat.status.log_file
     if not log_file:
-        raise Refused(f"polecat {name} has no output yet (phase {polecat.status.phase if polecat.status else 'Pending'})")
+        raise Refused(
+            f"polecat {name} has no output yet (phase {polecat.status.phase if polecat.status else 'Pending'})"
+        )
     await _print_log(Path(log_file), reconciler, polecat if follow else None)
 
 

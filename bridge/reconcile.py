@@ -44,6 +44,10 @@ class NotFound(LookupError):
     """No such resource."""
 
 
+class NoWorker(TimeoutError):
+    """No worker took a change in time: the runtime is not (fully) running."""
+
+
 @dataclass(frozen=True)
 class Controller:
     """How one kind lives on Temporal."""
@@ -85,9 +89,10 @@ def id_of(resource: Resource) -> str:
 
 
 class Reconciler:
-    def __init__(self, client: Client, task_queue: str) -> None:
+    def __init__(self, client: Client, task_queue: str, update_timeout: float = 30.0) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.update_timeout = update_timeout
 
     # --- checks before anything is applied -----------------------------------
 
@@ -102,7 +107,9 @@ class Reconciler:
         for resource in batch:
             kind = resource.INFO.kind
             if kind not in CONTROLLERS:
-                lines.append(f"{resource.ref}: kind: {kind} is not served by this version of the operator yet")
+                lines.append(
+                    f"{resource.ref}: kind: {kind} is not served by this version of the operator yet"
+                )
                 continue
             if isinstance(resource, Polecat):
                 rig = resource.spec.rig
@@ -141,18 +148,28 @@ class Reconciler:
             },
         )
         try:
-            outcome: str = await self.client.execute_update_with_start_workflow(
-                controller.workflow.apply,  # type: ignore[attr-defined]
-                resource,
-                start_workflow_operation=start,
+            outcome: str = await asyncio.wait_for(
+                self.client.execute_update_with_start_workflow(
+                    controller.workflow.apply,  # type: ignore[attr-defined]
+                    resource,
+                    start_workflow_operation=start,
+                ),
+                self.update_timeout,
             )
+        except TimeoutError:
+            raise NoWorker(
+                f"{resource.ref}: no worker took the change within {self.update_timeout:.0f}s "
+                f"(task queue {self.task_queue}); is a worker running? `gastown up` starts one"
+            ) from None
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
             raise InvalidResource(resource.ref, [rule]) from None
         return outcome
 
-    async def delete(self, model: type[Resource], namespace: str | None, name: str, timeout: float = 60.0) -> None:
+    async def delete(
+        self, model: type[Resource], namespace: str | None, name: str, timeout: float = 60.0
+    ) -> None:
         """Stop the resource's work and end its workflow; NotFound if there is none."""
         handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
         if not await self._running(handle):
@@ -229,4 +246,3 @@ async def _resource_from(model: type[Resource], execution: Any) -> Resource:
     if attributes.MEMO_STATUS in memo:
         wire["status"] = memo[attributes.MEMO_STATUS]
     return model.model_validate(wire)
-

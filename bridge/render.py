@@ -38,8 +38,12 @@ def _cell(value: Any) -> str:
 
 def table(model: type[Resource], resources: list[Resource], wide: bool, all_namespaces: bool) -> str:
     """The resources as `kubectl get` prints them."""
-    columns = [(name, path) for name, path, _, priority in model.INFO.printer_columns if wide or priority == 0]
-    header = (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [name.upper() for name, _ in columns] + ["AGE"]
+    columns = [
+        (name, path) for name, path, _, priority in model.INFO.printer_columns if wide or priority == 0
+    ]
+    header = (
+        (["NAMESPACE"] if all_namespaces else []) + ["NAME"] + [name.upper() for name, _ in columns] + ["AGE"]
+    )
     rows = [header]
     for resource in resources:
         wire = resource.to_wire()
@@ -48,7 +52,9 @@ def table(model: type[Resource], resources: list[Resource], wide: bool, all_name
         row.append(age(_path(wire, ".metadata.creationTimestamp")))
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+    )
 
 
 def describe(resource: Resource, ui_link: str) -> str:
@@ -79,7 +85,13 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines.append("Conditions:")
         rows = [["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
         rows += [
-            [c["type"], c["status"], c.get("reason", ""), c.get("lastTransitionTime", ""), _cell(c.get("message"))]
+            [
+                c["type"],
+                c["status"],
+                c.get("reason", ""),
+                c.get("lastTransitionTime", ""),
+                _cell(c.get("message")),
+            ]
             for c in conditions
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]

@@ -103,13 +103,8 @@ _UNIT_SECONDS = {
 def parse_duration(value: str) -> timedelta:
     """A Go duration (`30s`, `10m`, `1h30m`, `250ms`) as a timedelta."""
     if not _DURATION.match(value):
-        raise ValueError(
-            "must be a Go duration such as 30s, 10m or 1h30m"
-        )
-    seconds = sum(
-        float(number) * _UNIT_SECONDS[unit]
-        for number, unit in _DURATION_PART.findall(value)
-    )
+        raise ValueError("must be a Go duration such as 30s, 10m or 1h30m")
+    seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
     return timedelta(seconds=seconds)
 
 
@@ -138,8 +133,6 @@ def check_branch_name(value: str) -> str:
         problem = "must not be empty"
     elif value.startswith("-"):
         problem = "must not start with '-'"
-    elif value == "@":
-        problem = "must not be '@'"
     elif _BAD_REF_CHARS.search(value):
         problem = "must not contain spaces, control characters or any of ~ ^ : ? * [ \\"
     elif ".." in value or "@{" in value or "//" in value:

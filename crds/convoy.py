@@ -13,12 +13,8 @@ ConvoyPhase = Literal["Pending", "Active", "Completed", "Failed"]
 
 class ConvoySpec(ApiModel):
     description: str | None = Field(None, max_length=1024, description="Human-readable name.")
-    tracked_beads: list[str] = Field(
-        default_factory=list, max_length=2000, description="Bead ids to track."
-    )
-    parallelism: int | None = Field(
-        None, gt=0, description="Max concurrent polecats (default unlimited)."
-    )
+    tracked_beads: list[str] = Field(default_factory=list, max_length=2000, description="Bead ids to track.")
+    parallelism: int | None = Field(None, gt=0, description="Max concurrent polecats (default unlimited).")
     rig_ref: DnsName | None = Field(None, description="Target rig for spawned polecats.")
     auto_spawn: bool = Field(False, description="Create polecats for beads.")
 

@@ -42,6 +42,10 @@ def describe_errors(error: ValidationError) -> list[str]:
             # pydantic reports a wrong literal as "Input should be ..." already.
             pass
         where = ".".join(path).replace(".[", "[") or "(root)"
-        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(cause, FieldError) else f" (got {_show(item.get('input'))})"
+        shown = (
+            ""
+            if item["type"] in ("missing", "extra_forbidden") or isinstance(cause, FieldError)
+            else f" (got {_show(item.get('input'))})"
+        )
         lines.append(f"{where}: {rule}{shown}")
     return lines

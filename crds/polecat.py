@@ -47,8 +47,7 @@ class AgentConfig(ApiModel):
         None,
         min_length=1,
         description=(
-            "Extension: the argv of a `custom` agent, run without a shell in the "
-            "polecat's worktree."
+            "Extension: the argv of a `custom` agent, run without a shell in the polecat's worktree."
         ),
     )
 
@@ -84,9 +83,7 @@ class ResourceRequirements(ApiModel):
 class KubernetesSpec(ApiModel):
     git_repository: str | None = Field(None, description="SSH URL of the repository.")
     git_branch: BranchName = Field("main", description="Base branch.")
-    work_branch: BranchName | None = Field(
-        None, description="Branch for changes (default polecat/<name>)."
-    )
+    work_branch: BranchName | None = Field(None, description="Branch for changes (default polecat/<name>).")
     git_secret_ref: SecretRef | None = None
     claude_creds_secret_ref: SecretRef | None = None
     api_key_secret_ref: SecretKeyRef | None = None
@@ -128,9 +125,7 @@ class PolecatSpec(ApiModel):
                     "required when executionMode is kubernetes",
                 )
             if not self.kubernetes.git_repository:
-                raise FieldError(
-                    "kubernetes.gitRepository", "required when executionMode is kubernetes"
-                )
+                raise FieldError("kubernetes.gitRepository", "required when executionMode is kubernetes")
         return self
 
 

@@ -46,7 +46,9 @@ def parse_resource(manifest: Any, default_namespace: str = "default") -> Resourc
         raise InvalidResource("(document)", ["must be a mapping with apiVersion, kind, metadata, spec"])
     ref = _ref_of(manifest)
     if manifest.get("apiVersion") != API_VERSION:
-        raise InvalidResource(ref, [f"apiVersion: must be {API_VERSION} (got {manifest.get('apiVersion')!r})"])
+        raise InvalidResource(
+            ref, [f"apiVersion: must be {API_VERSION} (got {manifest.get('apiVersion')!r})"]
+        )
     model = KINDS.get(manifest.get("kind", ""))
     if model is None:
         raise InvalidResource(ref, [f"kind: must be one of {', '.join(KINDS)}"])

@@ -130,7 +130,9 @@ async def wait_for_server(settings: Settings, timeout: float = 30.0) -> Client:
             return client
         except Exception as error:  # noqa: BLE001 - any failure means "not yet"
             if time.monotonic() > deadline:
-                raise RuntimeUnavailable(f"Temporal at {settings.temporal_address} did not answer: {error}") from None
+                raise RuntimeUnavailable(
+                    f"Temporal at {settings.temporal_address} did not answer: {error}"
+                ) from None
             await asyncio.sleep(0.1)
 
 
@@ -164,10 +166,15 @@ class EmbeddedRuntime:
         said = []
         if self.server.pid() is None:
             argv = dev_server_args(
-                self.port, self.settings.ui_port, self.settings.home / "temporal.db", self.settings.temporal_namespace
+                self.port,
+                self.settings.ui_port,
+                self.settings.home / "temporal.db",
+                self.settings.temporal_namespace,
             )
             pid = self.server.start(argv)
-            said.append(f"started Temporal dev server (pid {pid}), state in {self.settings.home / 'temporal.db'}")
+            said.append(
+                f"started Temporal dev server (pid {pid}), state in {self.settings.home / 'temporal.db'}"
+            )
         else:
             said.append(f"Temporal dev server already running (pid {self.server.pid()})")
         client = await wait_for_server(self.settings, timeout)

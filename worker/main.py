@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -20,7 +19,7 @@ from workflows.rig import RigWorkflow
 WORKFLOWS = [PolecatWorkflow, RigWorkflow]
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(client: Client, settings: Settings) -> Worker:
     """A worker with every workflow and activity, configured by `settings`."""
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
@@ -37,8 +36,9 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
             tmux.watch_agent,
             tmux.stop_agent,
         ],
-        activity_executor=executor,
-        max_concurrent_activities=10_000,  # watchers are async and cheap
+        # Every activity is async (git work runs in threads of its own), and a
+        # watcher per working polecat is cheap: allow many at once.
+        max_concurrent_activities=10_000,
     )
 
 
@@ -49,13 +49,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
-        worker = build_worker(client, settings, executor)
-        async with worker:
-            logging.getLogger(__name__).info(
-                "worker polling %s on %s (%s)",
-                settings.task_queue,
-                settings.temporal_address,
-                settings.temporal_namespace,
-            )
-            await stop.wait()
+    async with build_worker(client, settings):
+        logging.getLogger(__name__).info(
+            "worker polling %s on %s (%s)",
+            settings.task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+        )
+        await stop.wait()

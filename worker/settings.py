@@ -19,8 +19,6 @@ class Settings(BaseSettings):
     home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
     tmux_socket: str = Field("gastown", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
-    # Threads for the short sync activities (git); tmux watchers are async.
-    activity_threads: int = Field(32, validation_alias="GASTOWN_ACTIVITY_THREADS")
 
     @property
     def ui_url(self) -> str:

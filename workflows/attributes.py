@@ -22,7 +22,9 @@ MEMO_SPEC = "spec"
 MEMO_STATUS = "status"
 
 
-def initial(kind: str, namespace: str, rig: str | None, bead: str | None, phase: str) -> TypedSearchAttributes:
+def initial(
+    kind: str, namespace: str, rig: str | None, bead: str | None, phase: str
+) -> TypedSearchAttributes:
     pairs = [
         SearchAttributePair(KIND, kind),
         SearchAttributePair(NAMESPACE, namespace),

@@ -204,8 +204,12 @@ class PolecatWorkflow:
         )
         await workflow.wait_condition(lambda: watcher.done() or self._stopping())
         if not watcher.done():
-            watcher.cancel()
-            return  # the loop stops the agent and records Terminated
+            watcher.cancel()  # TRY_CANCEL: resolves at once, the loop stops the agent
+            try:
+                await watcher
+            except ActivityError:
+                pass
+            return
         try:
             result = watcher.result()
         except ActivityError as error:
@@ -235,7 +239,9 @@ class PolecatWorkflow:
         self.state.status.exit_code = 0
         self.state.status.commit = branch.commit
         where = " (pushed to origin)" if branch.pushed else ""
-        self._set_phase("Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}")
+        self._set_phase(
+            "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
+        )
 
     async def _stop_agent(self) -> None:
         if self.state.session is None:
@@ -252,7 +258,9 @@ class PolecatWorkflow:
     def _set_phase(self, phase: PolecatPhase, reason: str, message: str) -> None:
         status = self.state.status
         if phase != status.phase and phase not in TRANSITIONS[status.phase]:
-            raise ApplicationError(f"illegal transition {status.phase} -> {phase}", type="BugIllegalTransition")
+            raise ApplicationError(
+                f"illegal transition {status.phase} -> {phase}", type="BugIllegalTransition"
+            )
         now = workflow.now()
         status.phase = phase
         status.message = message
@@ -263,9 +271,13 @@ class PolecatWorkflow:
         ready = phase in ("Idle", "Working", "Succeeded")
         conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason, message, now)
         working = phase == "Working"
-        conditions = set_condition(conditions, "Working", "True" if working else "False", reason, message, now)
+        conditions = set_condition(
+            conditions, "Working", "True" if working else "False", reason, message, now
+        )
         failed = phase == "Failed"
-        conditions = set_condition(conditions, "Failed", "True" if failed else "False", reason, message if failed else "", now)
+        conditions = set_condition(
+            conditions, "Failed", "True" if failed else "False", reason, message if failed else "", now
+        )
         status.conditions = conditions
         self._publish()
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""A scripted `custom` agent: does what its flags say, like a tiny polecat.
+
+Use it as `agentConfig.command: [python3, examples/agents/scripted_agent.py, ...]`.
+It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
+
+  --commit FILE=TEXT   write FILE in the worktree and commit it (repeatable)
+  --say TEXT           print a line of progress (repeatable, in order)
+  --pause SECONDS      pause between steps, so progress can be watched
+  --wait-for PATH      block until PATH exists (lets a test decide when it ends)
+  --child-pid PATH     start a child process and write its pid to PATH
+  --runs PATH          append one line per start to PATH (counts restarts)
+  --exit CODE          exit with CODE at the end (default 0)
+
+No shell is used anywhere: git is called with an argv list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commit", action="append", default=[])
+    parser.add_argument("--say", action="append", default=[])
+    parser.add_argument("--pause", type=float, default=0.0)
+    parser.add_argument("--wait-for")
+    parser.add_argument("--child-pid")
+    parser.add_argument("--runs")
+    parser.add_argument("--exit", type=int, default=0)
+    args = parser.parse_args()
+
+    if args.runs:
+        with open(args.runs, "a") as runs:
+            runs.write(f"{os.getpid()}\n")
+    print(f"polecat {os.environ.get('GT_POLECAT')} on {os.environ.get('GT_BRANCH')}", flush=True)
+    prompt_file = os.environ.get("GT_PROMPT_FILE")
+    if prompt_file:
+        print("task:", Path(prompt_file).read_text(), flush=True)
+    if args.child_pid:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        Path(args.child_pid).write_text(str(child.pid))
+    for line in args.say:
+        print(line, flush=True)
+        time.sleep(args.pause)
+    for item in args.commit:
+        name, _, text = item.partition("=")
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text(text + "\n")
+        subprocess.run(["git", "add", "--", name], check=True)
+        subprocess.run(
+            ["git", "commit", "--quiet", "-m", f"{os.environ.get('GT_ISSUE') or 'task'}: {name}"], check=True
+        )
+        print(f"committed {name}", flush=True)
+        time.sleep(args.pause)
+    if args.wait_for:
+        while not Path(args.wait_for).exists():
+            time.sleep(0.05)
+    print(f"exiting with {args.exit}", flush=True)
+    return args.exit
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Helpers shared by the tests: waiting with a deadline, manifests, git rigs."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from git import Actor, Repo
+
+from crds import Polecat, Rig, parse_resource
+
+T = TypeVar("T")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPTED_AGENT = REPO_ROOT / "examples" / "agents" / "scripted_agent.py"
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
+    what: str,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+) -> T:
+    """The first truthy value of `probe`, or fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last  # type: ignore[no-any-return]
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class GitRig:
+    """A rig's checkout with a bare remote, as a user's project would be."""
+
+    checkout: Path
+    remote: Path
+
+    def remote_branches(self) -> dict[str, str]:
+        """branch -> sha on the remote."""
+        repo = Repo(self.remote)
+        return {head.name: head.commit.hexsha for head in repo.heads}
+
+    def files_on(self, branch: str) -> dict[str, str]:
+        repo = Repo(self.remote)
+        tree = repo.commit(branch).tree
+        return {
+            blob.path: blob.data_stream.read().decode() for blob in tree.traverse() if blob.type == "blob"
+        }
+
+
+def make_git_rig(root: Path, with_remote: bool = True) -> GitRig:
+    """A bare remote and a clone of it with one commit on main."""
+    remote = root / "remote.git"
+    checkout = root / "checkout"
+    author = Actor("Test", "test@example.com")
+    if with_remote:
+        Repo.init(remote, bare=True, initial_branch="main")
+        repo = Repo.clone_from(remote, checkout)
+    else:
+        repo = Repo.init(checkout, initial_branch="main")
+    (checkout / "README.md").write_text("# sample rig\n")
+    repo.index.add(["README.md"])
+    repo.index.commit("initial commit", author=author, committer=author)
+    if repo.active_branch.name != "main":
+        repo.git.branch("-M", "main")
+    if with_remote:
+        repo.git.push("origin", "main")
+    return GitRig(checkout=checkout, remote=remote)
+
+
+def rig_manifest(name: str, rig: GitRig, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Rig",
+        "metadata": {"name": name},
+        "spec": {"localPath": str(rig.checkout), "gitURL": str(rig.remote), **spec},
+    }
+
+
+def polecat_manifest(name: str, rig: str, *agent_args: str, **spec: Any) -> dict[str, Any]:
+    """A Working polecat running the scripted agent with `agent_args`."""
+    body: dict[str, Any] = {
+        "rig": rig,
+        "desiredState": "Working",
+        "beadID": "gt-test1",
+        "agent": "custom",
+        "agentConfig": {"command": [sys.executable, str(SCRIPTED_AGENT), *agent_args]},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": body,
+    }
+
+
+def rig(manifest: dict[str, Any]) -> Rig:
+    resource = parse_resource(manifest)
+    assert isinstance(resource, Rig)
+    return resource
+
+
+def polecat(manifest: dict[str, Any]) -> Polecat:
+    resource = parse_resource(manifest)
+    assert isinstance(resource, Polecat)
+    return resource

@@ -1,0 +1,92 @@
+"""What each agent's command line is, and what each agentConfig field becomes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.agents import agent_command, prompt_for
+from crds.polecat import PolecatSpec
+
+PROMPT = 'fix it"; rm -rf / #'
+
+
+def spec(agent: str, **config: Any) -> PolecatSpec:
+    return PolecatSpec.model_validate(
+        {
+            "rig": "r",
+            "desiredState": "Working",
+            "beadID": "gt-1",
+            "agent": agent,
+            "agentConfig": config or None,
+        }
+    )
+
+
+def test_claude_code_one_shot() -> None:
+    """claude-code runs in --print mode with permissions skipped; model and maxTokens map; temperature cannot."""
+    command = agent_command(
+        spec("claude-code", model="claude-sonnet-4-20250514", maxTokens=4096, temperature=0.2), PROMPT
+    )
+    assert command.argv == [
+        "claude", "--print", "--dangerously-skip-permissions", "--model", "claude-sonnet-4-20250514", PROMPT,
+    ]  # fmt: skip
+    assert command.env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "4096"
+    assert command.env["IS_SANDBOX"] == "1"
+    assert command.warnings == ["agentConfig.temperature is not supported by claude-code and was not applied"]
+
+
+def test_claude_code_other_providers_are_reported() -> None:
+    """claude-code speaks only the Anthropic API: provider openai is reported, not silently dropped."""
+    command = agent_command(spec("claude-code", provider="openai"), PROMPT)
+    assert any("provider openai is not supported by claude-code" in warning for warning in command.warnings)
+
+
+def test_opencode_run() -> None:
+    """opencode uses `run` (a bare positional prompt exits at once) and provider/model naming."""
+    command = agent_command(
+        spec("opencode", provider="anthropic", model="claude-sonnet-4", maxTokens=10), PROMPT
+    )
+    assert command.argv == ["opencode", "run", "--model", "anthropic/claude-sonnet-4", PROMPT]
+    assert command.env == {"OPENCODE_PERMISSION": '{"*":"allow"}'}
+    assert command.warnings == ["agentConfig.maxTokens is not supported by opencode and was not applied"]
+
+
+def test_aider_message() -> None:
+    """aider runs non-interactively with --message and LiteLLM-style model names."""
+    command = agent_command(spec("aider", provider="ollama", model="llama3"), PROMPT)
+    assert command.argv == [
+        "aider", "--yes-always", "--no-check-update", "--no-analytics", "--model", "ollama/llama3", "--message", PROMPT,
+    ]  # fmt: skip
+    assert command.warnings == []
+
+
+def test_custom_gets_every_setting_in_its_environment() -> None:
+    """A custom agent runs its own argv and receives every agentConfig field as GT_* variables."""
+    command = agent_command(
+        spec(
+            "custom",
+            command=["./agent", "--fast"],
+            provider="openai",
+            model="m",
+            maxTokens=5,
+            temperature=0.5,
+        ),
+        PROMPT,
+    )
+    assert command.argv == ["./agent", "--fast"]
+    assert command.env == {
+        "GT_PROVIDER": "openai",
+        "GT_MODEL": "m",
+        "GT_MAX_TOKENS": "5",
+        "GT_TEMPERATURE": "0.5",
+    }
+    assert command.warnings == []
+
+
+def test_prompt_carries_bead_and_task_verbatim() -> None:
+    """The prompt names the bead and carries the task text exactly as written."""
+    polecat_spec = spec("claude-code").model_copy(update={"task_description": PROMPT})
+    prompt = prompt_for("nux", "athena", "polecat/nux", polecat_spec)
+    assert "Bead: gt-1" in prompt
+    assert PROMPT in prompt
+    assert "polecat/nux" in prompt

@@ -1,0 +1,32 @@
+"""Polecat phases move only along the spec's diagram (plus the documented extensions)."""
+
+from __future__ import annotations
+
+from crds.polecat import TRANSITIONS
+
+# The spec's diagram, edge by edge.
+DIAGRAM = {
+    ("Idle", "Working"),
+    ("Working", "Succeeded"),
+    ("Working", "Failed"),
+    ("Succeeded", "Failed"),
+    ("Idle", "Terminated"),
+    ("Failed", "Terminated"),
+}
+# Ours, documented in the README: Pending before the first reconcile, and
+# terminating a Working or Succeeded polecat directly.
+EXTENSIONS = {
+    ("Pending", "Idle"),
+    ("Pending", "Working"),
+    ("Pending", "Failed"),
+    ("Pending", "Terminated"),
+    ("Working", "Terminated"),
+    ("Succeeded", "Terminated"),
+}
+
+
+def test_transitions_are_the_diagram_plus_documented_edges() -> None:
+    """No edge exists beyond the diagram and the documented extensions; Terminated is final."""
+    edges = {(source, target) for source, targets in TRANSITIONS.items() for target in targets}
+    assert edges == DIAGRAM | EXTENSIONS
+    assert TRANSITIONS["Terminated"] == frozenset()

@@ -1,0 +1,288 @@
+"""The Polecat workflow's policy, on the time-skipping test server.
+
+Activities are replaced by fakes with the same names that record their calls
+and let each test decide how the agent ends; no tmux or git runs here (the
+integration tests do that for real).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from activities.git import BranchRequest, BranchResult, Worktree, WorktreeRequest
+from activities.tmux import AgentExit, AgentLaunch, AgentSession
+from crds.polecat import Polecat, PolecatStatus
+from crds.rig import RigSpec
+from tests.helpers import polecat, rig
+from workflows import attributes
+from workflows.polecat import PolecatInput, PolecatWorkflow
+
+
+@dataclass
+class FakeActivities:
+    """Stand-ins for the git and tmux activities; `calls` records what ran."""
+
+    exit_code: int | None = 0  # None: the agent runs until the test says otherwise
+    warnings: list[str] = field(default_factory=list)
+    fail_prepare: str | None = None
+    calls: list[str] = field(default_factory=list)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @activity.defn(name="git.prepare_worktree")
+    async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
+        self.calls.append("prepare_worktree")
+        if self.fail_prepare:
+            raise ApplicationError(self.fail_prepare, type="RigNotReady", non_retryable=True)
+        return Worktree(path=f"/work/{request.polecat}", branch=request.branch, base="origin/main")
+
+    @activity.defn(name="tmux.start_agent")
+    async def start_agent(self, launch: AgentLaunch) -> AgentSession:
+        self.calls.append("start_agent")
+        return AgentSession(
+            session=f"gt-{launch.polecat.name}", log_file="/logs/x.log", warnings=self.warnings
+        )
+
+    @activity.defn(name="tmux.watch_agent")
+    async def watch_agent(self, session: AgentSession) -> AgentExit:
+        self.calls.append("watch_agent")
+        try:
+            while self.exit_code is None:
+                activity.heartbeat()
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self.calls.append("watch_cancelled")
+            raise
+        return AgentExit(exit_code=self.exit_code, tail="line 1\nboom: it broke")
+
+    @activity.defn(name="tmux.stop_agent")
+    async def stop_agent(self, session: AgentSession) -> None:
+        self.calls.append("stop_agent")
+
+    @activity.defn(name="git.publish_branch")
+    async def publish_branch(self, request: BranchRequest) -> BranchResult:
+        self.calls.append("publish_branch")
+        return BranchResult(branch=request.branch, commit="c0ffee" * 6 + "abcd", pushed=True)
+
+    @activity.defn(name="git.check_rig")
+    async def check_rig(self, spec: RigSpec) -> str:
+        return ""
+
+    def all(self) -> list[Any]:
+        return [
+            self.prepare_worktree,
+            self.start_agent,
+            self.watch_agent,
+            self.stop_agent,
+            self.publish_branch,
+            self.check_rig,
+        ]
+
+
+RIG = rig(
+    {"apiVersion": "gastown.gastown.io/v1alpha1", "kind": "Rig", "metadata": {"name": "athena"}, "spec": {}}
+)
+
+
+def a_polecat(desired: str = "Working", **spec: Any) -> Polecat:
+    body = {"rig": "athena", "desiredState": desired, "beadID": "at-1", **spec}
+    manifest = {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": "nux", "namespace": "default", "uid": "1234abcd-0000"},
+        "spec": body,
+    }
+    return polecat(manifest)
+
+
+@pytest.fixture
+async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
+    """Start a polecat workflow on a worker with the given fakes; yields a starter."""
+    workers: list[Worker] = []
+
+    async def start(fakes: FakeActivities, resource: Polecat) -> WorkflowHandle[Any, Any]:
+        queue = f"wf-{uuid.uuid4().hex[:8]}"
+        worker = Worker(
+            time_skipping.client, task_queue=queue, workflows=[PolecatWorkflow], activities=fakes.all()
+        )
+        workers.append(worker)
+        asyncio.get_running_loop().create_task(worker.run())
+        return await time_skipping.client.start_workflow(
+            PolecatWorkflow.run,
+            PolecatInput(polecat=resource, rig=RIG),
+            id=f"polecat/default/{queue}",
+            task_queue=queue,
+            search_attributes=attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
+        )
+
+    yield start
+    for worker in workers:
+        await worker.shutdown()
+
+
+async def phase_of(handle: WorkflowHandle[Any, Any], phase: str, timeout: float = 20.0) -> PolecatStatus:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status: PolecatStatus = await handle.query(PolecatWorkflow.status)
+        if status.phase == phase:
+            return status
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"phase stayed {status.phase} ({status.message}), wanted {phase}")
+        await asyncio.sleep(0.05)
+
+
+def condition(status: PolecatStatus, type_: str) -> tuple[str, str]:
+    found = next(c for c in status.conditions if c.type == type_)
+    return found.status, found.reason
+
+
+async def test_agent_exit_zero_succeeds_with_branch_and_commit(run: Any) -> None:
+    """An agent that exits 0 ends Succeeded; the status names the branch and its head commit."""
+    fakes = FakeActivities(exit_code=0)
+    handle = await run(fakes, a_polecat())
+    status = await phase_of(handle, "Succeeded")
+    assert status.branch == "polecat/nux"
+    assert status.commit and status.commit.startswith("c0ffee")
+    assert status.commit[:12] in status.message
+    assert status.exit_code == 0
+    assert status.tmux_session == "gt-nux"
+    assert status.start_time is not None and status.completion_time is not None
+    assert status.current_state == "Idle"
+    assert condition(status, "Ready") == ("True", "AgentSucceeded")
+    assert condition(status, "Working")[0] == "False"
+    assert condition(status, "Failed")[0] == "False"
+    assert fakes.calls == ["prepare_worktree", "start_agent", "watch_agent", "stop_agent", "publish_branch"]
+
+
+async def test_agent_exit_nonzero_fails_with_code_and_output(run: Any) -> None:
+    """A non-zero exit ends Failed, with the exit code and the last lines of output in the message."""
+    handle = await run(FakeActivities(exit_code=3), a_polecat())
+    status = await phase_of(handle, "Failed")
+    assert "exited with code 3" in status.message
+    assert "boom: it broke" in status.message
+    assert status.exit_code == 3
+    assert condition(status, "Failed") == ("True", "AgentFailed")
+    assert condition(status, "Ready")[0] == "False"
+
+
+async def test_unsupported_settings_are_reported_while_working(run: Any) -> None:
+    """A setting the agent cannot honour is named in the status message, not dropped silently."""
+    warning = "agentConfig.temperature is not supported by aider and was not applied"
+    handle = await run(FakeActivities(exit_code=None, warnings=[warning]), a_polecat())
+    status = await phase_of(handle, "Working")
+    assert warning in status.message
+    assert status.current_state == "Working"
+    assert condition(status, "Working") == ("True", "AgentRunning")
+    await handle.signal(PolecatWorkflow.terminate)
+    await phase_of(handle, "Terminated")
+
+
+async def test_terminate_while_working(run: Any) -> None:
+    """The terminate signal (as the Temporal UI sends it) stops the agent and ends Terminated."""
+    fakes = FakeActivities(exit_code=None)
+    handle = await run(fakes, a_polecat())
+    await phase_of(handle, "Working")
+    await handle.signal("terminate")
+    status = await phase_of(handle, "Terminated")
+    assert status.current_state == "Terminated"
+    assert "stop_agent" in fakes.calls
+    assert "publish_branch" not in fakes.calls
+
+
+async def test_broken_rig_fails_with_reason(run: Any) -> None:
+    """A worktree that cannot be made fails the polecat with the activity's reason and message."""
+    handle = await run(
+        FakeActivities(fail_prepare="spec.localPath /nope is not a git repository"), a_polecat()
+    )
+    status = await phase_of(handle, "Failed")
+    assert condition(status, "Failed") == ("True", "RigNotReady")
+    assert "/nope is not a git repository" in status.message
+
+
+async def test_idle_then_working(run: Any) -> None:
+    """An Idle polecat waits; applying desiredState Working starts its agent."""
+    fakes = FakeActivities(exit_code=0)
+    handle = await run(fakes, a_polecat("Idle"))
+    status = await phase_of(handle, "Idle")
+    assert fakes.calls == []
+    assert await handle.execute_update(PolecatWorkflow.apply, a_polecat("Idle")) == "created"
+    assert await handle.execute_update(PolecatWorkflow.apply, a_polecat("Idle")) == "unchanged"
+    assert await handle.execute_update(PolecatWorkflow.apply, a_polecat("Working")) == "configured"
+    status = await phase_of(handle, "Succeeded")
+    assert status.exit_code == 0
+
+
+async def test_condition_time_moves_only_with_status(run: Any, time_skipping: WorkflowEnvironment) -> None:
+    """Ready stays True from Working to Succeeded, so its lastTransitionTime does not move."""
+    fakes = FakeActivities(exit_code=None)
+    handle = await run(fakes, a_polecat())
+    working = await phase_of(handle, "Working")
+    ready_since = next(c for c in working.conditions if c.type == "Ready").last_transition_time
+    # Skip the server clock (less than the watcher's heartbeat timeout).
+    await time_skipping.sleep(timedelta(seconds=2))
+    fakes.exit_code = 0
+    done = await phase_of(handle, "Succeeded")
+    assert next(c for c in done.conditions if c.type == "Ready").last_transition_time == ready_since
+    working_since = next(c for c in working.conditions if c.type == "Working").last_transition_time
+    assert next(c for c in done.conditions if c.type == "Working").last_transition_time != working_since
+
+
+async def test_refused_changes(run: Any) -> None:
+    """Changing the rig, or reviving a Terminated polecat, is refused by the update with the rule."""
+    handle = await run(FakeActivities(exit_code=None), a_polecat("Idle"))
+    await phase_of(handle, "Idle")
+    moved = a_polecat("Idle")
+    moved.spec.rig = "daedalus"
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update(PolecatWorkflow.apply, moved)
+    assert "spec.rig: immutable" in str(caught.value.cause)
+    await handle.execute_update(PolecatWorkflow.apply, a_polecat("Terminated"))
+    await phase_of(handle, "Terminated")
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update(PolecatWorkflow.apply, a_polecat("Working"))
+    assert "delete it to start again" in str(caught.value.cause)
+
+
+async def test_delete_stops_agent_and_ends(run: Any) -> None:
+    """Deleting a working polecat stops its agent and completes the workflow."""
+    fakes = FakeActivities(exit_code=None)
+    handle = await run(fakes, a_polecat())
+    await phase_of(handle, "Working")
+    await handle.signal(PolecatWorkflow.delete)
+    result = await handle.result()
+    assert fakes.calls[-1] == "stop_agent"
+    assert result.phase == "Working"  # deleted, not a phase: the last phase it had
+
+
+async def test_phase_is_a_search_attribute_and_memo(run: Any, time_skipping: WorkflowEnvironment) -> None:
+    """The phase is visible to the Temporal UI as GastownPhase and in the memo `gastown get` reads."""
+    handle = await run(FakeActivities(exit_code=0), a_polecat())
+    await phase_of(handle, "Succeeded")
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(attributes.PHASE) == "Succeeded"
+    memo = await description.memo()
+    assert memo["status"]["phase"] == "Succeeded"
+
+
+async def test_history_replays_deterministically(run: Any, time_skipping: WorkflowEnvironment) -> None:
+    """A finished polecat's history replays on the current code without nondeterminism."""
+    handle = await run(FakeActivities(exit_code=3), a_polecat())
+    await phase_of(handle, "Failed")
+    await handle.signal("terminate")
+    await phase_of(handle, "Terminated")
+    await handle.signal("delete")
+    await handle.result()
+    client: Client = time_skipping.client
+    history = await client.get_workflow_handle(handle.id).fetch_history()
+    await Replayer(workflows=[PolecatWorkflow], data_converter=client.data_converter).replay_workflow(history)
