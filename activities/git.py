@@ -30,6 +30,7 @@ class WorktreeRequest(BaseModel):
     rig: RigSpec
     namespace: str
     polecat: str
+    uid: str
     branch: str
 
 
@@ -93,17 +94,13 @@ class GitActivities:
 
     def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         repo = open_checkout(request.rig)
-        path = self.home / "worktrees" / request.rig_name / request.namespace / request.polecat
-        with _repo_locks[str(repo.git_dir)]:
+        # One worktree per incarnation (uid): a re-created polecat of the same
+        # name never inherits a stale worktree, not even one of another repo.
+        stem = f"{request.polecat}-{request.uid.replace('-', '')[:8]}"
+        path = self.home / "worktrees" / request.rig_name / request.namespace / stem
+        with _repo_locks[str(repo.common_dir)]:
             if (path / ".git").exists():
-                current = Repo(path).active_branch.name
-                if current != request.branch:
-                    raise ApplicationError(
-                        f"worktree {path} is on branch {current}, not {request.branch}",
-                        type="WorktreeConflict",
-                        non_retryable=True,
-                    )
-                return Worktree(path=str(path), branch=request.branch, base="(adopted)")
+                return _adopt(repo, path, request.branch)
             base = request.rig.default_branch
             if _has_origin(repo):
                 repo.git.fetch("origin", base)
@@ -117,7 +114,8 @@ class GitActivities:
             path.parent.mkdir(parents=True, exist_ok=True)
             repo.git.worktree("prune")
             if _branch_exists(repo, f"refs/heads/{request.branch}"):
-                # The branch outlived an earlier worktree: keep its work.
+                # The branch outlived an earlier polecat: keep its commits.
+                _release_branch(repo, request.branch)
                 repo.git.worktree("add", str(path), request.branch)
             else:
                 repo.git.worktree("add", "--no-track", "-b", request.branch, str(path), base)
@@ -132,6 +130,45 @@ class GitActivities:
     async def check_rig(self, rig: RigSpec) -> str:
         """Empty if the rig's checkout is usable; otherwise why it is not."""
         return await asyncio.to_thread(_check_rig, rig)
+
+
+def _adopt(repo: Repo, path: Path, branch: str) -> Worktree:
+    """The existing worktree at `path`, if it is this repository's and on `branch`."""
+    existing = Repo(path)
+    same_repo = Path(existing.common_dir).resolve() == Path(repo.common_dir).resolve()
+    current = existing.head.ref.name if not existing.head.is_detached else "(detached)"
+    if not same_repo or current != branch:
+        raise ApplicationError(
+            f"{path} exists but is not a worktree of this rig on {branch} (it is on {current})",
+            type="WorktreeConflict",
+            non_retryable=True,
+        )
+    return Worktree(path=str(path), branch=branch, base="(adopted)")
+
+
+def _release_branch(repo: Repo, branch: str) -> None:
+    """Remove an earlier worktree that has `branch` checked out, if it holds nothing uncommitted."""
+    holder = None
+    for block in repo.git.worktree("list", "--porcelain").split("\n\n"):
+        fields = dict(line.split(" ", 1) for line in block.splitlines() if " " in line)
+        if fields.get("branch") == f"refs/heads/{branch}":
+            holder = fields["worktree"]
+    if holder is None or Path(holder).resolve() == Path(repo.working_tree_dir or "").resolve():
+        if holder is not None:
+            raise ApplicationError(
+                f"branch {branch} is checked out in the rig's own checkout {holder}",
+                type="WorktreeConflict",
+                non_retryable=True,
+            )
+        return
+    if Repo(holder).is_dirty(untracked_files=True):
+        raise ApplicationError(
+            f"branch {branch} is checked out with uncommitted work in {holder} (an earlier polecat); "
+            "commit or remove that work first",
+            type="WorktreeConflict",
+            non_retryable=True,
+        )
+    repo.git.worktree("remove", holder)
 
 
 def _publish_branch(request: BranchRequest) -> BranchResult:

@@ -115,6 +115,15 @@ async def up() -> None:
 
 
 @cli.command()
+@_run
+async def demo() -> None:
+    """Run one polecat on a sample rig on the embedded runtime, and narrate it."""
+    from bridge.demo import run_demo
+
+    await run_demo(_settings())
+
+
+@cli.command()
 def down() -> None:
     """Stop the embedded runtime. Agents keep running in tmux and are adopted on `up`."""
     for line in EmbeddedRuntime(_settings()).down():
@@ -145,7 +154,7 @@ async def apply(sources: tuple[str, ...], namespace: str) -> None:
     reconciler = await _reconciler(_settings())
     problems = await reconciler.problems(resources)
     if problems:
-        raise InvalidResource("input", problems)
+        raise InvalidResource("", problems)
     for resource in sorted(resources, key=lambda r: APPLY_ORDER.index(r.INFO.kind)):
         outcome = await reconciler.apply(resource)
         click.echo(f"{resource.INFO.singular}.gastown.gastown.io/{resource.name} {outcome}")

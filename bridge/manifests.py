@@ -49,5 +49,5 @@ def load(sources: list[str], namespace: str) -> list[Resource]:
             problems.append(f"{resource.ref}: appears twice in the input")
         seen.add(resource.ref)
     if problems:
-        raise InvalidResource("input", problems)
+        raise InvalidResource("", problems)
     return resources

@@ -10,12 +10,16 @@ from crds.common import FieldError
 
 
 class InvalidResource(ValueError):
-    """A manifest broke one or more rules; `problems` holds one line each."""
+    """A manifest broke one or more rules; `problems` holds one line each.
+
+    With a `ref` (`Polecat default/p1`) each line is prefixed by it; without
+    one (a whole batch), the problems are complete lines already.
+    """
 
     def __init__(self, ref: str, problems: list[str]) -> None:
         self.ref = ref
         self.problems = problems
-        super().__init__("\n".join(f"{ref}: {problem}" for problem in problems))
+        super().__init__("\n".join(f"{ref}: {problem}" if ref else problem for problem in problems))
 
 
 def _show(value: Any) -> str:

@@ -85,9 +85,16 @@ def tmux(settings: Settings) -> Iterator[libtmux.Server]:
 
 @pytest.fixture
 async def worker(client: Client, settings: Settings, tmux: libtmux.Server) -> AsyncIterator[None]:
-    """A real worker, in this process, on the test's task queue."""
+    """A real worker, in this process, on the test's task queue.
+
+    Afterwards the test's workflows are terminated: a resource left open with
+    no worker behind it would otherwise answer no later test.
+    """
     async with build_worker(client, settings):
         yield
+    query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query):
+        await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
 
 
 @pytest.fixture

@@ -167,6 +167,7 @@ class PolecatWorkflow:
                     rig=self.rig.spec,
                     namespace=self.polecat.namespace,
                     polecat=self.polecat.name,
+                    uid=self.polecat.metadata.uid or "",
                     branch=self.polecat.work_branch,
                 ),
                 start_to_close_timeout=SHORT,

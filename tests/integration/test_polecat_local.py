@@ -131,7 +131,8 @@ async def test_terminate_ends_the_whole_process_tree(
     assert done.status is not None and done.status.current_state == "Terminated"
     assert gone(agent) and gone(child)
     assert not tmux.has_session(session)
-    assert (settings.home / "worktrees" / rig_name / "default" / "toast" / "README.md").exists()
+    worktrees = list((settings.home / "worktrees" / rig_name / "default").glob("toast-*"))
+    assert len(worktrees) == 1 and (worktrees[0] / "README.md").exists()  # the worktree stays
 
 
 async def test_history_does_not_grow_while_the_agent_runs(
@@ -239,3 +240,33 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     assert working.status is not None and done.status.tmux_session == working.status.tmux_session
     assert len(runs.read_text().splitlines()) == 1  # never a second agent
     assert git_rig.files_on("polecat/capable")["a.txt"] == "a\n"
+
+
+async def test_recreated_polecat_continues_its_branch(reconciler: Reconciler, git_rig: GitRig, rig_name: str) -> None:
+    """Deleting a polecat and creating one of the same name: a fresh worktree, the branch's commits kept."""
+    await apply_rig(reconciler, git_rig, rig_name)
+    await reconciler.apply(polecat(polecat_manifest("angharad", rig_name, "--commit", "first.txt=1")))
+    await reach(reconciler, "angharad", "Succeeded")
+    await reconciler.delete(Polecat, "default", "angharad")
+    await reconciler.apply(polecat(polecat_manifest("angharad", rig_name, "--commit", "second.txt=2")))
+    done = await reach(reconciler, "angharad", "Succeeded", "Failed")
+    assert done.status is not None and done.status.phase == "Succeeded", done.status.message
+    files = git_rig.files_on("polecat/angharad")
+    assert (files["first.txt"], files["second.txt"]) == ("1\n", "2\n")
+
+
+async def test_uncommitted_work_of_an_earlier_polecat_is_never_discarded(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, settings: Settings
+) -> None:
+    """If an earlier polecat's worktree holds uncommitted work, its successor fails and says where it is."""
+    await apply_rig(reconciler, git_rig, rig_name)
+    await reconciler.apply(polecat(polecat_manifest("cheedo", rig_name)))
+    await reach(reconciler, "cheedo", "Succeeded")
+    await reconciler.delete(Polecat, "default", "cheedo")
+    (earlier,) = (settings.home / "worktrees" / rig_name / "default").glob("cheedo-*")
+    (earlier / "draft.txt").write_text("not committed yet")
+    await reconciler.apply(polecat(polecat_manifest("cheedo", rig_name)))
+    failed = await reach(reconciler, "cheedo", "Failed", "Succeeded")
+    assert failed.status is not None and failed.status.phase == "Failed"
+    assert f"uncommitted work in {earlier}" in failed.status.message
+    assert (earlier / "draft.txt").read_text() == "not committed yet"

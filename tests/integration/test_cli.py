@@ -1,0 +1,190 @@
+"""The `gastown` command as a user runs it, against the real dev server and a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bridge.reconcile import Reconciler
+from crds import Polecat, Rig
+from tests.conftest import free_port
+from tests.helpers import GitRig, polecat_manifest, rig_manifest, wait_until
+from worker.settings import Settings
+
+GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "GASTOWN_TASK_QUEUE": settings.task_queue,
+        "GASTOWN_HOME": str(settings.home),
+        "GASTOWN_TMUX_SOCKET": settings.tmux_socket,
+    }
+
+
+async def gastown(settings: Settings, *args: str, stdin: str | None = None) -> Result:
+    """Run the installed `gastown` binary (async, so the in-process worker keeps working)."""
+    process = await asyncio.create_subprocess_exec(
+        GASTOWN,
+        *args,
+        env=env_of(settings),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate(stdin.encode() if stdin else None)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+def write(path: Path, *documents: dict[str, Any]) -> str:
+    path.write_text(yaml.safe_dump_all(documents))
+    return str(path)
+
+
+async def phase(settings: Settings, name: str) -> str:
+    result = await gastown(settings, "get", "polecat", name, "-o", "json")
+    return str(json.loads(result.out).get("status", {}).get("phase")) if result.code == 0 else ""
+
+
+async def test_apply_get_describe_logs_delete(settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path) -> None:
+    """The everyday loop: apply, watch it in `get`, read `describe` and `logs`, then delete."""
+    manifest = write(
+        tmp_path / "town.yaml",
+        rig_manifest(rig_name, git_rig),
+        polecat_manifest("furiosa", rig_name, "--say", "hello from the agent", "--commit", "a.txt=1"),
+    )
+    applied = await gastown(settings, "apply", "-f", manifest)
+    assert applied.code == 0, applied.err
+    assert applied.out.splitlines() == [
+        f"rig.gastown.gastown.io/{rig_name} created",
+        "polecat.gastown.gastown.io/furiosa created",
+    ]
+    await wait_until(lambda: _is(phase(settings, "furiosa"), "Succeeded"), "furiosa to succeed")
+
+    again = await gastown(settings, "apply", "-f", manifest)
+    assert again.out.splitlines()[-1] == "polecat.gastown.gastown.io/furiosa unchanged"
+
+    table = await gastown(settings, "get", "polecats")
+    header, row = table.out.splitlines()
+    assert header.split() == ["NAME", "RIG", "DESIRED", "PHASE", "BEAD", "AGENT", "MODE", "AGE"]
+    assert row.split()[:7] == ["furiosa", rig_name, "Working", "Succeeded", "gt-test1", "custom", "local"]
+
+    wide = await gastown(settings, "get", "pc", "-o", "wide")
+    assert "MESSAGE" in wide.out.splitlines()[0] and "done: branch polecat/furiosa" in wide.out
+
+    listed = yaml.safe_load((await gastown(settings, "get", "polecats", "-o", "yaml")).out)
+    assert [item["metadata"]["name"] for item in listed["items"]] == ["furiosa"]
+
+    described = await gastown(settings, "describe", "polecat", "furiosa")
+    assert "Phase:        Succeeded" in described.out
+    assert "Conditions:" in described.out and "AgentSucceeded" in described.out
+    assert "Temporal UI:  http://127.0.0.1:8233/namespaces/default/workflows/polecat%2Fdefault%2Ffuriosa" in described.out
+
+    logs = await gastown(settings, "logs", "polecat", "furiosa")
+    assert "hello from the agent" in logs.out
+
+    deleted = await gastown(settings, "delete", "polecat", "furiosa")
+    assert deleted.out.strip() == 'polecat.gastown.gastown.io "furiosa" deleted'
+    missing = await gastown(settings, "get", "polecat", "furiosa")
+    assert (missing.code, missing.err.strip()) == (1, 'Error: polecats "furiosa" not found')
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return bool(await value == expected)
+
+
+async def test_invalid_batch_applies_nothing(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path, reconciler: Reconciler
+) -> None:
+    """One invalid document refuses the whole batch: exit 1, the field and rule named, nothing started."""
+    bad = polecat_manifest("immortan", rig_name, agentConfig={"temperature": 2})
+    bad["spec"]["desiredState"] = "Sprinting"
+    result = await gastown(settings, "apply", "-f", write(tmp_path / "bad.yaml", rig_manifest(rig_name, git_rig), bad))
+    assert result.code == 1
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert "Polecat default/immortan: spec.desiredState: Input should be 'Idle', 'Working' or 'Terminated' (got 'Sprinting')" in lines
+    assert "Polecat default/immortan: spec.agentConfig.temperature: Input should be less than or equal to 1 (got 2)" in lines
+    assert "Traceback" not in result.err
+    assert await reconciler.find(Rig, None, rig_name) is None  # the valid Rig was not applied either
+
+
+async def test_missing_rig_is_refused(settings: Settings, tmp_path: Path, reconciler: Reconciler) -> None:
+    """A Polecat whose rig does not exist is refused with exit 1 and starts nothing."""
+    result = await gastown(settings, "apply", "-f", write(tmp_path / "p.yaml", polecat_manifest("bullet", "atlantis")))
+    assert (result.code, result.err.strip()) == (1, "Polecat default/bullet: spec.rig: Rig 'atlantis' not found")
+    assert await reconciler.find(Polecat, "default", "bullet") is None
+
+
+async def test_apply_from_stdin_and_terminate(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """Manifests can come from stdin; `gastown terminate` ends a working polecat and waits for it."""
+    documents = yaml.safe_dump_all(
+        [rig_manifest(rig_name, git_rig), polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "never"))]
+    )
+    applied = await gastown(settings, "apply", "-f", "-", stdin=documents)
+    assert applied.code == 0, applied.err
+    await wait_until(lambda: _is(phase(settings, "warboy"), "Working"), "warboy to work")
+    terminated = await gastown(settings, "terminate", "polecat", "warboy")
+    assert (terminated.code, terminated.out.strip()) == (0, "polecat.gastown.gastown.io/warboy terminated")
+    assert await phase(settings, "warboy") == "Terminated"
+    refused = await gastown(settings, "apply", "-f", "-", stdin=documents)
+    assert refused.code == 1
+    assert "spec.desiredState: the polecat is Terminated; delete it to start again" in refused.err
+
+
+async def test_logs_follow_until_done(settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path) -> None:
+    """`logs -f` streams the agent's output and returns when the agent stops."""
+    gate = tmp_path / "gate"
+    manifest = polecat_manifest("immortan", rig_name, "--say", "first line", "--wait-for", str(gate))
+    await gastown(settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest))
+    await wait_until(lambda: _is(phase(settings, "immortan"), "Working"), "immortan to work")
+    follower = await asyncio.create_subprocess_exec(
+        GASTOWN, "logs", "polecat", "immortan", "-f", env=env_of(settings), stdout=asyncio.subprocess.PIPE
+    )
+    assert follower.stdout is not None
+    seen = b""
+    while b"first line" not in seen:  # streamed while the agent still runs
+        seen += await asyncio.wait_for(follower.stdout.readline(), 30)
+    assert not gate.exists()
+    gate.touch()
+    rest = await asyncio.wait_for(follower.stdout.read(), 30)
+    assert await follower.wait() == 0
+    assert b"exiting with 0" in rest
+
+
+async def test_unreachable_runtime_exits_2(settings: Settings) -> None:
+    """With no Temporal to talk to, commands exit 2 with one line that says what to do."""
+    away = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    result = await gastown(away, "get", "polecats")
+    assert result.code == 2
+    assert "cannot reach Temporal" in result.err and "gastown up" in result.err
+    assert "Traceback" not in result.err
+
+
+async def test_unknown_kind(settings: Settings) -> None:
+    """An unknown kind is refused with the list of kinds."""
+    result = await gastown(settings, "get", "mayors")
+    assert result.code == 1
+    assert "unknown kind 'mayors'; known kinds: beadstores, convoys, polecats, refineries, rigs, witnesses" in result.err
