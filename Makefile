@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## Speed figures: benchmarks/results/polecat.json
-	$(BIN)/python benchmarks/polecat.py
+	$(BIN)/python -m benchmarks.polecat
 
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate

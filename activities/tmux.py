@@ -11,6 +11,7 @@ polecat durable: a restarted worker adopts the session it finds by name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shlex
@@ -26,9 +27,11 @@ from temporalio.exceptions import ApplicationError
 from activities.agents import agent_command, prompt_for
 from crds.polecat import Polecat
 
-# How long one `tmux wait-for` blocks before the watcher heartbeats and looks
-# at the pane itself (the fallback that makes a lost wake-up harmless).
-WATCH_SLICE_SECONDS = 2.0
+# How long the watcher waits on the agent's pidfd between heartbeats.
+WATCH_SLICE_SECONDS = 3.0
+# How long an exited agent may take to be reaped by tmux before the watcher
+# looks again (a pane can outlive its process while children hold the pty).
+REAP_SECONDS = 5.0
 TAIL_LINES = 20
 TAIL_CHARS = 2000
 STOP_GRACE_SECONDS = 2.0
@@ -164,13 +167,12 @@ class TmuxActivities:
         env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
         exists = await self._pane(session) is not None
         # One tmux invocation: the session waits on a placeholder until
-        # remain-on-exit, the pane-died hook and the log pipe are in place,
-        # so not one byte of output or the exit status can be missed.
+        # remain-on-exit and the log pipe are in place, so not one byte of
+        # output and not the exit status can be missed.
         setup = [] if exists else ["new-session", "-d", "-s", session, "sleep", "2147483647", ";"]
         await self._tmux(
             *setup,
             "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
-            "set-hook", "-t", f"={session}:", "pane-died", f"wait-for -S {session}", ";",
             "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
             "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree, *env_flags,
             "env", "--", *command.argv, ";",
@@ -183,8 +185,8 @@ class TmuxActivities:
     async def watch_agent(self, session: AgentSession) -> AgentExit:
         """Wait, heartbeating, until the agent's process exits; its status and output tail.
 
-        Blocks on `tmux wait-for`, signalled by the session's pane-died hook,
-        so an exit is seen at once without a polling loop.
+        The agent's process is watched through a pidfd, which becomes readable
+        the instant it exits: no polling loop, no process spawned per check.
         """
         while True:
             pane = await self._pane(session.session)
@@ -194,28 +196,39 @@ class TmuxActivities:
                     type="SessionLost",
                     non_retryable=True,
                 )
-            if pane.dead and pane.exit_code is not None:
+            if pane.exit_code is not None:
                 return AgentExit(exit_code=pane.exit_code, tail=tail_of(Path(session.log_file)))
-            if pane.dead:
-                # The pty closed but tmux has not reaped the agent. Debian's tmux
-                # (built with libutempter) can miss a SIGCHLD; the remedy its
-                # maintainer gives is to send it one (tmux issues 311, 2679).
-                _nudge(pane.server_pid)
-            activity.heartbeat()
-            waiter = await asyncio.create_subprocess_exec(
-                "tmux", "-L", self.socket, "wait-for", session.session,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
             try:
-                await asyncio.wait_for(waiter.wait(), WATCH_SLICE_SECONDS)
-            except TimeoutError:
-                pass
+                pidfd = os.pidfd_open(pane.pid)
+            except ProcessLookupError:
+                pidfd = None  # already gone: fall through to reaping
+            try:
+                if pidfd is not None and not await _readable(pidfd, WATCH_SLICE_SECONDS):
+                    activity.heartbeat()
+                    continue
             finally:
-                if waiter.returncode is None:
-                    waiter.kill()
-                    await waiter.wait()
+                if pidfd is not None:
+                    os.close(pidfd)
+            exit_code = await self._reaped_status(session.session, pane.server_pid)
+            if exit_code is not None:
+                return AgentExit(exit_code=exit_code, tail=tail_of(Path(session.log_file)))
+            activity.heartbeat()
+
+    async def _reaped_status(self, session: str, server_pid: int) -> int | None:
+        """The exit status tmux records for an exited agent, once tmux has reaped it.
+
+        Debian's tmux (built with libutempter) can miss the SIGCHLD of a pane's
+        process and then never reap it; the remedy its maintainer gives is to
+        send it one (tmux issues 311, 2679), so we do, until it has.
+        """
+        deadline = asyncio.get_running_loop().time() + REAP_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            pane = await self._pane(session)
+            if pane is None or pane.exit_code is not None:
+                return None if pane is None else pane.exit_code
+            _nudge(server_pid)
+            await asyncio.sleep(0.01)
+        return None
 
     @activity.defn(name="tmux.stop_agent")
     async def stop_agent(self, session: AgentSession) -> None:
@@ -228,34 +241,43 @@ class TmuxActivities:
         await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
 
 
+async def _readable(fd: int, timeout: float) -> bool:
+    """True once `fd` is readable (a pidfd: its process exited), False after `timeout`."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[bool] = loop.create_future()
+
+    def on_readable() -> None:
+        if not ready.done():
+            ready.set_result(True)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        return await asyncio.wait_for(ready, timeout)
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
 def _nudge(server_pid: int) -> None:
     """Make a tmux server reap its exited children."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(server_pid, signal.SIGCHLD)
-    except ProcessLookupError:
-        pass
 
 
 def _terminate_tree(pid: int) -> None:
-    """SIGTERM the process, its descendants and its process group; SIGKILL the rest."""
-    try:
+    """SIGTERM the process, its descendants and its process group; SIGKILL what is left."""
+    processes: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)  # tmux makes the pane's process a group leader
-    except ProcessLookupError:
-        pass
     _, alive = psutil.wait_procs(processes, timeout=STOP_GRACE_SECONDS)
     for process in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=STOP_GRACE_SECONDS)

@@ -75,7 +75,7 @@ def _settings() -> Settings:
 async def _reconciler(settings: Settings) -> Reconciler:
     try:
         client = await connect(settings)
-    except Exception as error:  # noqa: BLE001 - any failure to connect is "unreachable"
+    except Exception as error:
         raise RuntimeUnavailable(
             f"cannot reach Temporal at {settings.temporal_address} ({error}); start it with `gastown up`"
         ) from None

@@ -9,6 +9,7 @@ happens until the polecat is Succeeded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -64,7 +65,12 @@ def manifests(checkout: Path, remote: Path) -> list[dict[str, Any]]:
             "apiVersion": "gastown.gastown.io/v1alpha1",
             "kind": "Rig",
             "metadata": {"name": RIG},
-            "spec": {"gitURL": str(remote), "localPath": str(checkout), "defaultBranch": "main", "beadsPrefix": "at"},
+            "spec": {
+                "gitURL": str(remote),
+                "localPath": str(checkout),
+                "defaultBranch": "main",
+                "beadsPrefix": "at",
+            },
         },
         {
             "apiVersion": "gastown.gastown.io/v1alpha1",
@@ -99,14 +105,14 @@ async def run_demo(settings: Settings) -> None:
     say(f"   manifests {manifest_file}")
 
     reconciler = Reconciler(await connect(settings), settings.task_queue)
-    try:  # the demo can run again: the previous demo polecat goes first
+    with contextlib.suppress(NotFound):  # the demo can run again: its previous polecat goes first
         await reconciler.delete(Polecat, NAMESPACE, POLECAT)
-    except NotFound:
-        pass
     say(click.style("3. Applying (the same path as `gastown apply -f`)", bold=True))
     for document in documents:
         resource = parse_resource(document)
-        say(f"   {resource.INFO.singular}.gastown.gastown.io/{resource.name} {await reconciler.apply(resource)}")
+        say(
+            f"   {resource.INFO.singular}.gastown.gastown.io/{resource.name} {await reconciler.apply(resource)}"
+        )
 
     say(click.style("4. The polecat at work", bold=True))
     polecat = await _follow(reconciler)
@@ -117,13 +123,17 @@ async def run_demo(settings: Settings) -> None:
     say(f"   phase    {click.style(status.phase, fg=colour, bold=True)}: {status.message.splitlines()[0]}")
     say(f"   branch   {status.branch} at {status.commit}")
     graph = subprocess.run(
-        ["git", "-C", str(remote), "log", "--oneline", "--graph", "--decorate", "--all"], capture_output=True, text=True
+        ["git", "-C", str(remote), "log", "--oneline", "--graph", "--decorate", "--all"],
+        capture_output=True,
+        text=True,
     )
     say("   remote   " + "\n            ".join(graph.stdout.splitlines()))
     say(f"   history  {settings.workflow_url(workflow_id_of(Polecat, NAMESPACE, POLECAT))}")
     say(f"   took     {time.monotonic() - started:.1f}s")
     say("")
-    say(f"Look around: gastown get polecats -n {NAMESPACE} -o wide; gastown describe polecat {POLECAT} -n {NAMESPACE}")
+    say(
+        f"Look around: gastown get polecats -n {NAMESPACE} -o wide; gastown describe polecat {POLECAT} -n {NAMESPACE}"
+    )
     say(f"The runtime keeps running (Temporal UI {settings.ui_url}); stop it with: gastown down")
     if status.phase != "Succeeded":
         raise click.ClickException("the demo polecat did not succeed")
@@ -139,7 +149,9 @@ async def _follow(reconciler: Reconciler, timeout: float = 120.0) -> Polecat:
         status = polecat.status
         if status and status.phase != phase:
             phase = status.phase
-            click.echo(f"   [{time.strftime('%H:%M:%S')}] phase {click.style(phase, bold=True)}  {status.message.splitlines()[0] if status.message else ''}")
+            click.echo(
+                f"   [{time.strftime('%H:%M:%S')}] phase {click.style(phase, bold=True)}  {status.message.splitlines()[0] if status.message else ''}"
+            )
         if status and status.log_file and Path(status.log_file).exists():
             lines = Path(status.log_file).read_text(errors="replace").splitlines()
             for line in lines[printed:]:

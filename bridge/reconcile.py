@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -40,6 +40,9 @@ from workflows.rig import RigInput, RigWorkflow
 APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
 
 
+R = TypeVar("R", bound=Resource)
+
+
 class NotFound(LookupError):
     """No such resource."""
 
@@ -61,7 +64,6 @@ class Controller:
 
 async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
     rig = await reconciler.get(Rig, None, polecat.spec.rig)
-    assert isinstance(rig, Rig)
     return PolecatInput(polecat=polecat, rig=rig)
 
 
@@ -185,7 +187,7 @@ class Reconciler:
 
     # --- reads ----------------------------------------------------------------
 
-    async def find(self, model: type[Resource], namespace: str | None, name: str) -> Resource | None:
+    async def find(self, model: type[R], namespace: str | None, name: str) -> R | None:
         handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
         try:
             description = await handle.describe()
@@ -197,13 +199,13 @@ class Reconciler:
             return None
         return await _resource_from(model, description)
 
-    async def get(self, model: type[Resource], namespace: str | None, name: str) -> Resource:
+    async def get(self, model: type[R], namespace: str | None, name: str) -> R:
         resource = await self.find(model, namespace, name)
         if resource is None:
             raise NotFound(name)
         return resource
 
-    async def list(self, model: type[Resource], namespace: str | None) -> list[Resource]:
+    async def list(self, model: type[R], namespace: str | None) -> list[R]:
         """Live resources of a kind, in one namespace or (None) all, by name."""
         query = f"{attributes.KIND.name} = '{model.INFO.kind}' AND ExecutionStatus = 'Running'"
         if namespace is not None and model.INFO.namespaced:
@@ -234,7 +236,7 @@ def _metadata_memo(resource: Resource) -> dict[str, Any]:
     return memo
 
 
-async def _resource_from(model: type[Resource], execution: Any) -> Resource:
+async def _resource_from(model: type[R], execution: Any) -> R:
     """The resource as its workflow last published it (memo), typed."""
     memo = await execution.memo()
     wire = {

@@ -53,7 +53,8 @@ def table(model: type[Resource], resources: list[Resource], wide: bool, all_name
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
-        "   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in rows
     )
 
 
@@ -95,6 +96,9 @@ def describe(resource: Resource, ui_link: str) -> str:
             for c in conditions
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines += [
+            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+            for row in rows
+        ]
     lines.append(f"Temporal UI:  {ui_link}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 GROUP = "gastown.gastown.io"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+API_VERSION: Literal["gastown.gastown.io/v1alpha1"] = "gastown.gastown.io/v1alpha1"
 
 # Bounds that keep one resource well inside Temporal's payload limits (2 MB
 # error, 256 KB warning): a manifest larger than this is refused at the door.

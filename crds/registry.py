@@ -32,7 +32,9 @@ def kind_for(word: str) -> type[Resource]:
 
 def _ref_of(manifest: dict[str, Any]) -> str:
     kind = manifest.get("kind") or "(no kind)"
-    metadata = manifest.get("metadata") if isinstance(manifest.get("metadata"), dict) else {}
+    metadata = manifest.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
     name = metadata.get("name") or "(no name)"
     model = KINDS.get(kind)
     if model is not None and not model.INFO.namespaced:

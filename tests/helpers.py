@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
-from git import Actor, Repo
+from git import Actor, Blob, Repo
 
 from crds import Polecat, Rig, parse_resource
 
@@ -19,22 +20,21 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTED_AGENT = REPO_ROOT / "examples" / "agents" / "scripted_agent.py"
 
 
-async def wait_until(
-    probe: Callable[[], Awaitable[T | None]] | Callable[[], T | None],
-    what: str,
-    timeout: float = 30.0,
-    interval: float = 0.05,
-) -> T:
-    """The first truthy value of `probe`, or fail naming `what` after `timeout` seconds."""
+@overload
+async def wait_until(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 30.0) -> T: ...
+@overload
+async def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T: ...
+async def wait_until(probe: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """The first truthy value of `probe` (sync or async), or fail naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         last = probe()
-        if asyncio.iscoroutine(last):
+        if inspect.isawaitable(last):
             last = await last
         if last:
-            return last  # type: ignore[no-any-return]
-        await asyncio.sleep(interval)
+            return last
+        await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
@@ -54,7 +54,9 @@ class GitRig:
         repo = Repo(self.remote)
         tree = repo.commit(branch).tree
         return {
-            blob.path: blob.data_stream.read().decode() for blob in tree.traverse() if blob.type == "blob"
+            str(item.path): item.data_stream.read().decode()
+            for item in tree.traverse()
+            if isinstance(item, Blob)
         }
 
 

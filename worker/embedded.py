@@ -128,7 +128,7 @@ async def wait_for_server(settings: Settings, timeout: float = 30.0) -> Client:
             client = await connect(settings)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return client
-        except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as error:
             if time.monotonic() > deadline:
                 raise RuntimeUnavailable(
                     f"Temporal at {settings.temporal_address} did not answer: {error}"
@@ -179,7 +179,7 @@ class EmbeddedRuntime:
             said.append(f"Temporal dev server already running (pid {self.server.pid()})")
         client = await wait_for_server(self.settings, timeout)
         if self.worker.pid() is None:
-            env = {**os.environ, **self._env()}
+            env = {**os.environ, **self.worker_env()}
             pid = self.worker.start([sys.executable, "-m", "bridge.cli", "worker"], env)
             said.append(f"started worker (pid {pid}), log in {self.worker.log_file}")
         else:
@@ -204,7 +204,8 @@ class EmbeddedRuntime:
                 said.append(f"{process.name} was not running")
         return said
 
-    def _env(self) -> dict[str, str]:
+    def worker_env(self) -> dict[str, str]:
+        """The environment a worker needs to join this runtime."""
         s = self.settings
         return {
             "TEMPORAL_ADDRESS": s.temporal_address,

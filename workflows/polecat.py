@@ -14,7 +14,7 @@ when the server suggests it.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -23,8 +23,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.git import BranchRequest, BranchResult, GitActivities, Worktree, WorktreeRequest
-    from activities.tmux import AgentExit, AgentLaunch, AgentSession, TmuxActivities
+    from activities.git import BranchRequest, GitActivities, WorktreeRequest
+    from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
     from crds.common import set_condition
     from crds.polecat import (
         TRANSITIONS,
@@ -206,10 +206,8 @@ class PolecatWorkflow:
         await workflow.wait_condition(lambda: watcher.done() or self._stopping())
         if not watcher.done():
             watcher.cancel()  # TRY_CANCEL: resolves at once, the loop stops the agent
-            try:
+            with contextlib.suppress(ActivityError):
                 await watcher
-            except ActivityError:
-                pass
             return
         try:
             result = watcher.result()
@@ -265,7 +263,9 @@ class PolecatWorkflow:
         now = workflow.now()
         status.phase = phase
         status.message = message
-        status.current_state = {"Working": "Working", "Terminated": "Terminated"}.get(phase, "Idle")
+        status.current_state = (
+            "Working" if phase == "Working" else "Terminated" if phase == "Terminated" else "Idle"
+        )
         if phase in FINAL_PHASES and status.completion_time is None:
             status.completion_time = now
         conditions = status.conditions

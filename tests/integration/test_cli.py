@@ -66,7 +66,13 @@ async def phase(settings: Settings, name: str) -> str:
     return str(json.loads(result.out).get("status", {}).get("phase")) if result.code == 0 else ""
 
 
-async def test_apply_get_describe_logs_delete(settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path) -> None:
+async def has_phase(settings: Settings, name: str, wanted: str) -> bool:
+    return await phase(settings, name) == wanted
+
+
+async def test_apply_get_describe_logs_delete(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
     """The everyday loop: apply, watch it in `get`, read `describe` and `logs`, then delete."""
     manifest = write(
         tmp_path / "town.yaml",
@@ -79,7 +85,7 @@ async def test_apply_get_describe_logs_delete(settings: Settings, git_rig: GitRi
         f"rig.gastown.gastown.io/{rig_name} created",
         "polecat.gastown.gastown.io/furiosa created",
     ]
-    await wait_until(lambda: _is(phase(settings, "furiosa"), "Succeeded"), "furiosa to succeed")
+    await wait_until(lambda: has_phase(settings, "furiosa", "Succeeded"), "furiosa to succeed")
 
     again = await gastown(settings, "apply", "-f", manifest)
     assert again.out.splitlines()[-1] == "polecat.gastown.gastown.io/furiosa unchanged"
@@ -98,7 +104,10 @@ async def test_apply_get_describe_logs_delete(settings: Settings, git_rig: GitRi
     described = await gastown(settings, "describe", "polecat", "furiosa")
     assert "Phase:        Succeeded" in described.out
     assert "Conditions:" in described.out and "AgentSucceeded" in described.out
-    assert "Temporal UI:  http://127.0.0.1:8233/namespaces/default/workflows/polecat%2Fdefault%2Ffuriosa" in described.out
+    assert (
+        "Temporal UI:  http://127.0.0.1:8233/namespaces/default/workflows/polecat%2Fdefault%2Ffuriosa"
+        in described.out
+    )
 
     logs = await gastown(settings, "logs", "polecat", "furiosa")
     assert "hello from the agent" in logs.out
@@ -109,30 +118,39 @@ async def test_apply_get_describe_logs_delete(settings: Settings, git_rig: GitRi
     assert (missing.code, missing.err.strip()) == (1, 'Error: polecats "furiosa" not found')
 
 
-async def _is(value: Any, expected: str) -> bool:
-    return bool(await value == expected)
-
-
 async def test_invalid_batch_applies_nothing(
     settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path, reconciler: Reconciler
 ) -> None:
     """One invalid document refuses the whole batch: exit 1, the field and rule named, nothing started."""
     bad = polecat_manifest("immortan", rig_name, agentConfig={"temperature": 2})
     bad["spec"]["desiredState"] = "Sprinting"
-    result = await gastown(settings, "apply", "-f", write(tmp_path / "bad.yaml", rig_manifest(rig_name, git_rig), bad))
+    result = await gastown(
+        settings, "apply", "-f", write(tmp_path / "bad.yaml", rig_manifest(rig_name, git_rig), bad)
+    )
     assert result.code == 1
     assert result.out == ""
     lines = result.err.splitlines()
-    assert "Polecat default/immortan: spec.desiredState: Input should be 'Idle', 'Working' or 'Terminated' (got 'Sprinting')" in lines
-    assert "Polecat default/immortan: spec.agentConfig.temperature: Input should be less than or equal to 1 (got 2)" in lines
+    assert (
+        "Polecat default/immortan: spec.desiredState: Input should be 'Idle', 'Working' or 'Terminated' (got 'Sprinting')"
+        in lines
+    )
+    assert (
+        "Polecat default/immortan: spec.agentConfig.temperature: Input should be less than or equal to 1 (got 2)"
+        in lines
+    )
     assert "Traceback" not in result.err
     assert await reconciler.find(Rig, None, rig_name) is None  # the valid Rig was not applied either
 
 
 async def test_missing_rig_is_refused(settings: Settings, tmp_path: Path, reconciler: Reconciler) -> None:
     """A Polecat whose rig does not exist is refused with exit 1 and starts nothing."""
-    result = await gastown(settings, "apply", "-f", write(tmp_path / "p.yaml", polecat_manifest("bullet", "atlantis")))
-    assert (result.code, result.err.strip()) == (1, "Polecat default/bullet: spec.rig: Rig 'atlantis' not found")
+    result = await gastown(
+        settings, "apply", "-f", write(tmp_path / "p.yaml", polecat_manifest("bullet", "atlantis"))
+    )
+    assert (result.code, result.err.strip()) == (
+        1,
+        "Polecat default/bullet: spec.rig: Rig 'atlantis' not found",
+    )
     assert await reconciler.find(Polecat, "default", "bullet") is None
 
 
@@ -141,11 +159,14 @@ async def test_apply_from_stdin_and_terminate(
 ) -> None:
     """Manifests can come from stdin; `gastown terminate` ends a working polecat and waits for it."""
     documents = yaml.safe_dump_all(
-        [rig_manifest(rig_name, git_rig), polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "never"))]
+        [
+            rig_manifest(rig_name, git_rig),
+            polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "never")),
+        ]
     )
     applied = await gastown(settings, "apply", "-f", "-", stdin=documents)
     assert applied.code == 0, applied.err
-    await wait_until(lambda: _is(phase(settings, "warboy"), "Working"), "warboy to work")
+    await wait_until(lambda: has_phase(settings, "warboy", "Working"), "warboy to work")
     terminated = await gastown(settings, "terminate", "polecat", "warboy")
     assert (terminated.code, terminated.out.strip()) == (0, "polecat.gastown.gastown.io/warboy terminated")
     assert await phase(settings, "warboy") == "Terminated"
@@ -154,12 +175,16 @@ async def test_apply_from_stdin_and_terminate(
     assert "spec.desiredState: the polecat is Terminated; delete it to start again" in refused.err
 
 
-async def test_logs_follow_until_done(settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path) -> None:
+async def test_logs_follow_until_done(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
     """`logs -f` streams the agent's output and returns when the agent stops."""
     gate = tmp_path / "gate"
     manifest = polecat_manifest("immortan", rig_name, "--say", "first line", "--wait-for", str(gate))
-    await gastown(settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest))
-    await wait_until(lambda: _is(phase(settings, "immortan"), "Working"), "immortan to work")
+    await gastown(
+        settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest)
+    )
+    await wait_until(lambda: has_phase(settings, "immortan", "Working"), "immortan to work")
     follower = await asyncio.create_subprocess_exec(
         GASTOWN, "logs", "polecat", "immortan", "-f", env=env_of(settings), stdout=asyncio.subprocess.PIPE
     )
@@ -187,4 +212,7 @@ async def test_unknown_kind(settings: Settings) -> None:
     """An unknown kind is refused with the list of kinds."""
     result = await gastown(settings, "get", "mayors")
     assert result.code == 1
-    assert "unknown kind 'mayors'; known kinds: beadstores, convoys, polecats, refineries, rigs, witnesses" in result.err
+    assert (
+        "unknown kind 'mayors'; known kinds: beadstores, convoys, polecats, refineries, rigs, witnesses"
+        in result.err
+    )

@@ -40,13 +40,19 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
     git_rig: GitRig = make_git_rig(tmp_path / "rig")
     manifest = tmp_path / "town.yaml"
     manifest.write_text(
-        yaml.safe_dump_all([rig_manifest("embedded", git_rig), polecat_manifest("max", "embedded", "--commit", "m.txt=m")])
+        yaml.safe_dump_all(
+            [rig_manifest("embedded", git_rig), polecat_manifest("max", "embedded", "--commit", "m.txt=m")]
+        )
     )
     try:
         up = await run(env, "up")
         assert up.code == 0, up.err
-        assert up.out.splitlines()[-1].startswith(f"ready: Temporal {env['TEMPORAL_ADDRESS']}, UI http://127.0.0.1:")
-        ui = await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{env['GASTOWN_UI_PORT']}/", timeout=10)
+        assert up.out.splitlines()[-1].startswith(
+            f"ready: Temporal {env['TEMPORAL_ADDRESS']}, UI http://127.0.0.1:"
+        )
+        ui = await asyncio.to_thread(
+            urllib.request.urlopen, f"http://127.0.0.1:{env['GASTOWN_UI_PORT']}/", timeout=10
+        )
         assert ui.status == 200
         assert (await run(env, "up")).out.splitlines()[0].startswith("Temporal dev server already running")
 
@@ -56,12 +62,18 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
             result = await run(env, "get", "polecat", "max", "-o", "json")
             return str(json.loads(result.out)["status"]["phase"]) if result.code == 0 else ""
 
-        assert await wait_until(lambda: _final(phase()), "max to finish", timeout=60) == "Succeeded"
+        async def finished() -> str | None:
+            current = await phase()
+            return current if current in ("Succeeded", "Failed") else None
+
+        assert await wait_until(finished, "max to finish", timeout=60) == "Succeeded"
         pids = [int((home / "run" / name).read_text()) for name in ("temporal.pid", "worker.pid")]
 
         down = await run(env, "down")
         assert down.out.splitlines() == ["stopped worker", "stopped temporal"]
-        assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+        assert not any(
+            psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
+        )
         assert (await run(env, "get", "polecats")).code == 2
 
         assert (await run(env, "up")).code == 0
@@ -71,8 +83,3 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
         server = libtmux.Server(socket_name=socket)
         if server.is_alive():
             server.kill()
-
-
-async def _final(phase: object) -> str | None:
-    value = await phase  # type: ignore[misc]
-    return value if value in ("Succeeded", "Failed") else None

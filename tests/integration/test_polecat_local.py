@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import libtmux
@@ -145,22 +146,22 @@ async def test_history_does_not_grow_while_the_agent_runs(
     await reach(reconciler, "dag", "Working")
     handle = client.get_workflow_handle(workflow_id_of(Polecat, "default", "dag"))
 
-    async def heartbeat_time() -> object:
+    async def heartbeat_time() -> datetime | None:
         pending = (await handle.describe()).raw_description.pending_activities
         beats = [p.last_heartbeat_time.ToDatetime() for p in pending if p.HasField("last_heartbeat_time")]
         return beats[0] if beats else None
 
     first = await wait_until(heartbeat_time, "a first heartbeat")
     events_then = len((await handle.fetch_history()).events)
-    await wait_until(lambda: _newer(heartbeat_time, first), "a later heartbeat", timeout=30)
+
+    async def later_heartbeat() -> bool:
+        current = await heartbeat_time()
+        return current is not None and current > first
+
+    await wait_until(later_heartbeat, "a later heartbeat", timeout=30)
     assert len((await handle.fetch_history()).events) == events_then
     gate.touch()
     await reach(reconciler, "dag", "Succeeded")
-
-
-async def _newer(probe: object, than: object) -> bool:
-    current = await probe()  # type: ignore[operator]
-    return bool(current and current > than)
 
 
 async def test_rig_must_exist(reconciler: Reconciler) -> None:
@@ -186,7 +187,7 @@ async def test_broken_checkout_fails_clearly(reconciler: Reconciler, tmp_path: P
 
     async def rig_phase() -> str | None:
         found = await reconciler.find(Rig, None, "broken")
-        return found.status.phase if found and found.status else None  # type: ignore[union-attr]
+        return found.status.phase if found and found.status else None
 
     assert await wait_until(rig_phase, "the rig's check") == "NotReady"
     await reconciler.apply(polecat(polecat_manifest("keeper", "broken")))
@@ -236,13 +237,16 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     finally:
         if first.poll() is None:
             first.kill()
-    assert done.status is not None and done.status.phase == "Succeeded", done.status.message
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
     assert working.status is not None and done.status.tmux_session == working.status.tmux_session
     assert len(runs.read_text().splitlines()) == 1  # never a second agent
     assert git_rig.files_on("polecat/capable")["a.txt"] == "a\n"
 
 
-async def test_recreated_polecat_continues_its_branch(reconciler: Reconciler, git_rig: GitRig, rig_name: str) -> None:
+async def test_recreated_polecat_continues_its_branch(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str
+) -> None:
     """Deleting a polecat and creating one of the same name: a fresh worktree, the branch's commits kept."""
     await apply_rig(reconciler, git_rig, rig_name)
     await reconciler.apply(polecat(polecat_manifest("angharad", rig_name, "--commit", "first.txt=1")))
@@ -250,7 +254,8 @@ async def test_recreated_polecat_continues_its_branch(reconciler: Reconciler, gi
     await reconciler.delete(Polecat, "default", "angharad")
     await reconciler.apply(polecat(polecat_manifest("angharad", rig_name, "--commit", "second.txt=2")))
     done = await reach(reconciler, "angharad", "Succeeded", "Failed")
-    assert done.status is not None and done.status.phase == "Succeeded", done.status.message
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
     files = git_rig.files_on("polecat/angharad")
     assert (files["first.txt"], files["second.txt"]) == ("1\n", "2\n")
 
@@ -267,6 +272,7 @@ async def test_uncommitted_work_of_an_earlier_polecat_is_never_discarded(
     (earlier / "draft.txt").write_text("not committed yet")
     await reconciler.apply(polecat(polecat_manifest("cheedo", rig_name)))
     failed = await reach(reconciler, "cheedo", "Failed", "Succeeded")
-    assert failed.status is not None and failed.status.phase == "Failed"
+    assert failed.status is not None
+    assert failed.status.phase == "Failed"
     assert f"uncommitted work in {earlier}" in failed.status.message
     assert (earlier / "draft.txt").read_text() == "not committed yet"

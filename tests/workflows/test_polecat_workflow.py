@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pytest
