@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from workflows import attributes
+    from workflows.history import HISTORY_LIMIT, history_full
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -51,6 +52,7 @@ class PolecatInput(BaseModel):
     polecat: Polecat
     rig: Rig
     state: PolecatState | None = None
+    history_limit: int = HISTORY_LIMIT
 
 
 class PolecatState(BaseModel):
@@ -130,21 +132,27 @@ class PolecatWorkflow:
         if input.state is None:
             self._publish()
         while True:
-            await workflow.wait_condition(self._has_work)
-            if self.state.deleted:
-                await self._stop_agent()
-                return self.state.status
-            phase, desired = self.state.status.phase, self.state.desired
-            if desired == "Terminated":
-                await self._stop_agent()
-                self._set_phase("Terminated", "Terminated", "terminated on request")
-            elif desired == "Working":
-                await self._work()
-            else:
-                self._set_phase("Idle", "Idle", "waiting for work")
-            if workflow.info().is_continue_as_new_suggested() and phase == self.state.status.phase:
+            await workflow.wait_condition(lambda: self._has_work() or history_full(input.history_limit))
+            if self._has_work():
+                if self.state.deleted:
+                    await self._stop_agent()
+                    return self.state.status
+                await self._reconcile()
+            elif history_full(input.history_limit):
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(PolecatInput(polecat=self.polecat, rig=self.rig, state=self.state))
+                workflow.continue_as_new(
+                    input.model_copy(update={"polecat": self.polecat, "state": self.state})
+                )
+
+    async def _reconcile(self) -> None:
+        """One step of the actual state towards the desired state."""
+        if self.state.desired == "Terminated":
+            await self._stop_agent()
+            self._set_phase("Terminated", "Terminated", "terminated on request")
+        elif self.state.desired == "Working":
+            await self._work()
+        else:
+            self._set_phase("Idle", "Idle", "waiting for work")
 
     def _has_work(self) -> bool:
         phase, desired = self.state.status.phase, self.state.desired

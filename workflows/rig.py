@@ -17,11 +17,13 @@ with workflow.unsafe.imports_passed_through():
     from crds.common import set_condition
     from crds.rig import Rig, RigStatus
     from workflows import attributes
+    from workflows.history import HISTORY_LIMIT, history_full
 
 
 class RigInput(BaseModel):
     rig: Rig
     status: RigStatus | None = None
+    history_limit: int = HISTORY_LIMIT
 
 
 @workflow.defn(name="Rig")
@@ -54,9 +56,16 @@ class RigWorkflow:
     @workflow.run
     async def run(self, input: RigInput) -> None:
         while True:
-            await workflow.wait_condition(lambda: self.deleted or self.checked_spec != self.rig.spec)
+            await workflow.wait_condition(
+                lambda: (
+                    self.deleted or self.checked_spec != self.rig.spec or history_full(input.history_limit)
+                )
+            )
             if self.deleted:
                 return
+            if self.checked_spec == self.rig.spec:  # only the history is full
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "status": self.status}))
             spec = self.rig.spec
             problem = await workflow.execute_activity_method(
                 GitActivities.check_rig,
@@ -78,6 +87,3 @@ class RigWorkflow:
             )
             workflow.upsert_search_attributes([attributes.PHASE.value_set(self.status.phase)])
             workflow.upsert_memo({attributes.MEMO_STATUS: self.status.to_wire()})
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(RigInput(rig=self.rig, status=self.status))

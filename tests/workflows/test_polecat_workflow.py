@@ -111,7 +111,9 @@ async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
     """Start a polecat workflow on a worker with the given fakes; yields a starter."""
     workers: list[Worker] = []
 
-    async def start(fakes: FakeActivities, resource: Polecat) -> WorkflowHandle[Any, Any]:
+    async def start(
+        fakes: FakeActivities, resource: Polecat, history_limit: int = 4000
+    ) -> WorkflowHandle[Any, Any]:
         queue = f"wf-{uuid.uuid4().hex[:8]}"
         worker = Worker(
             time_skipping.client, task_queue=queue, workflows=[PolecatWorkflow], activities=fakes.all()
@@ -120,7 +122,7 @@ async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
         asyncio.get_running_loop().create_task(worker.run())
         return await time_skipping.client.start_workflow(
             PolecatWorkflow.run,
-            PolecatInput(polecat=resource, rig=RIG),
+            PolecatInput(polecat=resource, rig=RIG, history_limit=history_limit),
             id=f"polecat/default/{queue}",
             task_queue=queue,
             search_attributes=attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
@@ -286,3 +288,19 @@ async def test_history_replays_deterministically(run: Any, time_skipping: Workfl
     client: Client = time_skipping.client
     history = await client.get_workflow_handle(handle.id).fetch_history()
     await Replayer(workflows=[PolecatWorkflow], data_converter=client.data_converter).replay_workflow(history)
+
+
+async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping: WorkflowEnvironment) -> None:
+    """Many updates to a finished polecat roll it into new runs; its status and answers carry over."""
+    handle = await run(FakeActivities(exit_code=0), a_polecat(), history_limit=60)
+    done = await phase_of(handle, "Succeeded")
+    first_run = (await handle.describe()).run_id
+    outcomes = [await handle.execute_update(PolecatWorkflow.apply, a_polecat()) for _ in range(25)]
+    assert outcomes[0] == "created" and set(outcomes[1:]) == {"unchanged"}
+    latest = time_skipping.client.get_workflow_handle(handle.id)
+    description = await latest.describe()
+    assert description.run_id != first_run
+    history = await latest.fetch_history()
+    assert len(history.events) < 60
+    carried = await latest.query(PolecatWorkflow.status)
+    assert (carried.phase, carried.commit, carried.conditions) == (done.phase, done.commit, done.conditions)
