@@ -68,14 +68,6 @@ class PolecatState(BaseModel):
 PolecatInput.model_rebuild()
 
 
-def _error_text(error: BaseException) -> tuple[str, str]:
-    """(reason, message) of an activity failure, as a condition wants them."""
-    cause = error.cause if isinstance(error, ActivityError) else error
-    if isinstance(cause, ApplicationError):
-        return (cause.type or "ActivityFailed", cause.message)
-    return ("ActivityFailed", str(cause or error))
-
-
 @workflow.defn(name="Polecat")
 class PolecatWorkflow:
     @workflow.init
@@ -101,7 +93,8 @@ class PolecatWorkflow:
         self.polecat = polecat
         if self.state.status.phase != "Terminated":
             self.state.desired = polecat.spec.desired_state
-        workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
+        if outcome == "configured":
+            workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
         return outcome
 
     @apply.validator
@@ -113,8 +106,13 @@ class PolecatWorkflow:
 
     @workflow.signal
     def terminate(self) -> None:
-        """Stop the agent for good (the Temporal UI can send this with no input)."""
+        """Stop the agent for good (the Temporal UI can send this with no input).
+
+        The spec shows it too, as if desiredState Terminated had been applied.
+        """
         self.state.desired = "Terminated"
+        self.polecat.spec.desired_state = "Terminated"
+        workflow.upsert_memo({attributes.MEMO_SPEC: self.polecat.spec.to_wire()})
 
     @workflow.signal
     def delete(self) -> None:
@@ -167,6 +165,12 @@ class PolecatWorkflow:
         return self.state.deleted or self.state.desired == "Terminated"
 
     async def _work(self) -> None:
+        if self.polecat.spec.execution_mode != "local":
+            # The bridge refuses these; a workflow started another way must not run them locally.
+            self._set_phase(
+                "Failed", "ExecutionModeUnsupported", "executionMode kubernetes is not served yet"
+            )
+            return
         try:
             worktree = await workflow.execute_activity_method(
                 GitActivities.prepare_worktree,
@@ -188,8 +192,7 @@ class PolecatWorkflow:
                 retry_policy=RETRY,
             )
         except ActivityError as error:
-            reason, message = _error_text(error)
-            self._set_phase("Failed", reason, message)
+            self._fail(error)
             return
         self.state.session = session
         self.state.worktree = worktree.path
@@ -220,8 +223,7 @@ class PolecatWorkflow:
         try:
             result = watcher.result()
         except ActivityError as error:
-            reason, message = _error_text(error)
-            self._set_phase("Failed", reason, message)
+            self._fail(error)
             return
         await self._stop_agent()  # the pane is dead; this removes the session
         if result.exit_code != 0:
@@ -240,8 +242,7 @@ class PolecatWorkflow:
                 retry_policy=RETRY,
             )
         except ActivityError as error:
-            reason, message = _error_text(error)
-            self._set_phase("Failed", reason, message)
+            self._fail(error)
             return
         self.state.status.exit_code = 0
         self.state.status.commit = branch.commit
@@ -261,6 +262,14 @@ class PolecatWorkflow:
         )
 
     # --- the one place a phase changes --------------------------------------
+
+    def _fail(self, error: ActivityError) -> None:
+        """Failed, with the activity's error type as the reason and its message."""
+        cause = error.cause
+        if isinstance(cause, ApplicationError):
+            self._set_phase("Failed", cause.type or "ActivityFailed", cause.message)
+        else:
+            self._set_phase("Failed", "ActivityFailed", str(cause or error))
 
     def _set_phase(self, phase: PolecatPhase, reason: str, message: str) -> None:
         status = self.state.status

@@ -169,7 +169,8 @@ async def test_apply_from_stdin_and_terminate(
     await wait_until(lambda: has_phase(settings, "warboy", "Working"), "warboy to work")
     terminated = await gastown(settings, "terminate", "polecat", "warboy")
     assert (terminated.code, terminated.out.strip()) == (0, "polecat.gastown.gastown.io/warboy terminated")
-    assert await phase(settings, "warboy") == "Terminated"
+    shown = json.loads((await gastown(settings, "get", "polecat", "warboy", "-o", "json")).out)
+    assert (shown["spec"]["desiredState"], shown["status"]["phase"]) == ("Terminated", "Terminated")
     refused = await gastown(settings, "apply", "-f", "-", stdin=documents)
     assert refused.code == 1
     assert "spec.desiredState: the polecat is Terminated; delete it to start again" in refused.err
