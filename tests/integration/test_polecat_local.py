@@ -288,3 +288,23 @@ async def test_uncommitted_work_of_an_earlier_polecat_is_never_discarded(
     assert failed.status.phase == "Failed"
     assert f"uncommitted work in {earlier}" in failed.status.message
     assert (earlier / "draft.txt").read_text() == "not committed yet"
+
+
+async def test_agent_killed_by_a_signal_fails_with_128_plus_signal(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """An agent killed from outside (as by the OOM killer) leaves the polecat Failed with code 137."""
+    runs = tmp_path / "runs"
+    await apply_rig(reconciler, git_rig, rig_name)
+    await reconciler.apply(
+        polecat(
+            polecat_manifest("valkyrie", rig_name, "--runs", str(runs), "--wait-for", str(tmp_path / "never"))
+        )
+    )
+    await reach(reconciler, "valkyrie", "Working")
+    agent = int(await wait_until(lambda: runs.exists() and runs.read_text().split()[0], "the agent's pid"))
+    os.kill(agent, signal.SIGKILL)
+    failed = await reach(reconciler, "valkyrie", "Failed", "Succeeded")
+    assert failed.status is not None
+    assert (failed.status.phase, failed.status.exit_code) == ("Failed", 137)
+    assert "agent exited with code 137" in failed.status.message
