@@ -25,7 +25,7 @@ from activities.git import BranchRequest, BranchResult, Worktree, WorktreeReques
 from activities.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
-from tests.helpers import polecat, rig
+from tests.helpers import polecat, rig, wait_until
 from workflows import attributes
 from workflows.polecat import PolecatInput, PolecatWorkflow
 
@@ -133,15 +133,14 @@ async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
         await worker.shutdown()
 
 
-async def phase_of(handle: WorkflowHandle[Any, Any], phase: str, timeout: float = 20.0) -> PolecatStatus:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def phase_of(handle: WorkflowHandle[Any, Any], phase: str) -> PolecatStatus:
+    """The polecat's status once its phase is `phase` (queried from the workflow)."""
+
+    async def probe() -> PolecatStatus | None:
         status: PolecatStatus = await handle.query(PolecatWorkflow.status)
-        if status.phase == phase:
-            return status
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"phase stayed {status.phase} ({status.message}), wanted {phase}")
-        await asyncio.sleep(0.05)
+        return status if status.phase == phase else None
+
+    return await wait_until(probe, f"phase {phase}", timeout=20)
 
 
 def condition(status: PolecatStatus, type_: str) -> tuple[str, str]:
