@@ -88,6 +88,20 @@ def agent_command(spec: PolecatSpec, prompt: str) -> AgentCommand:
     return BUILDERS[spec.agent](spec.agent_config or AgentConfig(), prompt)
 
 
+def agent_environment(polecat_name: str, branch: str, spec: PolecatSpec) -> dict[str, str]:
+    """What every agent finds in its environment, in a tmux session or a pod (Gas Town's names)."""
+    return {
+        "GT_RIG": spec.rig,
+        "GT_POLECAT": polecat_name,
+        "GT_BRANCH": branch,
+        "GT_ISSUE": spec.bead_id or "",
+        "GIT_AUTHOR_NAME": polecat_name,
+        "GIT_COMMITTER_NAME": polecat_name,
+        "GIT_AUTHOR_EMAIL": f"{polecat_name}@gastown.local",
+        "GIT_COMMITTER_EMAIL": f"{polecat_name}@gastown.local",
+    }
+
+
 def prompt_for(polecat_name: str, rig: str, branch: str, spec: PolecatSpec) -> str:
     """The task as the agent reads it. User text is data here, never code."""
     lines = [f"You are polecat {polecat_name}, working on rig {rig}."]

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import agent_command, prompt_for
+from activities.agents import agent_command, agent_environment, prompt_for
 from crds.polecat import Polecat
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
@@ -153,15 +153,8 @@ class TmuxActivities:
             return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
         prompt_file.write_text(prompt)
         env = {
-            "GT_RIG": polecat.spec.rig,
-            "GT_POLECAT": polecat.name,
-            "GT_BRANCH": launch.branch,
-            "GT_ISSUE": polecat.spec.bead_id or "",
+            **agent_environment(polecat.name, launch.branch, polecat.spec),
             "GT_PROMPT_FILE": str(prompt_file),
-            "GIT_AUTHOR_NAME": polecat.name,
-            "GIT_COMMITTER_NAME": polecat.name,
-            "GIT_AUTHOR_EMAIL": f"{polecat.name}@gastown.local",
-            "GIT_COMMITTER_EMAIL": f"{polecat.name}@gastown.local",
             **command.env,
         }
         env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]

@@ -91,6 +91,11 @@ class KubernetesSpec(ApiModel):
         None, gt=0, description="Timeout; required in kubernetes mode."
     )
     resources: ResourceRequirements | None = None
+    image: str | None = Field(
+        None,
+        max_length=512,
+        description="Extension: the polecat image (default: the worker's GASTOWN_POLECAT_IMAGE).",
+    )
 
 
 class PolecatSpec(ApiModel):

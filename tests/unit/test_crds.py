@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -76,3 +77,9 @@ def test_schema_carries_enums_defaults_and_required() -> None:
     assert spec["properties"]["rig"]["pattern"].startswith("^[a-z0-9]")
     witness = crd_for(KINDS["Witness"])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert witness["properties"]["spec"]["properties"]["checkInterval"]["default"] == "30s"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_crd_is_valid_kubernetes(kind: str) -> None:
+    """Each CRD passes strict validation against the Kubernetes 1.37 schema (kubernetes-validate, offline)."""
+    assert kubernetes_validate.validate(yaml.safe_load(render(KINDS[kind])), "1.37.0", strict=True) == "1.37"

@@ -1,0 +1,109 @@
+"""The polecat image's entrypoint: `clone` (init container) and `run` (agent container).
+
+    python3 -m activities.pod_entrypoint clone --repository URL --base main --branch polecat/x --into /workspace/repo
+    python3 -m activities.pod_entrypoint run --branch polecat/x -- claude --print ... PROMPT
+
+Every command is an argv list: no shell sees the repository URL, the branch or
+the task. The git key is copied from its read-only secret volume to a 0600
+file of our own, because ssh refuses a key that the group can read (the
+kubelet makes secret files group-readable for fsGroup).
+
+`run` exits with the agent's exit code; on success it first pushes the work
+branch and writes {"branch", "commit"} to the termination message, which the
+worker reads from the pod's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# Kubernetes reads a container's termination message from this file.
+TERMINATION_LOG = "/dev/termination-log"
+PUSH_FAILED = 90  # distinct from any agent's own exit codes in practice
+
+
+def _ssh_environment(git_secret: str | None) -> dict[str, str]:
+    """Environment that makes git use the polecat's key and the pinned known_hosts."""
+    if git_secret is None:
+        return {}
+    ssh_dir = Path(os.environ.get("HOME", "/tmp")) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = ssh_dir / "id_gastown"
+    shutil.copyfile(Path(git_secret) / "ssh-privatekey", key)
+    key.chmod(0o600)
+    known_hosts = Path(git_secret) / "known_hosts"
+    checking = (
+        f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes" if known_hosts.exists() else ""
+    )
+    return {"GIT_SSH_COMMAND": f"ssh -i {key} -o IdentitiesOnly=yes {checking}".strip()}
+
+
+def clone(repository: str, base: str, branch: str, into: str, git_secret: str | None) -> int:
+    env = {**os.environ, **_ssh_environment(git_secret)}
+    steps = [
+        ["git", "clone", "--depth=1", "--branch", base, "--", repository, into],
+        ["git", "-C", into, "checkout", "-b", branch],
+    ]
+    for step in steps:
+        done = subprocess.run(step, env=env)
+        if done.returncode != 0:
+            return done.returncode
+    return 0
+
+
+def run(branch: str, argv: list[str], git_secret: str | None, claude_creds: str | None) -> int:
+    env = {**os.environ, **_ssh_environment(git_secret)}
+    prompt = env.pop("GT_PROMPT", "")
+    prompt_file = Path(env.get("HOME", "/tmp")) / "gastown-prompt.md"
+    prompt_file.write_text(prompt)
+    env["GT_PROMPT_FILE"] = str(prompt_file)
+    if claude_creds is not None:
+        target = Path(env.get("HOME", "/tmp")) / ".claude"
+        target.mkdir(parents=True, exist_ok=True)
+        for item in Path(claude_creds).iterdir():
+            if item.is_file():
+                shutil.copyfile(item, target / item.name)
+    code = subprocess.run(argv, env=env).returncode
+    if code != 0:
+        return code
+    pushed = subprocess.run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], env=env)
+    if pushed.returncode != 0:
+        print(f"gastown: push of {branch} failed", file=sys.stderr)
+        return PUSH_FAILED
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    message = json.dumps({"branch": branch, "commit": commit})
+    Path(env.get("GT_TERMINATION_LOG", TERMINATION_LOG)).write_text(message)
+    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pod_entrypoint")
+    commands = parser.add_subparsers(dest="command", required=True)
+    clone_parser = commands.add_parser("clone")
+    clone_parser.add_argument("--repository", required=True)
+    clone_parser.add_argument("--base", required=True)
+    clone_parser.add_argument("--branch", required=True)
+    clone_parser.add_argument("--into", required=True)
+    clone_parser.add_argument("--git-secret")
+    run_parser = commands.add_parser("run")
+    run_parser.add_argument("--branch", required=True)
+    run_parser.add_argument("--git-secret")
+    run_parser.add_argument("--claude-creds")
+    run_parser.add_argument("argv", nargs=argparse.REMAINDER)
+    options = parser.parse_args(args)
+    if options.command == "clone":
+        return clone(options.repository, options.base, options.branch, options.into, options.git_secret)
+    argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
+    return run(options.branch, argv, options.git_secret, options.claude_creds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

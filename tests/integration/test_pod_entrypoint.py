@@ -1,0 +1,133 @@
+"""The polecat image's entrypoint, run for real against git repositories with a bare remote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from activities.pod_entrypoint import _ssh_environment
+from tests.helpers import SCRIPTED_AGENT, make_git_rig
+
+ENTRYPOINT = [sys.executable, "-m", "activities.pod_entrypoint"]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*ENTRYPOINT, *args], env={**os.environ, **env}, capture_output=True, text=True)
+
+
+@pytest.fixture
+def pod_env(tmp_path: Path) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    return {
+        "HOME": str(home),
+        "GT_PROMPT": 'the task "; touch /tmp/x',
+        "GT_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "GIT_AUTHOR_NAME": "slit",
+        "GIT_COMMITTER_NAME": "slit",
+        "GIT_AUTHOR_EMAIL": "slit@gastown.local",
+        "GIT_COMMITTER_EMAIL": "slit@gastown.local",
+    }
+
+
+def test_clone_then_run_pushes_the_work_branch(tmp_path: Path, pod_env: dict[str, str]) -> None:
+    """clone checks out the work branch; run runs the agent and pushes its commit on success."""
+    rig = make_git_rig(tmp_path / "rig")
+    repo = tmp_path / "workspace" / "repo"
+    cloned = run(
+        [
+            "clone",
+            "--repository",
+            f"file://{rig.remote}",
+            "--base",
+            "main",
+            "--branch",
+            "polecat/slit",
+            "--into",
+            str(repo),
+        ],
+        pod_env,
+    )
+    assert cloned.returncode == 0, cloned.stderr
+    agent = [sys.executable, str(SCRIPTED_AGENT), "--commit", "fix.txt=fixed"]
+    done = subprocess.run(
+        [*ENTRYPOINT, "run", "--branch", "polecat/slit", "--", *agent],
+        env={**os.environ, **pod_env},
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'task: the task "; touch /tmp/x' in done.stdout  # the prompt reached the agent as a file
+    message = json.loads(Path(pod_env["GT_TERMINATION_LOG"]).read_text())
+    assert message == {"branch": "polecat/slit", "commit": rig.remote_branches()["polecat/slit"]}
+    assert rig.files_on("polecat/slit")["fix.txt"] == "fixed\n"
+
+
+def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env: dict[str, str]) -> None:
+    """A failing agent's exit code is the container's; nothing is pushed."""
+    rig = make_git_rig(tmp_path / "rig")
+    repo = tmp_path / "repo"
+    run(
+        [
+            "clone",
+            "--repository",
+            f"file://{rig.remote}",
+            "--base",
+            "main",
+            "--branch",
+            "polecat/nux",
+            "--into",
+            str(repo),
+        ],
+        pod_env,
+    )
+    agent = [sys.executable, str(SCRIPTED_AGENT), "--commit", "x.txt=x", "--exit", "4"]
+    done = subprocess.run(
+        [*ENTRYPOINT, "run", "--branch", "polecat/nux", "--", *agent], env={**os.environ, **pod_env}, cwd=repo
+    )
+    assert done.returncode == 4
+    assert "polecat/nux" not in rig.remote_branches()
+    assert not Path(pod_env["GT_TERMINATION_LOG"]).exists()
+
+
+def test_clone_of_a_missing_branch_fails(tmp_path: Path, pod_env: dict[str, str]) -> None:
+    """A gitBranch that does not exist fails the init step with git's own error."""
+    rig = make_git_rig(tmp_path / "rig")
+    cloned = run(
+        [
+            "clone",
+            "--repository",
+            f"file://{rig.remote}",
+            "--base",
+            "nope",
+            "--branch",
+            "polecat/x",
+            "--into",
+            str(tmp_path / "r"),
+        ],
+        pod_env,
+    )
+    assert cloned.returncode != 0
+    assert "nope" in cloned.stderr
+
+
+def test_git_key_is_copied_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mounted key is copied to a 0600 file that ssh accepts; git is told to use it."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "ssh-privatekey").write_text("not a real key\n")
+    (secret / "known_hosts").write_text("github.com ssh-ed25519 AAAA\n")
+    (secret / "ssh-privatekey").chmod(0o440)  # as the kubelet leaves it with fsGroup
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    env = _ssh_environment(str(secret))
+    key = tmp_path / "home" / ".ssh" / "id_gastown"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert env["GIT_SSH_COMMAND"] == (
+        f"ssh -i {key} -o IdentitiesOnly=yes -o UserKnownHostsFile={secret / 'known_hosts'} -o StrictHostKeyChecking=yes"
+    )

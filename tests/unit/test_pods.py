@@ -1,0 +1,130 @@
+"""The pod of a kubernetes-mode polecat, validated offline against the Kubernetes schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from activities.agents import agent_command, prompt_for
+from activities.pods import build_pod, pod_name
+from crds.polecat import Polecat
+from tests.helpers import polecat
+
+IMAGE = "registry.example/gastown/polecat:1"
+
+
+def k8s_polecat(agent: str = "claude-code", **kubernetes: Any) -> Polecat:
+    return polecat(
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Polecat",
+            "metadata": {
+                "name": "slit",
+                "namespace": "gastown-system",
+                "uid": "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+            },
+            "spec": {
+                "rig": "athena",
+                "desiredState": "Working",
+                "beadID": "at-1236",
+                "taskDescription": 'fix it"; rm -rf / #',
+                "executionMode": "kubernetes",
+                "agent": agent,
+                "agentConfig": {"model": "claude-sonnet-4-20250514"},
+                "kubernetes": {
+                    "gitRepository": "git@github.com:example/athena.git",
+                    "activeDeadlineSeconds": 3600,
+                    "gitSecretRef": {"name": "athena-deploy-key"},
+                    "apiKeySecretRef": {"name": "anthropic"},
+                    **kubernetes,
+                },
+            },
+        }
+    )
+
+
+def agent_container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod["spec"]["containers"]
+    (container,) = containers
+    return container
+
+
+@pytest.mark.parametrize("agent", ["claude-code", "opencode", "aider"])
+def test_pod_is_valid_kubernetes(agent: str) -> None:
+    """The pod passes strict validation against the Kubernetes 1.37 schema."""
+    pod = build_pod(k8s_polecat(agent, claudeCredsSecretRef={"name": "claude-oauth"}), IMAGE)
+    assert kubernetes_validate.validate(pod, "1.37.0", strict=True) == "1.37"
+
+
+def test_restricted_security_and_completion() -> None:
+    """Non-root, read-only root, no escalation, drop ALL, RuntimeDefault seccomp; one container, never restarted."""
+    pod = build_pod(k8s_polecat(), IMAGE)
+    spec = pod["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] == 3600
+    assert len(spec["containers"]) == 1  # no sidecar that could keep the pod from completing
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        security = container["securityContext"]
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_secrets_are_referenced_never_copied() -> None:
+    """The git key is a read-only 0400 secret volume, the API key a secretKeyRef (default key api-key)."""
+    pod = build_pod(k8s_polecat(), IMAGE)
+    volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
+    assert volumes["git-ssh"]["secret"] == {"secretName": "athena-deploy-key", "defaultMode": 0o400}
+    mounts = agent_container(pod)["volumeMounts"]
+    assert {"name": "git-ssh", "mountPath": "/etc/gastown/git", "readOnly": True} in mounts
+    api_key = next(var for var in agent_container(pod)["env"] if var["name"] == "ANTHROPIC_API_KEY")
+    assert api_key == {
+        "name": "ANTHROPIC_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}},
+    }
+    text = json.dumps(pod)
+    assert text.count("athena-deploy-key") == 1  # named once, as the volume's source
+
+
+def test_agent_runs_the_local_command_line() -> None:
+    """The agent container runs exactly the command line local mode runs, behind the entrypoint."""
+    resource = k8s_polecat()
+    command = agent_container(build_pod(resource, IMAGE))["command"]
+    expected = agent_command(resource.spec, prompt_for("slit", "athena", "polecat/slit", resource.spec)).argv
+    assert command[: command.index("--")] == [
+        "python3", "-m", "activities.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--branch", "polecat/slit",
+    ]  # fmt: skip
+    assert command[command.index("--") + 1 :] == expected
+
+
+def test_clone_uses_base_and_work_branch() -> None:
+    """The init step clones gitRepository at gitBranch and creates workBranch."""
+    pod = build_pod(k8s_polecat(gitBranch="develop", workBranch="feature/slit"), IMAGE)
+    (clone,) = pod["spec"]["initContainers"]
+    command = clone["command"]
+    assert command[command.index("--repository") + 1] == "git@github.com:example/athena.git"
+    assert command[command.index("--base") + 1] == "develop"
+    assert command[command.index("--branch") + 1] == "feature/slit"
+
+
+def test_name_labels_owner_image_and_resources() -> None:
+    """Name and labels carry the uid; the Polecat owns the pod; image and resources follow spec, then defaults."""
+    resource = k8s_polecat(image="mine:2", resources={"limits": {"memory": "8Gi"}})
+    pod = build_pod(resource, IMAGE)
+    assert pod["metadata"]["name"] == pod_name(resource) == "polecat-slit-0a1b2c3d"
+    assert pod["metadata"]["labels"]["gastown.gastown.io/polecat-uid"] == resource.metadata.uid
+    owner = pod["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("Polecat", resource.metadata.uid, True)
+    container = agent_container(pod)
+    assert container["image"] == "mine:2"
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "8Gi"},
+    }
+    assert agent_container(build_pod(k8s_polecat(), IMAGE))["image"] == IMAGE
