@@ -131,6 +131,18 @@ def down() -> None:
 
 
 @cli.command()
+@click.option(
+    "-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all)."
+)
+def bridge(namespaces: tuple[str, ...]) -> None:
+    """Watch Gas Town resources in Kubernetes and keep their workflows in step."""
+    from bridge.kubernetes import run_bridge
+
+    logging.getLogger().setLevel(logging.INFO)
+    asyncio.run(run_bridge(_settings(), namespaces))
+
+
+@cli.command()
 def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS (settings from the environment)."""
     from worker.main import run_worker

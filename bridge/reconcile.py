@@ -29,7 +29,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from crds import InvalidResource, Polecat, Resource, Rig
+from activities.kube import StatusTarget
+from crds import GROUP, VERSION, InvalidResource, Polecat, Resource, Rig
 from crds.common import rfc3339
 from crds.polecat import change_problems
 from workflows import attributes
@@ -64,11 +65,11 @@ class Controller:
 
 async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
     rig = await reconciler.get(Rig, None, polecat.spec.rig)
-    return PolecatInput(polecat=polecat, rig=rig)
+    return PolecatInput(polecat=polecat, rig=rig, status_target=reconciler.status_target(polecat))
 
 
 async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
-    return RigInput(rig=rig)
+    return RigInput(rig=rig, status_target=reconciler.status_target(rig))
 
 
 CONTROLLERS: dict[str, Controller] = {
@@ -91,10 +92,27 @@ def id_of(resource: Resource) -> str:
 
 
 class Reconciler:
-    def __init__(self, client: Client, task_queue: str, update_timeout: float = 30.0) -> None:
+    def __init__(
+        self, client: Client, task_queue: str, update_timeout: float = 30.0, kubernetes: bool = False
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.update_timeout = update_timeout
+        # True for the Kubernetes bridge: resources are CRs, and their status goes back to them.
+        self.kubernetes = kubernetes
+
+    def status_target(self, resource: Resource) -> StatusTarget | None:
+        if not self.kubernetes:
+            return None
+        return StatusTarget(
+            group=GROUP,
+            version=VERSION,
+            plural=resource.INFO.plural,
+            kind=resource.INFO.kind,
+            namespace=resource.namespace if resource.INFO.namespaced else None,
+            name=resource.name,
+            uid=resource.metadata.uid or "",
+        )
 
     # --- checks before anything is applied -----------------------------------
 

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.git import GitActivities
+from activities.kube import KubeActivities
 from activities.tmux import TmuxActivities
 from worker.client import connect
 from worker.settings import Settings
@@ -24,6 +25,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
     tmux = TmuxActivities(settings.home, settings.tmux_socket)
+    kube = KubeActivities(settings.kubeconfig)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -35,6 +37,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             tmux.start_agent,
             tmux.watch_agent,
             tmux.stop_agent,
+            kube.publish_status,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
     tmux_socket: str = Field("gastown", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
+    # How the worker reaches Kubernetes (for CR status and pods): a kubeconfig,
+    # or, when unset, the in-cluster service account.
+    kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
     # The image of kubernetes-mode polecats, unless a polecat names its own.
     polecat_image: str = Field("gastown/polecat:0.1.0", validation_alias="GASTOWN_POLECAT_IMAGE")
 

@@ -14,6 +14,7 @@ when the server suggests it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
+    from activities.kube import EventNote, StatusTarget
     from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
     from crds.common import set_condition
     from crds.polecat import (
@@ -37,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.publisher import StatusPublisher
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -53,6 +56,8 @@ class PolecatInput(BaseModel):
     rig: Rig
     state: PolecatState | None = None
     history_limit: int = HISTORY_LIMIT
+    # Set when the polecat is a Kubernetes resource: its status goes to the CR too.
+    status_target: StatusTarget | None = None
 
 
 class PolecatState(BaseModel):
@@ -79,6 +84,7 @@ class PolecatWorkflow:
             desired=input.polecat.spec.desired_state,
         )
         self.fresh = input.state is None
+        self.publisher = StatusPublisher(input.status_target)
 
     # --- what people and the bridge send ------------------------------------
 
@@ -95,6 +101,7 @@ class PolecatWorkflow:
             self.state.desired = polecat.spec.desired_state
         if outcome == "configured":
             workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
+            self.publisher.offer(self.state.status.to_wire(), polecat.metadata.generation, None)
         return outcome
 
     @apply.validator
@@ -127,8 +134,9 @@ class PolecatWorkflow:
 
     @workflow.run
     async def run(self, input: PolecatInput) -> PolecatStatus:
+        publishing = asyncio.create_task(self.publisher.run())
         if input.state is None:
-            self._publish()
+            self._publish(None)
         while True:
             await workflow.wait_condition(lambda: self._has_work() or history_full(input.history_limit))
             if self._has_work():
@@ -137,7 +145,10 @@ class PolecatWorkflow:
                     return self.state.status
                 await self._reconcile()
             elif history_full(input.history_limit):
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                )
+                publishing.cancel()
                 workflow.continue_as_new(
                     input.model_copy(update={"polecat": self.polecat, "state": self.state})
                 )
@@ -297,8 +308,11 @@ class PolecatWorkflow:
             conditions, "Failed", "True" if failed else "False", reason, message if failed else "", now
         )
         status.conditions = conditions
-        self._publish()
+        self._publish(EventNote(reason=reason, message=message, type="Warning" if failed else "Normal"))
 
-    def _publish(self) -> None:
+    def _publish(self, event: EventNote | None) -> None:
+        """The status where people look: search attribute, memo, and the CR when there is one."""
+        status = self.state.status.to_wire()
         workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
-        workflow.upsert_memo({attributes.MEMO_STATUS: self.state.status.to_wire()})
+        workflow.upsert_memo({attributes.MEMO_STATUS: status})
+        self.publisher.offer(status, self.polecat.metadata.generation, event)

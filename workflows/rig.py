@@ -6,6 +6,7 @@ It holds the spec as applied and says whether the checkout is usable
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel
@@ -14,16 +15,19 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities
+    from activities.kube import EventNote, StatusTarget
     from crds.common import set_condition
     from crds.rig import Rig, RigStatus
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.publisher import StatusPublisher
 
 
 class RigInput(BaseModel):
     rig: Rig
     status: RigStatus | None = None
     history_limit: int = HISTORY_LIMIT
+    status_target: StatusTarget | None = None
 
 
 @workflow.defn(name="Rig")
@@ -35,6 +39,7 @@ class RigWorkflow:
         self.fresh = input.status is None
         self.checked_spec = None if input.status is None else input.rig.spec
         self.deleted = False
+        self.publisher = StatusPublisher(input.status_target)
 
     @workflow.update
     def apply(self, rig: Rig) -> str:
@@ -55,6 +60,7 @@ class RigWorkflow:
 
     @workflow.run
     async def run(self, input: RigInput) -> None:
+        publishing = asyncio.create_task(self.publisher.run())
         while True:
             await workflow.wait_condition(
                 lambda: (
@@ -64,7 +70,10 @@ class RigWorkflow:
             if self.deleted:
                 return
             if self.checked_spec == self.rig.spec:  # only the history is full
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                )
+                publishing.cancel()
                 workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "status": self.status}))
             spec = self.rig.spec
             problem = await workflow.execute_activity_method(
@@ -87,3 +96,8 @@ class RigWorkflow:
             )
             workflow.upsert_search_attributes([attributes.PHASE.value_set(self.status.phase)])
             workflow.upsert_memo({attributes.MEMO_STATUS: self.status.to_wire()})
+            reason = "CheckoutUnusable" if problem else "CheckoutReady"
+            note = EventNote(
+                reason=reason, message=self.status.message, type="Warning" if problem else "Normal"
+            )
+            self.publisher.offer(self.status.to_wire(), self.rig.metadata.generation, note)

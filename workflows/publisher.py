@@ -1,0 +1,57 @@
+"""Sending a Kubernetes-backed resource's status to its CR: in order, bursts coalesced.
+
+A workflow offers each new status; one coroutine sends the latest with one
+activity at a time, so a slow API server never reorders statuses or piles up
+activities, and the Events of every transition are still all posted.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.kube import EventNote, KubeActivities, StatusTarget, StatusUpdate
+
+MAX_PENDING_EVENTS = 20
+
+
+class StatusPublisher:
+    def __init__(self, target: StatusTarget | None) -> None:
+        self.target = target
+        self._wanted: StatusUpdate | None = None
+        self._offered = 0
+        self._sent = 0
+
+    def offer(self, status: dict[str, Any], generation: int | None, event: EventNote | None) -> None:
+        if self.target is None:
+            return
+        events = [*self._wanted.events, event] if self._wanted else [event]
+        self._wanted = StatusUpdate(
+            target=self.target,
+            status=status,
+            observed_generation=generation,
+            events=[note for note in events if note is not None][-MAX_PENDING_EVENTS:],
+        )
+        self._offered += 1
+
+    def idle(self) -> bool:
+        return self._sent == self._offered
+
+    async def run(self) -> None:
+        """Runs for the workflow's life (start it with asyncio.create_task)."""
+        while True:
+            await workflow.wait_condition(lambda: not self.idle())
+            offered, update = self._offered, self._wanted
+            assert update is not None
+            self._wanted = update.model_copy(update={"events": []})
+            await workflow.execute_activity_method(
+                KubeActivities.publish_status,
+                update,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+            )
+            self._sent = offered
