@@ -47,12 +47,13 @@ class StatusUpdate(BaseModel):
 class KubeActivities:
     def __init__(self, kubeconfig: str | None) -> None:
         self.kubeconfig = kubeconfig
-        self._api: client.ApiClient | None = None
+        self._configuration: client.Configuration | None = None
         self._lock = asyncio.Lock()
 
-    async def api(self) -> client.ApiClient:
+    async def configuration(self) -> client.Configuration:
+        """The API server's address and credentials, loaded once."""
         async with self._lock:
-            if self._api is None:
+            if self._configuration is None:
                 configuration = client.Configuration()
                 # The client's config loaders carry no type hints.
                 if self.kubeconfig:
@@ -61,50 +62,48 @@ class KubeActivities:
                     )
                 else:
                     config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                self._api = client.ApiClient(configuration)
-            return self._api
-
-    async def close(self) -> None:
-        if self._api is not None:
-            await self._api.close()  # type: ignore[no-untyped-call]
+                self._configuration = configuration
+            return self._configuration
 
     @activity.defn(name="kube.publish_status")
     async def publish_status(self, update: StatusUpdate) -> None:
         """Write the status subresource and post the Events. A resource that is gone is done."""
+        async with client.ApiClient(await self.configuration()) as api:
+            if await self._patch_status(api, update):
+                for note in update.events:
+                    await self._post_event(api, update.target, note)
+
+    async def _patch_status(self, api: client.ApiClient, update: StatusUpdate) -> bool:
+        """True if the status was written (the object exists and is the one we serve)."""
         target = update.target
-        objects = client.CustomObjectsApi(await self.api())
+        objects = client.CustomObjectsApi(api)
         status = {**update.status}
         if update.observed_generation is not None:
             status["observedGeneration"] = update.observed_generation
         body = {"status": status}
         try:
             if target.namespace is None:
-                found = await objects.get_cluster_custom_object(
-                    target.group, target.version, target.plural, target.name
-                )
+                found = await objects.get_cluster_custom_object(target.group, target.version, target.plural, target.name)
             else:
                 found = await objects.get_namespaced_custom_object(
                     target.group, target.version, target.namespace, target.plural, target.name
                 )
             current = cast(dict[str, Any], found)  # custom objects come back as plain dicts
             if current["metadata"].get("uid") != target.uid:
-                return  # a newer object of the same name: not ours to write
+                return False  # a newer object of the same name: not ours to write
             if target.namespace is None:
-                await objects.patch_cluster_custom_object_status(
-                    target.group, target.version, target.plural, target.name, body
-                )
+                await objects.patch_cluster_custom_object_status(target.group, target.version, target.plural, target.name, body)
             else:
                 await objects.patch_namespaced_custom_object_status(
                     target.group, target.version, target.namespace, target.plural, target.name, body
                 )
         except ApiException as error:
             if error.status == 404:
-                return
+                return False
             raise
-        for note in update.events:
-            await self._post_event(target, note)
+        return True
 
-    async def _post_event(self, target: StatusTarget, note: EventNote) -> None:
+    async def _post_event(self, api: client.ApiClient, target: StatusTarget, note: EventNote) -> None:
         now = rfc3339(datetime.now(UTC))
         namespace = target.namespace or "default"
         event: dict[str, Any] = {
@@ -127,4 +126,4 @@ class KubeActivities:
             "count": 1,
         }
         # The client takes plain dicts for bodies, whatever its hints say.
-        await client.CoreV1Api(await self.api()).create_namespaced_event(namespace, cast(Any, event))
+        await client.CoreV1Api(api).create_namespaced_event(namespace, cast(Any, event))
