@@ -83,7 +83,9 @@ class KubeActivities:
         body = {"status": status}
         try:
             if target.namespace is None:
-                found = await objects.get_cluster_custom_object(target.group, target.version, target.plural, target.name)
+                found = await objects.get_cluster_custom_object(
+                    target.group, target.version, target.plural, target.name
+                )
             else:
                 found = await objects.get_namespaced_custom_object(
                     target.group, target.version, target.namespace, target.plural, target.name
@@ -92,7 +94,9 @@ class KubeActivities:
             if current["metadata"].get("uid") != target.uid:
                 return False  # a newer object of the same name: not ours to write
             if target.namespace is None:
-                await objects.patch_cluster_custom_object_status(target.group, target.version, target.plural, target.name, body)
+                await objects.patch_cluster_custom_object_status(
+                    target.group, target.version, target.plural, target.name, body
+                )
             else:
                 await objects.patch_namespaced_custom_object_status(
                     target.group, target.version, target.namespace, target.plural, target.name, body

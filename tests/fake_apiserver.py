@@ -186,6 +186,7 @@ class FakeApiServer:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.requests = 0
+        self.watches_started: dict[str, int] = {}
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -223,10 +224,6 @@ class FakeApiServer:
         """End every open watch stream, as an API server restart or a network cut would."""
         for watch in self._watches:
             watch.queue.put_nowait(None)
-
-    def watching(self, plural: str) -> int:
-        """How many watch streams are open on a resource type (a client is ready when it has one)."""
-        return sum(1 for watch in self._watches if watch.type.plural == plural)
 
     def expire_history(self) -> None:
         """Forget all watch history: a watch resuming from an old resourceVersion gets 410 Gone."""
@@ -617,6 +614,7 @@ class FakeApiServer:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         watch = _Watch(type_, namespace, selector)
+        self.watches_started[type_.plural] = self.watches_started.get(type_.plural, 0) + 1
         for event in self._replay(watch, since):
             await response.write(json.dumps(event).encode() + b"\n")
             if event["type"] == "ERROR":

@@ -38,6 +38,7 @@ class Cluster:
     api: FakeApiServer
     kubeconfig: Path
     settings: Settings
+    bridge: asyncio.subprocess.Process | None = None
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
@@ -67,16 +68,21 @@ class Cluster:
             "TEMPORAL_ADDRESS": self.settings.temporal_address,
             "GASTOWN_TASK_QUEUE": self.settings.task_queue,
         }
+        before = dict(self.api.watches_started)
         bridge = await asyncio.create_subprocess_exec(
             GASTOWN, "bridge", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        await wait_until(
-            lambda: all(self.api.watching(kind.INFO.plural) for kind in KINDS.values()), "the bridge to watch"
-        )
+
+        def watching_all() -> bool:
+            started = self.api.watches_started
+            return all(started.get(k.INFO.plural, 0) > before.get(k.INFO.plural, 0) for k in KINDS.values())
+
+        await wait_until(watching_all, "the bridge to watch every kind")
         return bridge
 
-    async def stop_bridge(self, bridge: asyncio.subprocess.Process) -> None:
-        if bridge.returncode is None:
+    async def stop_bridge(self) -> None:
+        bridge = self.bridge
+        if bridge is not None and bridge.returncode is None:
             bridge.terminate()
             try:
                 await asyncio.wait_for(bridge.wait(), 30)
@@ -102,11 +108,11 @@ async def cluster(client: Client, settings: Settings, tmp_path: Path) -> AsyncIt
     kube_settings = settings.model_copy(update={"kubeconfig": str(kubeconfig)})
     cluster = Cluster(api, kubeconfig, kube_settings)
     async with build_worker(client, kube_settings):
-        bridge = await cluster.start_bridge()
+        cluster.bridge = await cluster.start_bridge()
         try:
             yield cluster
         finally:
-            await cluster.stop_bridge(bridge)
+            await cluster.stop_bridge()
             query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Running'"
             async for execution in client.list_workflows(query):
                 await client.get_workflow_handle(execution.id).terminate("test finished")
@@ -222,3 +228,40 @@ async def test_watch_expiry_and_disconnect_are_survived(
 async def _rig_ready(cluster: Cluster, name: str) -> bool:
     rig = await cluster.get("rigs", name)
     return bool(rig and rig.get("status", {}).get("phase") == "Ready")
+
+
+async def test_bridge_restart_mid_burst_neither_duplicates_nor_misses(
+    cluster: Cluster, git_rig: GitRig, rig_name: str, client: Client, settings: Settings
+) -> None:
+    """200 Polecats created while the bridge is killed and restarted end as exactly 200 workflows;
+    Polecats deleted while it was down are cleaned up when it returns."""
+    total = 200
+    await cluster.apply(rig_manifest(rig_name, git_rig))
+    await wait_until(lambda: _rig_ready(cluster, rig_name), "the rig to be Ready", 60)
+    burst = [polecat_manifest(f"pc-{i:03d}", rig_name, desiredState="Idle") for i in range(total)]
+    kubectl = asyncio.create_task(cluster.apply(*burst))
+    await wait_until(lambda: len(cluster.api.objects("polecats")) >= total // 2, "half the burst", 60)
+    assert cluster.bridge is not None
+    cluster.bridge.kill()  # in the middle of the burst
+    await cluster.bridge.wait()
+    await kubectl
+    for i in range(5):  # deleted while no bridge runs: held by the finalizer
+        code, _, err = await cluster.kubectl("delete", "polecat", f"pc-{i:03d}", "--wait=false")
+        assert code == 0, err
+    cluster.bridge = await cluster.start_bridge()
+
+    query = f"{_polecats(settings)} AND ExecutionStatus = 'Running'"
+
+    async def all_running() -> int:
+        count = (await client.count_workflows(query)).count
+        return count if count == total - 5 else 0
+
+    await wait_until(all_running, f"{total - 5} running polecat workflows", 120)
+    await wait_until(lambda: len(cluster.api.objects("polecats")) == total - 5, "the deleted five to go", 60)
+    executions = [execution.id async for execution in client.list_workflows(_polecats(settings))]
+    assert len(executions) == len(set(executions))  # one run per polecat, never a second
+    assert len(executions) in (total - 5, total)  # the deleted five may never have started
+
+
+def _polecats(settings: Settings) -> str:
+    return f"TaskQueue = '{settings.task_queue}' AND GastownKind = 'Polecat'"
