@@ -44,31 +44,54 @@ class StatusUpdate(BaseModel):
     events: list[EventNote] = []
 
 
-class KubeActivities:
+class KubeConnection:
+    """The API server's address and credentials, loaded once, for every Kubernetes activity."""
+
     def __init__(self, kubeconfig: str | None) -> None:
         self.kubeconfig = kubeconfig
         self._configuration: client.Configuration | None = None
         self._lock = asyncio.Lock()
 
+    def api(self) -> _ApiClientContext:
+        """`async with connection.api() as api:` a client, closed after use."""
+        return _ApiClientContext(self)
+
     async def configuration(self) -> client.Configuration:
-        """The API server's address and credentials, loaded once."""
         async with self._lock:
             if self._configuration is None:
                 configuration = client.Configuration()
-                # The client's config loaders carry no type hints.
                 if self.kubeconfig:
-                    await config.load_kube_config(  # type: ignore[no-untyped-call]
+                    await config.load_kube_config(
                         config_file=self.kubeconfig, client_configuration=configuration
                     )
                 else:
-                    config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                    config.load_incluster_config(client_configuration=configuration)
                 self._configuration = configuration
             return self._configuration
+
+
+class _ApiClientContext:
+    def __init__(self, connection: KubeConnection) -> None:
+        self.connection = connection
+        self.client: client.ApiClient | None = None
+
+    async def __aenter__(self) -> client.ApiClient:
+        self.client = client.ApiClient(await self.connection.configuration())
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
+class KubeActivities:
+    def __init__(self, connection: KubeConnection) -> None:
+        self.connection = connection
 
     @activity.defn(name="kube.publish_status")
     async def publish_status(self, update: StatusUpdate) -> None:
         """Write the status subresource and post the Events. A resource that is gone is done."""
-        async with client.ApiClient(await self.configuration()) as api:
+        async with self.connection.api() as api:
             if await self._patch_status(api, update):
                 for note in update.events:
                     await self._post_event(api, update.target, note)

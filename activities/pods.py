@@ -1,7 +1,8 @@
-"""A kubernetes-mode polecat as a Pod: built from the spec, nothing else.
+"""A kubernetes-mode polecat as a Pod: built from the spec, started, watched, deleted.
 
-Pure functions: the pod manifest is unit-tested and validated offline against
-the Kubernetes schema. The agent's command line is the one local mode runs
+`build_pod` and `pod_outcome` are pure: the manifest is unit-tested and
+validated offline against the Kubernetes schema, and the reading of a pod's
+status is tested case by case. The agent's command line is the one local mode runs
 (`activities.agents`), wrapped by the image's entrypoint
 (`activities.pod_entrypoint`), which pushes the work branch on success.
 
@@ -11,9 +12,18 @@ volume, OAuth credentials another, the API key a `secretKeyRef`.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import json
+from typing import Any, cast
+
+from kubernetes.aio import client, watch
+from kubernetes.aio.client.exceptions import ApiException
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
+from activities.kube import KubeConnection
 from crds.polecat import Polecat, ResourceList
 
 UID = 65532  # the image's non-root user, as distroless images use
@@ -175,3 +185,173 @@ def build_pod(polecat: Polecat, default_image: str) -> dict[str, Any]:
             "volumes": volumes,
         },
     }
+
+
+# --- the activities ------------------------------------------------------------
+
+# Waiting reasons that never resolve by themselves: the polecat fails with them.
+FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
+WATCH_SLICE_SECONDS = 5
+
+
+class PodLaunch(BaseModel):
+    polecat: Polecat
+
+
+class PodRef(BaseModel):
+    name: str
+    namespace: str
+    uid_label: str  # the polecat's uid, as the pod's label: how the watch selects it
+
+
+class PodExit(BaseModel):
+    succeeded: bool
+    reason: str
+    message: str
+    exit_code: int | None = None
+    commit: str | None = None
+
+
+def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
+    for status in statuses or []:
+        if status.get("name") == name:
+            terminated: dict[str, Any] | None = (status.get("state") or {}).get("terminated")
+            return terminated
+    return None
+
+
+def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
+    """How a pod ended, from its status; None while it has not ended."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING:
+            detail = waiting.get("message") or waiting["reason"]
+            return PodExit(
+                succeeded=False,
+                reason="PodCannotStart",
+                message=f"{container['name']}: {waiting['reason']}: {detail}",
+            )
+    if phase == "Succeeded":
+        done = _terminated(status.get("containerStatuses"), "agent") or {}
+        commit = None
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            commit = json.loads(done.get("message") or "{}").get("commit")
+        return PodExit(succeeded=True, reason="AgentSucceeded", message="", exit_code=0, commit=commit)
+    if phase == "Failed":
+        if status.get("reason") == "DeadlineExceeded":
+            return PodExit(
+                succeeded=False,
+                reason="DeadlineExceeded",
+                message=status.get("message", "activeDeadlineSeconds passed"),
+            )
+        clone = _terminated(status.get("initContainerStatuses"), "clone")
+        if clone and clone.get("exitCode", 0) != 0:
+            tail = (clone.get("message") or "").strip()
+            return PodExit(
+                succeeded=False,
+                reason="CloneFailed",
+                exit_code=clone.get("exitCode"),
+                message=f"cloning the repository failed:\n{tail}",
+            )
+        agent = _terminated(status.get("containerStatuses"), "agent") or {}
+        code, why = agent.get("exitCode"), agent.get("reason") or status.get("reason") or "Error"
+        tail = (agent.get("message") or "").strip()
+        reason = "OOMKilled" if why == "OOMKilled" else "AgentFailed"
+        return PodExit(
+            succeeded=False,
+            reason=reason,
+            exit_code=code,
+            message=f"agent exited with code {code} ({why}); last output:\n{tail}",
+        )
+    return None
+
+
+class PodActivities:
+    """Pods of kubernetes-mode polecats, on the cluster the worker is configured for."""
+
+    def __init__(self, connection: KubeConnection, default_image: str) -> None:
+        self.connection = connection
+        self.default_image = default_image
+
+    @activity.defn(name="pods.start_pod")
+    async def start_pod(self, launch: PodLaunch) -> PodRef:
+        """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
+        manifest = build_pod(launch.polecat, self.default_image)
+        meta = manifest["metadata"]
+        ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
+        async with self.connection.api() as api:
+            core = client.CoreV1Api(api)
+            try:
+                await core.create_namespaced_pod(ref.namespace, cast(Any, manifest))
+            except ApiException as error:
+                if error.status != 409:
+                    raise _api_failure(error, "PodCreateFailed") from None
+                existing = await core.read_namespaced_pod(ref.name, ref.namespace)
+                labels = (existing.metadata.labels if existing.metadata else None) or {}
+                if labels.get(LABEL_UID) != ref.uid_label:
+                    raise ApplicationError(
+                        f"pod {ref.name} exists and belongs to another polecat",
+                        type="PodConflict",
+                        non_retryable=True,
+                    ) from None
+        return ref
+
+    @activity.defn(name="pods.watch_pod")
+    async def watch_pod(self, ref: PodRef) -> PodExit:
+        """Wait, heartbeating, until the pod ends; phases arrive from a watch, not a polling loop."""
+        async with self.connection.api() as api:
+            core = client.CoreV1Api(api)
+            while True:
+                activity.heartbeat()
+                try:
+                    pod = api.sanitize_for_serialization(
+                        await core.read_namespaced_pod(ref.name, ref.namespace)
+                    )
+                except ApiException as error:
+                    if error.status == 404:
+                        raise ApplicationError(
+                            f"pod {ref.name} was deleted", type="PodLost", non_retryable=True
+                        ) from None
+                    raise
+                outcome = pod_outcome(pod)
+                if outcome is not None:
+                    return outcome
+                stream = watch.Watch().stream(
+                    core.list_namespaced_pod,
+                    ref.namespace,
+                    label_selector=f"{LABEL_UID}={ref.uid_label}",
+                    resource_version=pod["metadata"].get("resourceVersion"),
+                    timeout_seconds=WATCH_SLICE_SECONDS,
+                )
+                async for event in stream:
+                    activity.heartbeat()
+                    changed = event.get("raw_object") or {}
+                    if event.get("type") == "DELETED":
+                        raise ApplicationError(
+                            f"pod {ref.name} was deleted", type="PodLost", non_retryable=True
+                        )
+                    outcome = pod_outcome(changed)
+                    if outcome is not None:
+                        return outcome
+
+    @activity.defn(name="pods.delete_pod")
+    async def delete_pod(self, ref: PodRef) -> None:
+        """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done."""
+        async with self.connection.api() as api:
+            try:
+                await client.CoreV1Api(api).delete_namespaced_pod(
+                    ref.name, ref.namespace, grace_period_seconds=0
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+
+def _api_failure(error: ApiException, kind: str) -> ApplicationError:
+    """An API error as a readable failure; 4xx other than conflicts will not heal by retrying."""
+    retryable = error.status in (None, 409, 429) or (error.status or 0) >= 500
+    return ApplicationError(
+        f"{error.status} {error.reason}: {(error.body or '')[:500]}", type=kind, non_retryable=not retryable
+    )

@@ -132,11 +132,6 @@ class Reconciler:
                 )
                 continue
             if isinstance(resource, Polecat):
-                if resource.spec.execution_mode == "kubernetes":
-                    lines.append(
-                        f"{resource.ref}: spec.executionMode: kubernetes is not served by this version yet "
-                        "(polecats run as pods once the Kubernetes bridge lands); use local"
-                    )
                 rig = resource.spec.rig
                 if rig not in rigs_in_batch and await self.find(Rig, None, rig) is None:
                     lines.append(f"{resource.ref}: spec.rig: Rig {rig!r} not found")

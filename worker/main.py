@@ -10,7 +10,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.git import GitActivities
-from activities.kube import KubeActivities
+from activities.kube import KubeActivities, KubeConnection
+from activities.pods import PodActivities
 from activities.tmux import TmuxActivities
 from worker.client import connect
 from worker.settings import Settings
@@ -25,7 +26,9 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
     tmux = TmuxActivities(settings.home, settings.tmux_socket)
-    kube = KubeActivities(settings.kubeconfig)
+    connection = KubeConnection(settings.kubeconfig)
+    kube = KubeActivities(connection)
+    pods = PodActivities(connection, settings.polecat_image)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -38,6 +41,9 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             tmux.watch_agent,
             tmux.stop_agent,
             kube.publish_status,
+            pods.start_pod,
+            pods.watch_pod,
+            pods.delete_pod,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
     from activities.kube import EventNote, StatusTarget
+    from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
     from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
     from crds.common import set_condition
     from crds.polecat import (
@@ -68,6 +69,7 @@ class PolecatState(BaseModel):
     deleted: bool = False
     worktree: str | None = None
     session: AgentSession | None = None
+    pod: PodRef | None = None
 
 
 PolecatInput.model_rebuild()
@@ -176,11 +178,8 @@ class PolecatWorkflow:
         return self.state.deleted or self.state.desired == "Terminated"
 
     async def _work(self) -> None:
-        if self.polecat.spec.execution_mode != "local":
-            # The bridge refuses these; a workflow started another way must not run them locally.
-            self._set_phase(
-                "Failed", "ExecutionModeUnsupported", "executionMode kubernetes is not served yet"
-            )
+        if self.polecat.spec.execution_mode == "kubernetes":
+            await self._work_in_pod()
             return
         try:
             worktree = await workflow.execute_activity_method(
@@ -262,7 +261,77 @@ class PolecatWorkflow:
             "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
         )
 
+    async def _work_in_pod(self) -> None:
+        """The agent as a pod; its deadline is a durable timer as well as the pod's own."""
+        kubernetes = self.polecat.spec.kubernetes
+        assert kubernetes is not None and kubernetes.active_deadline_seconds is not None  # validated
+        try:
+            pod = await workflow.execute_activity_method(
+                PodActivities.start_pod,
+                PodLaunch(polecat=self.polecat),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            self._fail(error)
+            return
+        self.state.pod = pod
+        status = self.state.status
+        status.pod_name = pod.name
+        status.branch = self.polecat.work_branch
+        status.start_time = status.start_time or workflow.now()
+        self._set_phase(
+            "Working", "AgentRunning", f"agent {self.polecat.spec.agent} running in pod {pod.name}"
+        )
+        deadline = status.start_time + timedelta(seconds=kubernetes.active_deadline_seconds)
+        watcher = workflow.start_activity_method(
+            PodActivities.watch_pod,
+            pod,
+            start_to_close_timeout=WATCH_LIMIT,
+            heartbeat_timeout=WATCH_HEARTBEAT,
+            retry_policy=RetryPolicy(non_retryable_error_types=["PodLost"]),
+            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+        )
+        remaining = max((deadline - workflow.now()).total_seconds(), 0.0)
+        with contextlib.suppress(TimeoutError):  # the deadline's durable timer
+            await workflow.wait_condition(lambda: watcher.done() or self._stopping(), timeout=remaining)
+        if not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(ActivityError):
+                await watcher
+            if not self._stopping():  # the deadline, not a person, ended it
+                await self._stop_agent()
+                limit = kubernetes.active_deadline_seconds
+                self._set_phase(
+                    "Failed",
+                    "DeadlineExceeded",
+                    f"activeDeadlineSeconds ({limit}s) passed; the pod was deleted",
+                )
+            return
+        try:
+            result: PodExit = watcher.result()
+        except ActivityError as error:
+            self._fail(error)
+            return
+        status.exit_code = result.exit_code
+        if not result.succeeded:
+            self._set_phase("Failed", result.reason, result.message)
+            return
+        status.commit = result.commit
+        self._set_phase(
+            "Succeeded",
+            "AgentSucceeded",
+            f"done: branch {status.branch} at {(result.commit or '?')[:12]} (pushed)",
+        )
+
     async def _stop_agent(self) -> None:
+        if self.state.pod is not None:
+            await workflow.execute_activity_method(
+                PodActivities.delete_pod,
+                self.state.pod,
+                start_to_close_timeout=SHORT,
+                retry_policy=RetryPolicy(maximum_attempts=10),
+            )
         if self.state.session is None:
             return
         await workflow.execute_activity_method(

@@ -171,18 +171,6 @@ async def test_rig_must_exist(reconciler: Reconciler) -> None:
     assert await reconciler.find(Polecat, "default", "ace") is None
 
 
-async def test_kubernetes_mode_is_refused_until_served(reconciler: Reconciler) -> None:
-    """A kubernetes-mode polecat is refused rather than silently run on this machine."""
-    manifest = polecat_manifest(
-        "morsov",
-        "any",
-        executionMode="kubernetes",
-        kubernetes={"gitRepository": "git@example.com:a/b.git", "activeDeadlineSeconds": 60},
-    )
-    problems = await reconciler.problems([polecat(manifest)])
-    assert problems[0].startswith("Polecat default/morsov: spec.executionMode: kubernetes is not served")
-
-
 async def test_broken_checkout_fails_clearly(reconciler: Reconciler, tmp_path: Path) -> None:
     """A rig whose localPath is not a git repository: the rig is NotReady and its polecat Failed, saying why."""
     not_a_repo = tmp_path / "empty"

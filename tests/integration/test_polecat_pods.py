@@ -1,0 +1,278 @@
+"""Polecats in kubernetes mode: pods on the (fake) API server, moved by the test as a kubelet would.
+
+The API server is the one stand-in (tests/fake_apiserver.py). No kubelet runs,
+so each test sets pod phases and container states itself, exactly as a
+kubelet reports them. Temporal and the worker are real.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.client import Client
+
+from bridge.reconcile import Reconciler, workflow_id_of
+from crds import Polecat, Rig, parse_resource
+from tests.fake_apiserver import FakeApiServer
+from tests.helpers import wait_until
+from worker.main import build_worker
+from worker.settings import Settings
+
+SECRET_VALUE = "sk-ant-api03-THIS-MUST-NEVER-LEAK-8d3f"
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[FakeApiServer]:
+    server = FakeApiServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def kube_settings(settings: Settings, api: FakeApiServer, tmp_path: Path) -> Settings:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
+    return settings.model_copy(
+        update={"kubeconfig": str(kubeconfig), "polecat_image": "gastown/polecat:test"}
+    )
+
+
+@pytest.fixture
+async def reconciler(client: Client, kube_settings: Settings) -> AsyncIterator[Reconciler]:
+    """A worker that reaches the fake API server, and the reconcile core that starts polecats."""
+    reconciler = Reconciler(client, kube_settings.task_queue)
+    rig = parse_resource(
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Rig",
+            "metadata": {"name": f"r-{kube_settings.task_queue}"},
+            "spec": {},
+        }
+    )
+    async with build_worker(client, kube_settings):
+        await reconciler.apply(rig)
+        yield reconciler
+        async for execution in client.list_workflows(
+            f"TaskQueue = '{kube_settings.task_queue}' AND ExecutionStatus = 'Running'"
+        ):
+            await client.get_workflow_handle(execution.id).terminate("test finished")
+
+
+def decoded(node: Any) -> str:
+    """Everything in a history as text: its JSON, and every payload's data decoded."""
+    parts = [json.dumps(node)]
+    if isinstance(node, dict):
+        data = node.get("data")
+        if isinstance(data, str) and "metadata" in node:  # a payload: base64 data
+            parts.append(base64.b64decode(data).decode(errors="replace"))
+        parts += [decoded(value) for value in node.values()]
+    elif isinstance(node, list):
+        parts += [decoded(value) for value in node]
+    return "\n".join(parts)
+
+
+def pod_polecat(name: str, reconciler: Reconciler, deadline: int = 3600, **spec: Any) -> Polecat:
+    resource = parse_resource(
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Polecat",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "rig": f"r-{reconciler.task_queue}",
+                "desiredState": "Working",
+                "beadID": "at-1",
+                "executionMode": "kubernetes",
+                "kubernetes": {
+                    "gitRepository": "git@example.com:org/athena.git",
+                    "activeDeadlineSeconds": deadline,
+                    "apiKeySecretRef": {"name": "anthropic"},
+                    "gitSecretRef": {"name": "deploy-key"},
+                },
+                **spec,
+            },
+        }
+    )
+    assert isinstance(resource, Polecat)
+    return resource
+
+
+async def phase_of(reconciler: Reconciler, name: str, *phases: str) -> Polecat:
+    seen: list[str] = []
+
+    async def probe() -> Polecat | None:
+        found = await reconciler.find(Polecat, "default", name)
+        if found and found.status:
+            seen[:] = [f"{found.status.phase}: {found.status.message}"]
+        return found if found and found.status and found.status.phase in phases else None
+
+    try:
+        return await wait_until(probe, f"{name} in {phases}", 60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen {seen}") from None
+
+
+def the_pod(api: FakeApiServer, name: str) -> dict[str, Any]:
+    (pod,) = [
+        p
+        for p in api.objects("pods", "default")
+        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == name
+    ]
+    return pod
+
+
+def container(state: dict[str, Any]) -> dict[str, Any]:
+    """A container status as the kubelet reports it (every field it always sets)."""
+    return {
+        "name": "agent",
+        "image": "gastown/polecat:test",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "started": False,
+        "state": state,
+    }
+
+
+def terminated(exit_code: int, reason: str, message: str) -> dict[str, Any]:
+    return container({"terminated": {"exitCode": exit_code, "reason": reason, "message": message}})
+
+
+async def test_pod_runs_to_succeeded_with_its_commit(reconciler: Reconciler, api: FakeApiServer) -> None:
+    """The pod is created from the spec; when its agent succeeds, the polecat is Succeeded with the pushed commit."""
+    await reconciler.apply(pod_polecat("furiosa", reconciler))
+    working = await phase_of(reconciler, "furiosa", "Working")
+    pod = the_pod(api, "furiosa")
+    assert working.status is not None and working.status.pod_name == pod["metadata"]["name"]
+    assert pod["spec"]["containers"][0]["image"] == "gastown/polecat:test"
+    api.patch_status("pods", "default", pod["metadata"]["name"], {"phase": "Running"})  # as the kubelet
+    message = json.dumps({"branch": "polecat/furiosa", "commit": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"})
+    api.patch_status(
+        "pods",
+        "default",
+        pod["metadata"]["name"],
+        {"phase": "Succeeded", "containerStatuses": [terminated(0, "Completed", message)]},
+    )
+    done = await phase_of(reconciler, "furiosa", "Succeeded", "Failed")
+    assert done.status is not None
+    assert (done.status.phase, done.status.commit) == (
+        "Succeeded",
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    )
+
+
+async def test_oom_killed_agent_fails_with_the_reason(reconciler: Reconciler, api: FakeApiServer) -> None:
+    """An agent container OOMKilled leaves the polecat Failed saying so, with the log tail."""
+    await reconciler.apply(pod_polecat("nux", reconciler))
+    await phase_of(reconciler, "nux", "Working")
+    name = the_pod(api, "nux")["metadata"]["name"]
+    api.patch_status(
+        "pods",
+        "default",
+        name,
+        {"phase": "Failed", "containerStatuses": [terminated(137, "OOMKilled", "allocating 9Gi...")]},
+    )
+    failed = await phase_of(reconciler, "nux", "Failed")
+    assert failed.status is not None
+    assert (
+        "agent exited with code 137 (OOMKilled)" in failed.status.message
+        and "allocating 9Gi" in failed.status.message
+    )
+    assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "OOMKilled"
+
+
+async def test_image_that_cannot_be_pulled_fails_the_polecat(
+    reconciler: Reconciler, api: FakeApiServer
+) -> None:
+    """A pod stuck in ImagePullBackOff fails the polecat with the kubelet's reason."""
+    slit = pod_polecat("slit", reconciler)
+    assert slit.spec.kubernetes is not None
+    slit.spec.kubernetes.image = "registry.example/nope:1"
+    await reconciler.apply(slit)
+    await phase_of(reconciler, "slit", "Working")
+    name = the_pod(api, "slit")["metadata"]["name"]
+    waiting = container(
+        {
+            "waiting": {
+                "reason": "ImagePullBackOff",
+                "message": 'Back-off pulling image "registry.example/nope:1"',
+            }
+        }
+    )
+    api.patch_status("pods", "default", name, {"phase": "Pending", "containerStatuses": [waiting]})
+    failed = await phase_of(reconciler, "slit", "Failed")
+    assert failed.status is not None and "ImagePullBackOff" in failed.status.message
+
+
+async def test_terminate_deletes_the_pod(reconciler: Reconciler, api: FakeApiServer) -> None:
+    """Terminating a kubernetes-mode polecat deletes its pod."""
+    await reconciler.apply(pod_polecat("toast", reconciler))
+    await phase_of(reconciler, "toast", "Working")
+    await reconciler.signal(Polecat, "default", "toast", "terminate")
+    await phase_of(reconciler, "toast", "Terminated")
+    assert not [
+        p
+        for p in api.objects("pods", "default")
+        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == "toast"
+    ]
+
+
+async def test_deadline_is_a_durable_timer_across_worker_restarts(
+    client: Client, kube_settings: Settings, api: FakeApiServer
+) -> None:
+    """With the worker restarted meanwhile, activeDeadlineSeconds still fails the polecat and deletes its pod."""
+    reconciler = Reconciler(client, kube_settings.task_queue)
+    rig = parse_resource(
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Rig",
+            "metadata": {"name": f"r-{kube_settings.task_queue}"},
+            "spec": {},
+        }
+    )
+    async with build_worker(client, kube_settings):
+        assert isinstance(rig, Rig)
+        await reconciler.apply(rig)
+        await reconciler.apply(pod_polecat("dag", reconciler, deadline=4))
+        await phase_of(reconciler, "dag", "Working")
+    async with build_worker(client, kube_settings):  # a new worker; the pod never finishes
+        failed = await phase_of(reconciler, "dag", "Failed")
+    assert failed.status is not None
+    assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "DeadlineExceeded"
+    assert not [
+        p
+        for p in api.objects("pods", "default")
+        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == "dag"
+    ]
+
+
+async def test_secret_values_never_reach_the_history(
+    reconciler: Reconciler, api: FakeApiServer, client: Client
+) -> None:
+    """A polecat using an API-key secret: the secret's value is nowhere in its workflow history."""
+    api._create(
+        api._type("", "v1", "secrets"),
+        "default",
+        {"metadata": {"name": "anthropic"}, "stringData": {"api-key": SECRET_VALUE}},
+    )
+    await reconciler.apply(pod_polecat("keeper", reconciler))
+    await phase_of(reconciler, "keeper", "Working")
+    name = the_pod(api, "keeper")["metadata"]["name"]
+    api.patch_status(
+        "pods",
+        "default",
+        name,
+        {"phase": "Failed", "containerStatuses": [terminated(1, "Error", "auth failed")]},
+    )
+    await phase_of(reconciler, "keeper", "Failed")
+    history = await client.get_workflow_handle(workflow_id_of(Polecat, "default", "keeper")).fetch_history()
+    text = decoded(json.loads(history.to_json()))
+    assert '"apiKeySecretRef":{"name":"anthropic","key":"api-key"}' in text  # the reference is there...
+    assert SECRET_VALUE not in text  # ...the value never
+    assert SECRET_VALUE not in json.dumps(the_pod(api, "keeper"))
