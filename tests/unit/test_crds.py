@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from crds import KINDS
-from crds.generate import GENERATED_DIR, crd_for, file_name, render
+from crds.generate import GENERATED_DIR, crd_for, file_name, kustomization, render
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -83,3 +83,8 @@ def test_schema_carries_enums_defaults_and_required() -> None:
 def test_crd_is_valid_kubernetes(kind: str) -> None:
     """Each CRD passes strict validation against the Kubernetes 1.37 schema (kubernetes-validate, offline)."""
     assert kubernetes_validate.validate(yaml.safe_load(render(KINDS[kind])), "1.37.0", strict=True) == "1.37"
+
+
+def test_committed_kustomization_matches() -> None:
+    """crds/generated/kustomization.yaml lists every CRD (deploy/ uses it as a base)."""
+    assert (GENERATED_DIR / "kustomization.yaml").read_text() == kustomization()
