@@ -26,8 +26,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## Speed figures: benchmarks/results/polecat.json
+bench: $(STAMP)  ## Speed figures: benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.polecat
+	$(BIN)/python -m benchmarks.bridge
 
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate

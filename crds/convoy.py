@@ -35,6 +35,7 @@ class ConvoyStatus(ApiModel):
     polecats: list[ConvoyPolecatRef] = Field(default_factory=list)
     start_time: Timestamp | None = None
     completion_time: Timestamp | None = None
+    observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
 class Convoy(Resource):

@@ -149,6 +149,7 @@ class PolecatStatus(ApiModel):
     commit: str | None = Field(None, description="Extension: head commit of the branch.")
     exit_code: int | None = Field(None, description="Extension: the agent's exit status.")
     log_file: str | None = Field(None, description="Extension: the agent's output (local mode).")
+    observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
 class Polecat(Resource):

@@ -48,6 +48,7 @@ class RefineryStatus(ApiModel):
     queue: list[QueueEntry] = Field(default_factory=list)
     last_merge: LastMerge | None = None
     conflicts: list[MergeConflict] = Field(default_factory=list)
+    observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
 class Refinery(Resource):

@@ -29,6 +29,7 @@ class RigStatus(ApiModel):
     last_sync: Timestamp | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str = Field("", description="Extension: why the rig is (not) ready.")
+    observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
 class Rig(Resource):

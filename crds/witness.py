@@ -55,6 +55,7 @@ class WitnessStatus(ApiModel):
     polecats_stuck: int = 0
     polecats_failed: int = 0
     alerts: list[WitnessAlert] = Field(default_factory=list)
+    observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
 class Witness(Resource):

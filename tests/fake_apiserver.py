@@ -126,8 +126,11 @@ def _merge(target: Any, patch: Any) -> Any:
 
 
 def _defaulted(value: Any, schema: dict[str, Any]) -> Any:
-    """`value` with the schema's defaults filled in, as the API server does for CRDs."""
+    """`value` pruned of unknown fields and with the schema's defaults filled in,
+    as the API server does for CRDs with structural schemas."""
     if isinstance(value, dict) and "properties" in schema:
+        for key in [key for key in value if key not in schema["properties"]]:
+            del value[key]
         for key, sub in schema["properties"].items():
             if key not in value and "default" in sub:
                 value[key] = copy.deepcopy(sub["default"])

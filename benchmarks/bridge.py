@@ -1,0 +1,140 @@
+"""The Kubernetes bridge: resources created -> workflows started (per second), and status latency.
+
+The API server is the test suite's fake (no real one can run here); Temporal
+(dev server with its SQLite file), the worker and `gastown bridge` are real
+processes, as `gastown up` and a cluster would run them.
+
+    .venv/bin/python -m benchmarks.bridge [--resources 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.polecat import free_port, percentile
+from tests.fake_apiserver import FakeApiServer
+from worker.client import connect
+from worker.embedded import EmbeddedRuntime
+from worker.settings import Settings
+
+RESULTS = Path(__file__).parent / "results" / "bridge.json"
+GASTOWN = str(Path(sys.executable).parent / "gastown")
+
+
+def polecat(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": name},
+        "spec": {"rig": "bench", "desiredState": "Idle"},
+    }
+
+
+async def main(count: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="gastown-bridge-bench-"))
+    api = FakeApiServer()
+    await api.start()
+    kubeconfig = work / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
+    os.environ["KUBECONFIG"] = str(kubeconfig)  # the worker started by `up` inherits it
+    settings = Settings(
+        GASTOWN_HOME=work / "home",
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        GASTOWN_UI_PORT=free_port(),
+        KUBECONFIG=str(kubeconfig),
+    )
+    runtime = EmbeddedRuntime(settings)
+    bridge = None
+    try:
+        await runtime.up()
+        client = await connect(settings)
+        env = {**os.environ, **runtime.worker_env()}
+        bridge = subprocess.Popen(
+            [GASTOWN, "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        while api.watches_started.get("polecats", 0) == 0:
+            await asyncio.sleep(0.05)
+        rigs = api._type("gastown.gastown.io", "v1alpha1", "rigs")
+        api._create(rigs, None, {"metadata": {"name": "bench"}, "spec": {"localPath": str(work)}})
+        while not any(r.get("status", {}).get("phase") for r in api.objects("rigs")):
+            await asyncio.sleep(0.05)
+
+        polecats = api._type("gastown.gastown.io", "v1alpha1", "polecats")
+        created: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        started = time.monotonic()
+        for i in range(count):
+            name = f"pc-{i:04d}"
+            created[name] = time.monotonic()
+            api._create(polecats, "default", polecat(name))
+            await asyncio.sleep(0)  # let the bridge's watch stream the change
+        query = "GastownKind = 'Polecat' AND ExecutionStatus = 'Running'"
+        while len(seen) < count:
+            now = time.monotonic()
+            for obj in api.objects("polecats", "default"):
+                name = obj["metadata"]["name"]
+                if name not in seen and obj.get("status", {}).get("phase") == "Idle":
+                    seen[name] = now
+            await asyncio.sleep(0.01)
+        all_status = time.monotonic() - started
+        workflows = (await client.count_workflows(query)).count
+        single = []  # one change at a time, on a quiet system: what a user waits for
+        for i in range(20):
+            name = f"single-{i:02d}"
+            begin = time.monotonic()
+            api._create(polecats, "default", polecat(name))
+            while api.objects("polecats", "default") and not any(
+                o["metadata"]["name"] == name and o.get("status", {}).get("phase") == "Idle"
+                for o in api.objects("polecats", "default")
+            ):
+                await asyncio.sleep(0.005)
+            single.append(time.monotonic() - begin)
+    finally:
+        if bridge is not None:
+            bridge.terminate()
+            bridge.wait(30)
+        runtime.down()
+        await api.stop()
+    latencies = [seen[name] - created[name] for name in created]
+    return {
+        "resources": count,
+        "workflows_running": workflows,
+        "created_to_status_seconds": round(all_status, 2),
+        "resources_per_second": round(count / all_status, 1),
+        "status_latency_in_burst_ms": {
+            "p50": round(statistics.median(latencies) * 1000),
+            "p95": round(percentile(latencies, 0.95) * 1000),
+            "max": round(max(latencies) * 1000),
+        },
+        "status_latency_single_ms": {
+            "p50": round(statistics.median(single) * 1000),
+            "p95": round(percentile(single, 0.95) * 1000),
+            "max": round(max(single) * 1000),
+        },
+        "note": "a resource counts once its workflow has run and written status.phase Idle back to the CR",
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--resources", type=int, default=200)
+    result = asyncio.run(main(parser.parse_args().resources))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    sys.stdout.flush()
+    os._exit(0)  # the SDK's native threads can abort a normal exit (sdk-python #300)
