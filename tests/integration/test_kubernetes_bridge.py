@@ -265,3 +265,41 @@ async def test_bridge_restart_mid_burst_neither_duplicates_nor_misses(
 
 def _polecats(settings: Settings) -> str:
     return f"TaskQueue = '{settings.task_queue}' AND GastownKind = 'Polecat'"
+
+
+async def test_spec_change_terminates_through_kubectl(
+    cluster: Cluster, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """Applying desiredState Terminated with kubectl reaches the running workflow: the agent stops."""
+    working = polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "never"))
+    await cluster.apply(rig_manifest(rig_name, git_rig), working)
+    await wait_until(lambda: _phase_in(cluster, "warboy", "Working"), "warboy to work", 60)
+    working["spec"]["desiredState"] = "Terminated"
+    await cluster.apply(working)
+    assert await wait_until(lambda: _phase_in(cluster, "warboy", "Terminated"), "warboy to terminate", 60)
+    polecat = await cluster.get("polecats", "warboy")
+    assert polecat is not None
+    assert polecat["status"]["observedGeneration"] == polecat["metadata"]["generation"] == 2
+
+
+async def test_kubernetes_mode_polecat_becomes_a_pod(cluster: Cluster, rig_name: str) -> None:
+    """kubectl apply of a kubernetes-mode Polecat: the bridge starts it and its pod appears, owned by it."""
+    manifest = polecat_manifest(
+        "capable",
+        rig_name,
+        executionMode="kubernetes",
+        kubernetes={"gitRepository": "git@example.com:org/athena.git", "activeDeadlineSeconds": 600},
+    )
+    rig = {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Rig",
+        "metadata": {"name": rig_name},
+        "spec": {},
+    }
+    await cluster.apply(rig, manifest)
+    await wait_until(lambda: _phase_in(cluster, "capable", "Working"), "capable to work", 60)
+    polecat = await cluster.get("polecats", "capable")
+    assert polecat is not None
+    (pod,) = cluster.api.objects("pods", "default")
+    assert pod["metadata"]["name"] == polecat["status"]["podName"]
+    assert pod["metadata"]["ownerReferences"][0]["uid"] == polecat["metadata"]["uid"]
