@@ -25,7 +25,7 @@ from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
 from crds import InvalidResource, Polecat, Resource, kind_for
 from crds.generate import generate
 from worker.client import connect
-from worker.embedded import EmbeddedRuntime, RuntimeUnavailable
+from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, wait_for_server
 from worker.settings import Settings
 
 EXIT_REFUSED = 1
@@ -131,24 +131,43 @@ def down() -> None:
 
 
 @cli.command()
+@_run
+async def status() -> None:
+    """Is the runtime up? Exit 0 when Temporal answers and a worker polls the task queue, else 2."""
+    settings = _settings()
+    try:
+        client = await wait_for_server(settings, timeout=5)
+    except RuntimeUnavailable:
+        raise Unreachable(
+            f"Temporal at {settings.temporal_address} does not answer; start it with `gastown up`"
+        ) from None
+    if not await has_poller(client, settings):
+        raise Unreachable(f"no worker polls task queue {settings.task_queue} on {settings.temporal_address}")
+    click.echo(f"ok: Temporal {settings.temporal_address}, a worker polls {settings.task_queue}")
+
+
+@cli.command()
 @click.option(
     "-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all)."
 )
-def bridge(namespaces: tuple[str, ...]) -> None:
+@click.option("--liveness", default=None, help="Serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@_run
+async def bridge(namespaces: tuple[str, ...], liveness: str | None) -> None:
     """Watch Gas Town resources in Kubernetes and keep their workflows in step."""
     from bridge.kubernetes import run_bridge
 
     logging.getLogger().setLevel(logging.INFO)
-    asyncio.run(run_bridge(_settings(), namespaces))
+    await run_bridge(_settings(), namespaces, liveness=liveness)
 
 
 @cli.command()
-def worker() -> None:
+@_run
+async def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS (settings from the environment)."""
     from worker.main import run_worker
 
     logging.getLogger().setLevel(logging.INFO)
-    asyncio.run(run_worker(_settings()))
+    await run_worker(_settings())
 
 
 # --- resources ---------------------------------------------------------------

@@ -112,8 +112,9 @@ async def run_bridge(
     namespaces: Collection[str] = (),
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
+    liveness: str | None = None,
 ) -> None:
-    """Watch the cluster (or `namespaces`) until `stop` is set."""
+    """Watch the cluster (or `namespaces`) until `stop` is set; `liveness`: kopf's probe URL."""
     # What `kopf run` does first: log format, and the handler that turns object
     # log records (handler errors among them) into Kubernetes Events.
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
@@ -127,4 +128,5 @@ async def run_bridge(
         stop_flag=stop,
         ready_flag=ready,
         standalone=True,
+        liveness_endpoint=liveness,
     )

@@ -207,6 +207,18 @@ async def test_unreachable_runtime_exits_2(settings: Settings) -> None:
     assert result.code == 2
     assert "cannot reach Temporal" in result.err and "gastown up" in result.err
     assert "Traceback" not in result.err
+    assert (await gastown(away, "status")).code == 2
+
+
+async def test_status_says_whether_a_worker_polls(settings: Settings) -> None:
+    """`gastown status` (the health check) is 0 with a worker polling, 2 on a queue nobody polls."""
+    up = await gastown(settings, "status")
+    assert (up.code, up.out.strip()) == (
+        0,
+        f"ok: Temporal {settings.temporal_address}, a worker polls {settings.task_queue}",
+    )
+    idle = await gastown(settings.model_copy(update={"task_queue": "nobody-polls-this"}), "status")
+    assert idle.code == 2 and "no worker polls task queue nobody-polls-this" in idle.err
 
 
 async def test_unknown_kind(settings: Settings) -> None:

@@ -276,3 +276,20 @@ async def test_secret_values_never_reach_the_history(
     assert '"apiKeySecretRef":{"name":"anthropic","key":"api-key"}' in text  # the reference is there...
     assert SECRET_VALUE not in text  # ...the value never
     assert SECRET_VALUE not in json.dumps(the_pod(api, "keeper"))
+
+
+async def test_a_retried_start_adopts_the_pod(
+    reconciler: Reconciler, api: FakeApiServer, kube_settings: Settings
+) -> None:
+    """Starting a polecat's pod again (as a retry or a restarted worker does) adopts it: still one pod."""
+    from activities.kube import KubeConnection
+    from activities.pods import PodActivities, PodLaunch
+
+    resource = pod_polecat("cheedo", reconciler)
+    await reconciler.apply(resource)
+    await phase_of(reconciler, "cheedo", "Working")
+    started = await reconciler.get(Polecat, "default", "cheedo")
+    pods = PodActivities(KubeConnection(kube_settings.kubeconfig), kube_settings.polecat_image)
+    again = await pods.start_pod(PodLaunch(polecat=started))
+    assert started.status is not None and again.name == started.status.pod_name
+    assert len([p for p in api.objects("pods", "default") if p["metadata"]["name"] == again.name]) == 1

@@ -65,8 +65,9 @@ def test_deployments_run_our_commands_restricted(rendered: list[dict[str, Any]])
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        assert container["args"] == [name.removeprefix("gastown-")]
+        assert container["args"][0] == name.removeprefix("gastown-")
         assert container["args"][0] in cli.commands
+        assert "livenessProbe" in container
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["serviceAccountName"] == name
@@ -79,7 +80,8 @@ def test_compose_names_what_exists() -> None:
     assert {"postgresql", "temporal", "temporal-ui", "search-attributes", "worker", "bridge"} <= set(services)
     for name in ("worker", "bridge"):
         service = services[name]
-        assert service["command"] == [name] and name in cli.commands
+        assert service["command"][0] == name and name in cli.commands
+        assert "healthcheck" in service
         host, port = service["environment"]["TEMPORAL_ADDRESS"].split(":")
         assert host in services and f"{port}:{port}" in services[host]["ports"]
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
@@ -89,6 +91,7 @@ def test_compose_names_what_exists() -> None:
     for service in services.values():
         if "healthcheck" in service:
             assert service["healthcheck"]["test"][0] == "CMD"
+    assert services["worker"]["healthcheck"]["test"][1:] == ["gastown", "status"] and "status" in cli.commands
 
 
 def test_dockerfile_copies_what_exists() -> None:
