@@ -260,7 +260,8 @@ async def test_bridge_restart_mid_burst_neither_duplicates_nor_misses(
     await wait_until(lambda: len(cluster.api.objects("polecats")) == total - 5, "the deleted five to go", 60)
     executions = [execution.id async for execution in client.list_workflows(_polecats(settings))]
     assert len(executions) == len(set(executions))  # one run per polecat, never a second
-    assert len(executions) in (total - 5, total)  # the deleted five may never have started
+    # Each of the deleted five may or may not have started before the bridge was killed.
+    assert total - 5 <= len(executions) <= total
 
 
 def _polecats(settings: Settings) -> str:
