@@ -44,18 +44,33 @@ def kube_settings(settings: Settings, api: FakeApiServer, tmp_path: Path) -> Set
     )
 
 
-@pytest.fixture
-async def reconciler(client: Client, kube_settings: Settings) -> AsyncIterator[Reconciler]:
-    """A worker that reaches the fake API server, and the reconcile core that starts polecats."""
-    reconciler = Reconciler(client, kube_settings.task_queue)
+def bare_rig(settings: Settings) -> Rig:
+    """A rig of this test's own; kubernetes-mode polecats need no checkout."""
     rig = parse_resource(
         {
             "apiVersion": "gastown.gastown.io/v1alpha1",
             "kind": "Rig",
-            "metadata": {"name": f"r-{kube_settings.task_queue}"},
+            "metadata": {"name": f"r-{settings.task_queue}"},
             "spec": {},
         }
     )
+    assert isinstance(rig, Rig)
+    return rig
+
+
+def pods_of(api: FakeApiServer, polecat: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in api.objects("pods", "default")
+        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == polecat
+    ]
+
+
+@pytest.fixture
+async def reconciler(client: Client, kube_settings: Settings) -> AsyncIterator[Reconciler]:
+    """A worker that reaches the fake API server, and the reconcile core that starts polecats."""
+    reconciler = Reconciler(client, kube_settings.task_queue)
+    rig = bare_rig(kube_settings)
     async with build_worker(client, kube_settings):
         await reconciler.apply(rig)
         yield reconciler
@@ -119,11 +134,7 @@ async def phase_of(reconciler: Reconciler, name: str, *phases: str) -> Polecat:
 
 
 def the_pod(api: FakeApiServer, name: str) -> dict[str, Any]:
-    (pod,) = [
-        p
-        for p in api.objects("pods", "default")
-        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == name
-    ]
+    (pod,) = pods_of(api, name)
     return pod
 
 
@@ -216,11 +227,7 @@ async def test_terminate_deletes_the_pod(reconciler: Reconciler, api: FakeApiSer
     await phase_of(reconciler, "toast", "Working")
     await reconciler.signal(Polecat, "default", "toast", "terminate")
     await phase_of(reconciler, "toast", "Terminated")
-    assert not [
-        p
-        for p in api.objects("pods", "default")
-        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == "toast"
-    ]
+    assert not pods_of(api, "toast")
 
 
 async def test_deadline_is_a_durable_timer_across_worker_restarts(
@@ -228,16 +235,8 @@ async def test_deadline_is_a_durable_timer_across_worker_restarts(
 ) -> None:
     """With the worker restarted meanwhile, activeDeadlineSeconds still fails the polecat and deletes its pod."""
     reconciler = Reconciler(client, kube_settings.task_queue)
-    rig = parse_resource(
-        {
-            "apiVersion": "gastown.gastown.io/v1alpha1",
-            "kind": "Rig",
-            "metadata": {"name": f"r-{kube_settings.task_queue}"},
-            "spec": {},
-        }
-    )
+    rig = bare_rig(kube_settings)
     async with build_worker(client, kube_settings):
-        assert isinstance(rig, Rig)
         await reconciler.apply(rig)
         await reconciler.apply(pod_polecat("dag", reconciler, deadline=4))
         await phase_of(reconciler, "dag", "Working")
@@ -245,11 +244,7 @@ async def test_deadline_is_a_durable_timer_across_worker_restarts(
         failed = await phase_of(reconciler, "dag", "Failed")
     assert failed.status is not None
     assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "DeadlineExceeded"
-    assert not [
-        p
-        for p in api.objects("pods", "default")
-        if p["metadata"]["labels"]["gastown.gastown.io/polecat"] == "dag"
-    ]
+    assert not pods_of(api, "dag")
 
 
 async def test_secret_values_never_reach_the_history(
