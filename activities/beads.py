@@ -1,0 +1,185 @@
+"""Reading beads: a JSONL export, the legacy SQLite database, or a running beads daemon.
+
+Each reader returns a `BeadSnapshot`: the beads that pass the filters, and
+what could not be read, counted and described, never raised. Bad data never
+stops a sync; only an unreachable source (missing file, dead socket) does,
+as `BeadSourceError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
+MAX_ERRORS = 20
+STABLE_READ_ATTEMPTS = 5
+
+
+class Bead(BaseModel):
+    """One beads issue, the fields Gas Town reads; unknown fields are kept aside, not fatal."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    title: str = ""
+    description: str = ""
+    acceptance_criteria: str = ""
+    status: str = "open"
+    priority: int = 2
+    issue_type: str = "task"
+    labels: list[str] = Field(default_factory=list)
+    closed_at: str | None = None
+
+
+KNOWN_FIELDS = {
+    *Bead.model_fields,
+    # Fields of the beads format we do not use but know (field notes, section 8).
+    "assignee", "owner", "dependencies", "comments", "created_at", "updated_at", "close_reason",
+    "created_by", "notes", "design", "external_ref", "metadata",
+}  # fmt: skip
+
+
+class BeadSnapshot(BaseModel):
+    beads: list[Bead] = Field(default_factory=list)
+    malformed: int = 0  # records that could not be read at all
+    unknown_fields: int = 0  # records carrying fields we do not know (read anyway)
+    errors: list[str] = Field(default_factory=list)  # the first few problems, for people
+
+
+class BeadSourceError(Exception):
+    """The source itself cannot be read (missing file, dead socket): the sync is an Error."""
+
+
+def _admit(
+    records: Iterable[tuple[str, Any]], statuses: Sequence[str], labels: Sequence[str]
+) -> BeadSnapshot:
+    """Validate records (where, raw) and apply the filters: status in `statuses`, all `labels` present."""
+    snapshot = BeadSnapshot()
+    for where, raw in records:
+        try:
+            bead = Bead.model_validate(raw)
+        except ValidationError as error:
+            snapshot.malformed += 1
+            if len(snapshot.errors) < MAX_ERRORS:
+                first = error.errors()[0]
+                field = ".".join(str(part) for part in first["loc"]) or "record"
+                snapshot.errors.append(f"{where}: {field}: {first['msg']}")
+            continue
+        if isinstance(raw, dict) and set(raw) - KNOWN_FIELDS:
+            snapshot.unknown_fields += 1
+        if statuses and bead.status not in statuses:
+            continue
+        if labels and not set(labels) <= set(bead.labels):
+            continue
+        snapshot.beads.append(bead)
+    return snapshot
+
+
+def _stable_bytes(path: Path) -> bytes:
+    """The whole file, read at one moment: re-read if it changed while we read it."""
+    for _ in range(STABLE_READ_ATTEMPTS):
+        try:
+            before = os.stat(path)
+            data = path.read_bytes()
+            after = os.stat(path)
+        except FileNotFoundError:
+            raise BeadSourceError(f"{path}: no such file") from None
+        same = (before.st_ino, before.st_size, before.st_mtime_ns) == (
+            after.st_ino,
+            after.st_size,
+            after.st_mtime_ns,
+        )
+        if same and len(data) == after.st_size:
+            return data
+    raise BeadSourceError(f"{path}: kept changing while being read ({STABLE_READ_ATTEMPTS} attempts)")
+
+
+def read_jsonl(path: Path, statuses: Sequence[str] = (), labels: Sequence[str] = ()) -> BeadSnapshot:
+    """A beads `issues.jsonl` export."""
+    records: list[tuple[str, Any]] = []
+    bad: list[str] = []
+    for number, line in enumerate(_stable_bytes(path).decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append((f"line {number}", json.loads(line)))
+        except json.JSONDecodeError as error:
+            bad.append(f"line {number}: not JSON ({error.msg})")
+    snapshot = _admit(records, statuses, labels)
+    snapshot.malformed += len(bad)
+    snapshot.errors = (bad + snapshot.errors)[:MAX_ERRORS]
+    return snapshot
+
+
+def read_sqlite(path: Path, statuses: Sequence[str] = (), labels: Sequence[str] = ()) -> BeadSnapshot:
+    """The legacy `.beads/beads.db`, read-only, in one transaction (a consistent snapshot)."""
+    if not path.exists():
+        raise BeadSourceError(f"{path}: no such file")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as error:
+        raise BeadSourceError(f"{path}: cannot open: {error}") from None
+    try:
+        connection.row_factory = sqlite3.Row
+        connection.execute("BEGIN")
+        issues = [dict(row) for row in connection.execute("SELECT * FROM issues")]
+        tags: dict[str, list[str]] = {}
+        for row in connection.execute("SELECT issue_id, label FROM labels"):
+            tags.setdefault(row["issue_id"], []).append(row["label"])
+    except sqlite3.Error as error:
+        raise BeadSourceError(f"{path}: not a beads database: {error}") from None
+    finally:
+        connection.close()
+    records = []
+    for issue in issues:
+        issue = {key: value for key, value in issue.items() if value is not None}
+        issue["labels"] = tags.get(issue["id"], [])
+        records.append((f"issue {issue.get('id', '?')}", issue))
+    return _admit(records, statuses, labels)
+
+
+def read_daemon(
+    path: Path, statuses: Sequence[str] = (), labels: Sequence[str] = (), timeout: float = 10.0
+) -> BeadSnapshot:
+    """A running beads daemon on its Unix socket: one `list` request, one response line."""
+    request: dict[str, Any] = {
+        "operation": "list",
+        "args": {},
+        "actor": "gastown",
+        "request_id": "gastown-sync",
+    }
+    if labels:
+        request["args"]["labels"] = list(labels)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(path))
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            response = b""
+            while not response.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                response += chunk
+                if len(response) > MAX_DAEMON_RESPONSE:
+                    raise BeadSourceError(f"{path}: response larger than {MAX_DAEMON_RESPONSE} bytes")
+    except (FileNotFoundError, ConnectionRefusedError) as error:
+        raise BeadSourceError(f"{path}: no beads daemon answers ({error.strerror})") from None
+    except TimeoutError:
+        raise BeadSourceError(f"{path}: the beads daemon did not answer within {timeout:.0f}s") from None
+    try:
+        answer = json.loads(response)
+    except json.JSONDecodeError:
+        raise BeadSourceError(f"{path}: the daemon's answer is not JSON") from None
+    if not answer.get("success"):
+        raise BeadSourceError(f"{path}: the daemon refused: {answer.get('error') or 'no reason given'}")
+    items = answer.get("data") or []
+    return _admit(((f"item {i}", item) for i, item in enumerate(items)), statuses, labels)

@@ -1,0 +1,172 @@
+"""BeadStore readers on real beads data: the JSONL exports, a SQLite database and a daemon built from them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from activities.beads import BeadSourceError, read_daemon, read_jsonl, read_sqlite
+from tests.helpers import REPO_ROOT
+
+DATA = REPO_ROOT.parent / "shared" / "data" / "beads"
+GASTOWN = DATA / "gastown-issues.jsonl"
+BEADS = DATA / "beads-issues.jsonl"
+
+pytestmark = pytest.mark.skipif(
+    not GASTOWN.exists(), reason="the shared beads exports are not beside the repository"
+)
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_jsonl_reads_every_real_record() -> None:
+    """Both real exports read whole, with the statuses their README states, and nothing malformed."""
+    snapshot = read_jsonl(GASTOWN)
+    assert len(snapshot.beads) == 2669 and snapshot.malformed == 0
+    assert Counter(b.status for b in snapshot.beads) == {
+        "closed": 2434, "open": 207, "hooked": 25, "deferred": 1, "tombstone": 1, "in_progress": 1,
+    }  # fmt: skip
+    assert snapshot.unknown_fields > 0  # event/agent extras are counted, not fatal
+    other = read_jsonl(BEADS)
+    assert len(other.beads) == 485
+    assert Counter(b.status for b in other.beads) == {"closed": 360, "open": 121, "hooked": 4}
+
+
+def test_filters_by_status_and_labels(tmp_path: Path) -> None:
+    """Only the statuses asked for; only beads carrying every label asked for."""
+    assert len(read_jsonl(GASTOWN, statuses=["open", "in_progress"]).beads) == 208
+    lines = [
+        {"id": "gt-1", "status": "open", "labels": ["backend", "urgent"]},
+        {"id": "gt-2", "status": "open", "labels": ["backend"]},
+        {"id": "gt-3", "status": "closed", "labels": ["backend", "urgent"]},
+    ]
+    path = tmp_path / "issues.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines))
+    assert [b.id for b in read_jsonl(path, statuses=["open"], labels=["backend", "urgent"]).beads] == ["gt-1"]
+
+
+def test_bad_lines_are_counted_never_fatal(tmp_path: Path) -> None:
+    """A truncated line and a record without an id are counted and described; the rest are read."""
+    good = GASTOWN.read_text().splitlines()[:10]
+    path = tmp_path / "issues.jsonl"
+    path.write_text("\n".join([*good, '{"id": "gt-x", "title": ', '{"title": "no id"}']) + "\n")
+    snapshot = read_jsonl(path)
+    assert (len(snapshot.beads), snapshot.malformed) == (10, 2)
+    assert snapshot.errors[0].startswith("line 11: not JSON")
+    assert snapshot.errors[1] == "line 12: id: Field required"
+
+
+def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
+    """A missing file is an error of the source, with its path."""
+    with pytest.raises(BeadSourceError, match="no such file"):
+        read_jsonl(tmp_path / "absent.jsonl")
+
+
+@pytest.fixture
+def beads_db(tmp_path: Path) -> Path:
+    """A legacy beads database (the field notes' tables), filled from the real export."""
+    path = tmp_path / "beads.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE issues (id TEXT PRIMARY KEY, title TEXT, description TEXT, status TEXT, priority INTEGER,
+            issue_type TEXT, assignee TEXT, created_at TEXT, updated_at TEXT, closed_at TEXT, close_reason TEXT,
+            metadata TEXT);
+        CREATE TABLE labels (issue_id TEXT, label TEXT);
+        CREATE TABLE dependencies (issue_id TEXT, depends_on_id TEXT, type TEXT, created_at TEXT, created_by TEXT);
+        CREATE TABLE config (key TEXT, value TEXT);
+        """
+    )
+    columns = (
+        "id",
+        "title",
+        "description",
+        "status",
+        "priority",
+        "issue_type",
+        "assignee",
+        "created_at",
+        "updated_at",
+        "closed_at",
+        "close_reason",
+    )
+    for record in records(BEADS):
+        db.execute(
+            f"INSERT INTO issues ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [record.get(c) for c in columns],
+        )
+        for label in record.get("labels") or []:  # type: ignore[attr-defined]
+            db.execute("INSERT INTO labels VALUES (?, ?)", (record["id"], label))
+    db.execute("INSERT INTO config VALUES ('issue_prefix', 'bd')")
+    db.commit()
+    db.close()
+    return path
+
+
+def test_sqlite_reads_the_legacy_database(beads_db: Path) -> None:
+    """The SQLite reader sees the same beads as the export it was built from, labels included."""
+    snapshot = read_sqlite(beads_db)
+    assert len(snapshot.beads) == 485 and snapshot.malformed == 0
+    expected = {str(r["id"]): sorted(r.get("labels") or []) for r in records(BEADS)}  # type: ignore[call-overload]
+    assert {b.id: sorted(b.labels) for b in snapshot.beads} == expected
+    assert len(read_sqlite(beads_db, statuses=["open"]).beads) == 121
+
+
+def test_sqlite_that_is_not_beads_is_a_source_error(tmp_path: Path) -> None:
+    """A database without the beads tables is an error naming the problem."""
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    with pytest.raises(BeadSourceError, match="not a beads database"):
+        read_sqlite(other)
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]]:
+    """A small beads daemon on a Unix socket: newline-delimited JSON, one request and one response a line."""
+    path = tmp_path / "bd.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+    data = records(BEADS)
+    seen: list[dict[str, object]] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rwb") as stream:
+                request = json.loads(stream.readline())
+                seen.append(request)
+                wanted = set(request["args"].get("labels") or [])
+                items = [r for r in data if wanted <= set(r.get("labels") or [])]  # type: ignore[call-overload]
+                stream.write(json.dumps({"success": True, "data": items}).encode() + b"\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, seen
+    server.close()
+
+
+def test_daemon_lists_over_its_socket(daemon: tuple[Path, list[dict[str, object]]]) -> None:
+    """The daemon reader sends one `list` request and reads every bead from the answer."""
+    path, seen = daemon
+    snapshot = read_daemon(path)
+    assert len(snapshot.beads) == 485
+    assert seen[0]["operation"] == "list"
+
+
+def test_dead_daemon_is_a_source_error(tmp_path: Path) -> None:
+    """No daemon on the socket: an error that says so."""
+    with pytest.raises(BeadSourceError, match="no beads daemon answers"):
+        read_daemon(tmp_path / "bd.sock")
