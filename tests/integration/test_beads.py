@@ -15,13 +15,9 @@ import pytest
 from activities.beads import BeadSourceError, read_daemon, read_jsonl, read_sqlite
 from tests.helpers import REPO_ROOT
 
-DATA = REPO_ROOT.parent / "shared" / "data" / "beads"
+DATA = REPO_ROOT / "tests" / "data" / "beads"  # real exports, MIT (see its README)
 GASTOWN = DATA / "gastown-issues.jsonl"
 BEADS = DATA / "beads-issues.jsonl"
-
-pytestmark = pytest.mark.skipif(
-    not GASTOWN.exists(), reason="the shared beads exports are not beside the repository"
-)
 
 
 def records(path: Path) -> list[dict[str, object]]:
