@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from crds.common import short_uid
 from crds.rig import RigSpec
 
 # Concurrent `git fetch` / `worktree add` on one repository race for the same
@@ -96,7 +97,7 @@ class GitActivities:
         repo = open_checkout(request.rig)
         # One worktree per incarnation (uid): a re-created polecat of the same
         # name never inherits a stale worktree, not even one of another repo.
-        stem = f"{request.polecat}-{request.uid.replace('-', '')[:8]}"
+        stem = f"{request.polecat}-{short_uid(request.uid)}"
         path = self.home / "worktrees" / request.rig_name / request.namespace / stem
         with _repo_locks[str(repo.common_dir)]:
             if (path / ".git").exists():

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
 from activities.kube import KubeConnection
+from crds.common import short_uid
 from crds.polecat import Polecat, ResourceList
 
 UID = 65532  # the image's non-root user, as distroless images use
@@ -40,8 +41,7 @@ LABEL_UID = "gastown.gastown.io/polecat-uid"
 
 def pod_name(polecat: Polecat) -> str:
     """Deterministic and unique per incarnation, so a restarted worker adopts its pod."""
-    uid = (polecat.metadata.uid or "nouid").replace("-", "")[:8]
-    return f"polecat-{polecat.name}-{uid}"
+    return f"polecat-{polecat.name}-{short_uid(polecat.metadata.uid)}"
 
 
 def _resources(polecat: Polecat) -> dict[str, dict[str, str]]:

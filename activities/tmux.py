@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
+from crds.common import short_uid
 from crds.polecat import Polecat
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
@@ -70,8 +71,7 @@ class Pane:
 
 def session_name(polecat: Polecat) -> str:
     """Unique per incarnation (uid) and deterministic, so a retry adopts it."""
-    uid = (polecat.metadata.uid or "nouid").replace("-", "")[:8]
-    return f"gt-{polecat.namespace}-{polecat.name}-{uid}"
+    return f"gt-{polecat.namespace}-{polecat.name}-{short_uid(polecat.metadata.uid)}"
 
 
 def tail_of(log_file: Path) -> str:

@@ -238,6 +238,11 @@ def set_condition(
     return result
 
 
+def short_uid(uid: str | None) -> str:
+    """Eight characters of a uid: what makes a session, pod or worktree name unique per incarnation."""
+    return (uid or "nouid").replace("-", "")[:8]
+
+
 class KindInfo(BaseModel):
     """How a kind is named and shown: what the CRD and the CLI need."""
 
