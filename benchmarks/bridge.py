@@ -23,14 +23,14 @@ from typing import Any
 
 import yaml
 
-from benchmarks.polecat import free_port, percentile
+from benchmarks.polecat import percentile
 from tests.fake_apiserver import FakeApiServer
+from tests.helpers import GASTOWN, free_port
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime
 from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "bridge.json"
-GASTOWN = str(Path(sys.executable).parent / "gastown")
 
 
 def polecat(name: str) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,19 +28,12 @@ import yaml
 
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
-from tests.helpers import make_git_rig, polecat_manifest, rig_manifest
+from tests.helpers import GASTOWN, free_port, make_git_rig, polecat_manifest, rig_manifest
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime
 from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "polecat.json"
-GASTOWN = str(Path(sys.executable).parent / "gastown")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def until(

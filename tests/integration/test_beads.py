@@ -16,7 +16,7 @@ from activities.beads import BeadSourceError, read_daemon, read_jsonl, read_sqli
 from tests.helpers import REPO_ROOT
 
 DATA = REPO_ROOT / "tests" / "data" / "beads"  # real exports, MIT (see its README)
-GASTOWN = DATA / "gastown-issues.jsonl"
+GASTOWN_EXPORT = DATA / "gastown-issues.jsonl"
 BEADS = DATA / "beads-issues.jsonl"
 
 
@@ -26,7 +26,7 @@ def records(path: Path) -> list[dict[str, object]]:
 
 def test_jsonl_reads_every_real_record() -> None:
     """Both real exports read whole, with the statuses their README states, and nothing malformed."""
-    snapshot = read_jsonl(GASTOWN)
+    snapshot = read_jsonl(GASTOWN_EXPORT)
     assert len(snapshot.beads) == 2669 and snapshot.malformed == 0
     assert Counter(b.status for b in snapshot.beads) == {
         "closed": 2434, "open": 207, "hooked": 25, "deferred": 1, "tombstone": 1, "in_progress": 1,
@@ -39,7 +39,7 @@ def test_jsonl_reads_every_real_record() -> None:
 
 def test_filters_by_status_and_labels(tmp_path: Path) -> None:
     """Only the statuses asked for; only beads carrying every label asked for."""
-    assert len(read_jsonl(GASTOWN, statuses=["open", "in_progress"]).beads) == 208
+    assert len(read_jsonl(GASTOWN_EXPORT, statuses=["open", "in_progress"]).beads) == 208
     lines = [
         {"id": "gt-1", "status": "open", "labels": ["backend", "urgent"]},
         {"id": "gt-2", "status": "open", "labels": ["backend"]},
@@ -52,7 +52,7 @@ def test_filters_by_status_and_labels(tmp_path: Path) -> None:
 
 def test_bad_lines_are_counted_never_fatal(tmp_path: Path) -> None:
     """A truncated line and a record without an id are counted and described; the rest are read."""
-    good = GASTOWN.read_text().splitlines()[:10]
+    good = GASTOWN_EXPORT.read_text().splitlines()[:10]
     path = tmp_path / "issues.jsonl"
     path.write_text("\n".join([*good, '{"id": "gt-x", "title": ', '{"title": "no id"}']) + "\n")
     snapshot = read_jsonl(path)

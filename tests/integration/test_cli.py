@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,8 @@ import yaml
 
 from bridge.reconcile import Reconciler
 from crds import Polecat, Rig
-from tests.conftest import free_port
-from tests.helpers import GitRig, polecat_manifest, rig_manifest, wait_until
+from tests.helpers import GASTOWN, GitRig, free_port, polecat_manifest, rig_manifest, wait_until
 from worker.settings import Settings
-
-GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
 
 pytestmark = pytest.mark.usefixtures("worker")
 

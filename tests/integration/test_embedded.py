@@ -12,9 +12,8 @@ import libtmux
 import psutil
 import yaml
 
-from tests.conftest import free_port
-from tests.helpers import GitRig, make_git_rig, polecat_manifest, rig_manifest, wait_until
-from tests.integration.test_cli import GASTOWN, Result
+from tests.helpers import GASTOWN, GitRig, free_port, make_git_rig, polecat_manifest, rig_manifest, wait_until
+from tests.integration.test_cli import Result
 
 
 async def run(env: dict[str, str], *args: str) -> Result:

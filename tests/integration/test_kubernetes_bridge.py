@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sysconfig
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,17 @@ from bridge.kubernetes import FINALIZER
 from bridge.reconcile import Reconciler
 from crds import KINDS, Polecat
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import GitRig, polecat_manifest, rig_manifest, wait_until
+from tests.helpers import (
+    GASTOWN,
+    KUBECTL,
+    GitRig,
+    polecat_manifest,
+    rig_manifest,
+    terminate_running,
+    wait_until,
+)
 from worker.main import build_worker
 from worker.settings import Settings
-
-KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
-GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
 
 
 @dataclass
@@ -113,9 +117,7 @@ async def cluster(client: Client, settings: Settings, tmp_path: Path) -> AsyncIt
             yield cluster
         finally:
             await cluster.stop_bridge()
-            query = f"TaskQueue = '{settings.task_queue}' AND ExecutionStatus = 'Running'"
-            async for execution in client.list_workflows(query):
-                await client.get_workflow_handle(execution.id).terminate("test finished")
+            await terminate_running(client, settings.task_queue)
     await api.stop()
 
 

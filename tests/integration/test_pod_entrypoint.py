@@ -11,13 +11,40 @@ from pathlib import Path
 import pytest
 
 from activities.pod_entrypoint import _ssh_environment
-from tests.helpers import SCRIPTED_AGENT, make_git_rig
+from tests.helpers import SCRIPTED_AGENT, GitRig, make_git_rig
 
 ENTRYPOINT = [sys.executable, "-m", "activities.pod_entrypoint"]
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def clone(
+    rig: GitRig, base: str, branch: str, into: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The init container's step, from the rig's bare remote."""
+    args = [
+        "clone",
+        "--repository",
+        f"file://{rig.remote}",
+        "--base",
+        base,
+        "--branch",
+        branch,
+        "--into",
+        str(into),
+    ]
     return subprocess.run([*ENTRYPOINT, *args], env={**os.environ, **env}, capture_output=True, text=True)
+
+
+def run_agent(
+    branch: str, agent: list[str], repo: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """The agent container's step, in the cloned repository."""
+    return subprocess.run(
+        [*ENTRYPOINT, "run", "--branch", branch, "--", *agent],
+        env={**os.environ, **env},
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
 
 
 @pytest.fixture
@@ -39,29 +66,10 @@ def test_clone_then_run_pushes_the_work_branch(tmp_path: Path, pod_env: dict[str
     """clone checks out the work branch; run runs the agent and pushes its commit on success."""
     rig = make_git_rig(tmp_path / "rig")
     repo = tmp_path / "workspace" / "repo"
-    cloned = run(
-        [
-            "clone",
-            "--repository",
-            f"file://{rig.remote}",
-            "--base",
-            "main",
-            "--branch",
-            "polecat/slit",
-            "--into",
-            str(repo),
-        ],
-        pod_env,
-    )
+    cloned = clone(rig, "main", "polecat/slit", repo, pod_env)
     assert cloned.returncode == 0, cloned.stderr
     agent = [sys.executable, str(SCRIPTED_AGENT), "--commit", "fix.txt=fixed"]
-    done = subprocess.run(
-        [*ENTRYPOINT, "run", "--branch", "polecat/slit", "--", *agent],
-        env={**os.environ, **pod_env},
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
+    done = run_agent("polecat/slit", agent, repo, pod_env)
     assert done.returncode == 0, done.stderr
     assert 'task: the task "; touch /tmp/x' in done.stdout  # the prompt reached the agent as a file
     message = json.loads(Path(pod_env["GT_TERMINATION_LOG"]).read_text())
@@ -73,24 +81,9 @@ def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env:
     """A failing agent's exit code is the container's; nothing is pushed."""
     rig = make_git_rig(tmp_path / "rig")
     repo = tmp_path / "repo"
-    run(
-        [
-            "clone",
-            "--repository",
-            f"file://{rig.remote}",
-            "--base",
-            "main",
-            "--branch",
-            "polecat/nux",
-            "--into",
-            str(repo),
-        ],
-        pod_env,
-    )
+    assert clone(rig, "main", "polecat/nux", repo, pod_env).returncode == 0
     agent = [sys.executable, str(SCRIPTED_AGENT), "--commit", "x.txt=x", "--exit", "4"]
-    done = subprocess.run(
-        [*ENTRYPOINT, "run", "--branch", "polecat/nux", "--", *agent], env={**os.environ, **pod_env}, cwd=repo
-    )
+    done = run_agent("polecat/nux", agent, repo, pod_env)
     assert done.returncode == 4
     assert "polecat/nux" not in rig.remote_branches()
     assert not Path(pod_env["GT_TERMINATION_LOG"]).exists()
@@ -99,20 +92,7 @@ def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env:
 def test_clone_of_a_missing_branch_fails(tmp_path: Path, pod_env: dict[str, str]) -> None:
     """A gitBranch that does not exist fails the init step with git's own error."""
     rig = make_git_rig(tmp_path / "rig")
-    cloned = run(
-        [
-            "clone",
-            "--repository",
-            f"file://{rig.remote}",
-            "--base",
-            "nope",
-            "--branch",
-            "polecat/x",
-            "--into",
-            str(tmp_path / "r"),
-        ],
-        pod_env,
-    )
+    cloned = clone(rig, "nope", "polecat/x", tmp_path / "r", pod_env)
     assert cloned.returncode != 0
     assert "nope" in cloned.stderr
 

@@ -20,7 +20,7 @@ from temporalio.client import Client
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig, parse_resource
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import wait_until
+from tests.helpers import terminate_running, wait_until
 from worker.main import build_worker
 from worker.settings import Settings
 
@@ -74,10 +74,7 @@ async def reconciler(client: Client, kube_settings: Settings) -> AsyncIterator[R
     async with build_worker(client, kube_settings):
         await reconciler.apply(rig)
         yield reconciler
-        async for execution in client.list_workflows(
-            f"TaskQueue = '{kube_settings.task_queue}' AND ExecutionStatus = 'Running'"
-        ):
-            await client.get_workflow_handle(execution.id).terminate("test finished")
+        await terminate_running(client, kube_settings.task_queue)
 
 
 def decoded(node: Any) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sysconfig
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -18,10 +16,8 @@ import pytest
 import yaml
 
 from bridge.cli import cli
-from tests.helpers import REPO_ROOT
+from tests.helpers import KUBECTL, REPO_ROOT
 from workflows import attributes
-
-KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
 
 
 @pytest.fixture(scope="module")
