@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,4 @@ class Settings(BaseSettings):
 
     def workflow_url(self, workflow_id: str) -> str:
         """The Temporal UI page of one workflow."""
-        from urllib.parse import quote
-
         return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
