@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from activities.beads import Bead
 from crds.polecat import AgentConfig, PolecatSpec
 
 
@@ -102,10 +103,16 @@ def agent_environment(polecat_name: str, branch: str, spec: PolecatSpec) -> dict
     }
 
 
-def prompt_for(polecat_name: str, rig: str, branch: str, spec: PolecatSpec) -> str:
+def prompt_for(polecat_name: str, rig: str, branch: str, spec: PolecatSpec, bead: Bead | None = None) -> str:
     """The task as the agent reads it. User text is data here, never code."""
     lines = [f"You are polecat {polecat_name}, working on rig {rig}."]
-    if spec.bead_id:
+    if bead is not None:
+        lines += ["", f"Bead {bead.id}: {bead.title}"]
+        if bead.description:
+            lines += ["", "Description:", bead.description]
+        if bead.acceptance_criteria:
+            lines += ["", "Acceptance criteria:", bead.acceptance_criteria]
+    elif spec.bead_id:
         lines.append(f"Bead: {spec.bead_id}")
     if spec.task_description:
         lines += ["", "Task:", spec.task_description]

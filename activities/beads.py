@@ -8,6 +8,7 @@ as `BeadSourceError` with a message a person can act on.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -17,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
+from workflows import attributes
 
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
 MAX_ERRORS = 20
@@ -183,3 +190,99 @@ def read_daemon(
         raise BeadSourceError(f"{path}: the daemon refused: {answer.get('error') or 'no reason given'}")
     items = answer.get("data") or []
     return _admit(((f"item {i}", item) for i, item in enumerate(items)), statuses, labels)
+
+
+# --- the BeadStore's side of things: where the source is, and the activities -----
+
+READERS = {"jsonl": read_jsonl, "sqlite": read_sqlite, "daemon": read_daemon}
+
+
+def source_path(path: str, checkout: str | None) -> Path:
+    """`source.path` as a file: absolute, or relative to the rig's checkout (`.beads/issues.jsonl`)."""
+    if os.path.isabs(path):
+        return Path(path)
+    if not checkout:
+        raise BeadSourceError(
+            f"source.path {path} is relative, but the rig has no spec.localPath to resolve it"
+        )
+    return Path(checkout) / path
+
+
+def read_source(source: BeadSource, checkout: str | None, filters: BeadFilters | None = None) -> BeadSnapshot:
+    statuses, labels = (filters.status, filters.labels) if filters else ([], [])
+    return READERS[source.type](source_path(source.path, checkout), statuses, labels)
+
+
+class SyncRequest(BaseModel):
+    source: BeadSource
+    filters: BeadFilters | None = None
+    checkout: str | None = None  # the rig's localPath
+
+
+class SyncReport(BaseModel):
+    """One sync: what was read, and every problem met (bad data) or the reason it could not read (error)."""
+
+    issue_count: int = 0
+    problems: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class BeadLookup(BaseModel):
+    rig: str
+    checkout: str | None  # the rig's localPath
+    bead_ids: list[str]
+
+
+class BeadActivities:
+    """Reading a rig's beads. The rig's BeadStore is found through Temporal (its workflow's memo)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name="beads.sync")
+    async def sync(self, request: SyncRequest) -> SyncReport:
+        try:
+            snapshot = await asyncio.to_thread(read_source, request.source, request.checkout, request.filters)
+        except BeadSourceError as error:
+            return SyncReport(error=str(error))
+        problems = list(snapshot.errors)
+        if snapshot.malformed:
+            problems.insert(0, f"{snapshot.malformed} malformed records skipped")
+        if snapshot.unknown_fields:
+            problems.insert(
+                0, f"{snapshot.unknown_fields} records carry fields this version does not know (read anyway)"
+            )
+        return SyncReport(issue_count=len(snapshot.beads), problems=problems[:MAX_ERRORS])
+
+    @activity.defn(name="beads.find")
+    async def find(self, lookup: BeadLookup) -> list[Bead] | None:
+        """The beads asked for; None if the rig has no BeadStore."""
+        try:
+            return await find_beads(self.client, lookup.rig, lookup.checkout, lookup.bead_ids)
+        except BeadSourceError as error:
+            raise ApplicationError(str(error), type="BeadSourceUnavailable") from None
+
+
+async def store_of(client: Client, rig: str) -> BeadStoreSpec | None:
+    """The spec of the rig's BeadStore (there is one at most), from its workflow's memo."""
+    query = (
+        f"{attributes.KIND.name} = 'BeadStore' AND {attributes.RIG.name} = '{rig}'"
+        " AND ExecutionStatus = 'Running'"
+    )
+    async for execution in client.list_workflows(query, limit=1):
+        memo = await execution.memo()
+        return BeadStoreSpec.model_validate(memo[attributes.MEMO_SPEC])
+    return None
+
+
+async def find_beads(client: Client, rig: str, checkout: str | None, ids: Sequence[str]) -> list[Bead] | None:
+    """Beads by id from the rig's BeadStore, unfiltered (a closed bead is found, and seen closed).
+
+    None if the rig has no BeadStore; BeadSourceError if its source cannot be read.
+    """
+    store = await store_of(client, rig)
+    if store is None:
+        return None
+    snapshot = await asyncio.to_thread(read_source, store.source, checkout)
+    wanted = set(ids)
+    return [bead for bead in snapshot.beads if bead.id in wanted]

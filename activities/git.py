@@ -9,6 +9,8 @@ adopted.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import threading
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +22,8 @@ from temporalio.exceptions import ApplicationError
 
 from crds.common import short_uid
 from crds.rig import RigSpec
+
+REMOTE_TIMEOUT = 20  # seconds a rig's remote has to answer `git ls-remote`
 
 # Concurrent `git fetch` / `worktree add` on one repository race for the same
 # lock files; serialise them per repository within this worker.
@@ -44,6 +48,12 @@ class Worktree(BaseModel):
 class BranchRequest(BaseModel):
     worktree: str
     branch: str
+
+
+class RigCheck(BaseModel):
+    ready: bool = False
+    reason: str  # CamelCase, the Ready condition's reason
+    message: str
 
 
 class BranchResult(BaseModel):
@@ -128,8 +138,8 @@ class GitActivities:
         return await asyncio.to_thread(_publish_branch, request)
 
     @activity.defn(name="git.check_rig")
-    async def check_rig(self, rig: RigSpec) -> str:
-        """Empty if the rig's checkout is usable; otherwise why it is not."""
+    async def check_rig(self, rig: RigSpec) -> RigCheck:
+        """Whether the rig's checkout (and remote, with a gitURL) is usable, and why not."""
         return await asyncio.to_thread(_check_rig, rig)
 
 
@@ -188,13 +198,52 @@ def _publish_branch(request: BranchRequest) -> BranchResult:
     return BranchResult(branch=request.branch, commit=commit, pushed=pushed)
 
 
-def _check_rig(rig: RigSpec) -> str:
+def _check_rig(rig: RigSpec) -> RigCheck:
+    if not rig.local_path and not rig.git_url:
+        return RigCheck(reason="NoWorkspace", message="neither spec.localPath nor spec.gitURL is set")
+    if rig.local_path:
+        try:
+            repo = open_checkout(rig)
+        except ApplicationError as error:
+            return RigCheck(reason="CheckoutUnusable", message=str(error.message))
+        if not _branch_exists(repo, f"refs/heads/{rig.default_branch}") and not (
+            _has_origin(repo) and _branch_exists(repo, f"refs/remotes/origin/{rig.default_branch}")
+        ):
+            message = f"defaultBranch {rig.default_branch} does not exist in {rig.local_path}"
+            return RigCheck(reason="CheckoutUnusable", message=message)
+    if rig.git_url:
+        problem = _remote_problem(rig.git_url, rig.default_branch)
+        if problem:
+            return RigCheck(reason="RemoteUnreachable", message=problem)
+    where = [
+        f"checkout {rig.local_path}" if rig.local_path else "",
+        f"remote {rig.git_url}" if rig.git_url else "",
+    ]
+    return RigCheck(ready=True, reason="RigReady", message=" and ".join(w for w in where if w) + " ready")
+
+
+def _remote_problem(url: str, branch: str) -> str:
+    """Empty if the remote answers (never prompting for credentials); otherwise git's words."""
+    environment = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=10",
+    }
     try:
-        repo = open_checkout(rig)
-    except ApplicationError as error:
-        return str(error.message)
-    if not _branch_exists(repo, f"refs/heads/{rig.default_branch}") and not (
-        _has_origin(repo) and _branch_exists(repo, f"refs/remotes/origin/{rig.default_branch}")
-    ):
-        return f"defaultBranch {rig.default_branch} does not exist in {rig.local_path}"
+        done = subprocess.run(
+            # ext:: would run a command from a URL someone typed: never.
+            ["git", "-c", "protocol.ext.allow=never", "ls-remote", "--heads", "--", url, branch],
+            capture_output=True,
+            text=True,
+            timeout=REMOTE_TIMEOUT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return f"gitURL {url} did not answer within {REMOTE_TIMEOUT}s"
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        return f"gitURL {url} does not answer: {said[0] if said else f'git exited {done.returncode}'}"
+    if not done.stdout.strip():
+        return f"defaultBranch {branch} does not exist on {url}"
     return ""

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
+from activities.beads import Bead
 from activities.kube import KubeConnection
 from crds.common import short_uid
 from crds.polecat import Polecat, ResourceList
@@ -64,14 +65,14 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def build_pod(polecat: Polecat, default_image: str) -> dict[str, Any]:
+def build_pod(polecat: Polecat, default_image: str, bead: Bead | None = None) -> dict[str, Any]:
     """The Pod of a kubernetes-mode polecat."""
     k8s = polecat.spec.kubernetes
     if k8s is None or k8s.git_repository is None or k8s.active_deadline_seconds is None:
         raise ValueError(f"{polecat.ref}: not a valid kubernetes-mode polecat")
     branch = polecat.work_branch
     image = k8s.image or default_image
-    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec)
+    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead)
     command = agent_command(polecat.spec, prompt)
 
     env: list[dict[str, Any]] = [{"name": "HOME", "value": HOME}]
@@ -196,6 +197,7 @@ WATCH_SLICE_SECONDS = 5
 
 class PodLaunch(BaseModel):
     polecat: Polecat
+    bead: Bead | None = None
 
 
 class PodRef(BaseModel):
@@ -278,7 +280,7 @@ class PodActivities:
     @activity.defn(name="pods.start_pod")
     async def start_pod(self, launch: PodLaunch) -> PodRef:
         """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
-        manifest = build_pod(launch.polecat, self.default_image)
+        manifest = build_pod(launch.polecat, self.default_image, launch.bead)
         meta = manifest["metadata"]
         ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
         async with self.connection.api() as api:

@@ -25,6 +25,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
+from activities.beads import Bead
 from crds.common import short_uid
 from crds.polecat import Polecat
 
@@ -44,6 +45,7 @@ class AgentLaunch(BaseModel):
     polecat: Polecat
     worktree: str
     branch: str
+    bead: Bead | None = None  # its text, from the rig's BeadStore
 
 
 class AgentSession(BaseModel):
@@ -145,7 +147,7 @@ class TmuxActivities:
         polecat = launch.polecat
         session = session_name(polecat)
         log_file, prompt_file = self._paths(polecat)
-        prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec)
+        prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec, launch.bead)
         command = agent_command(polecat.spec, prompt)
         started = await self._tmux("show-options", "-v", "-t", f"={session}:", _STARTED, check=False)
         if started.strip() == "1":

@@ -21,8 +21,8 @@ from typing import Any
 
 import kopf
 
-from bridge.reconcile import CONTROLLERS, NotFound, NoWorker, Reconciler
-from crds import GROUP, KINDS, VERSION, InvalidResource, Polecat, Resource, parse_resource
+from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
+from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resource
 from worker.client import connect
 from worker.settings import Settings
 
@@ -45,7 +45,7 @@ async def _apply(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any,
     problems = await reconciler.problems([resource])
     if problems:
         text = "\n".join(problems)
-        if isinstance(resource, Polecat) and any("spec.rig: Rig" in line for line in problems):
+        if any(line.endswith(RIG_NOT_FOUND) for line in problems):
             raise kopf.TemporaryError(text, delay=RETRY_SECONDS)  # the Rig may be applied next
         raise kopf.PermanentError(text)
     try:

@@ -11,6 +11,7 @@ Reads come from each workflow's memo and search attributes (visibility), so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,11 +30,14 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
-from crds import GROUP, VERSION, InvalidResource, Polecat, Resource, Rig
+from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Resource, Rig
 from crds.common import rfc3339
 from crds.polecat import change_problems
 from workflows import attributes
+from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
+from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow
 from workflows.rig import RigInput, RigWorkflow
 
@@ -42,6 +46,9 @@ APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
 
 
 R = TypeVar("R", bound=Resource)
+
+
+RIG_NOT_FOUND = "not found"
 
 
 class NotFound(LookupError):
@@ -72,6 +79,16 @@ async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
     return RigInput(rig=rig, status_target=reconciler.status_target(rig))
 
 
+async def _beadstore_input(reconciler: Reconciler, store: BeadStore) -> BeadStoreInput:
+    rig = await reconciler.get(Rig, None, store.spec.rig_ref)
+    return BeadStoreInput(store=store, rig=rig, status_target=reconciler.status_target(store))
+
+
+async def _convoy_input(reconciler: Reconciler, convoy: Convoy) -> ConvoyInput:
+    rig = await reconciler.find(Rig, None, convoy.spec.rig_ref) if convoy.spec.rig_ref else None
+    return ConvoyInput(convoy=convoy, rig=rig, status_target=reconciler.status_target(convoy))
+
+
 CONTROLLERS: dict[str, Controller] = {
     "Rig": Controller(RigWorkflow, _rig_input, rig_of=lambda rig: rig.name),
     "Polecat": Controller(
@@ -80,6 +97,8 @@ CONTROLLERS: dict[str, Controller] = {
         rig_of=lambda polecat: polecat.spec.rig,
         bead_of=lambda polecat: polecat.spec.bead_id,
     ),
+    "BeadStore": Controller(BeadStoreWorkflow, _beadstore_input, rig_of=lambda store: store.spec.rig_ref),
+    "Convoy": Controller(ConvoyWorkflow, _convoy_input, rig_of=lambda convoy: convoy.spec.rig_ref),
 }
 
 
@@ -89,6 +108,26 @@ def workflow_id_of(model: type[Resource], namespace: str | None, name: str) -> s
 
 def id_of(resource: Resource) -> str:
     return workflow_id_of(type(resource), resource.namespace, resource.name)
+
+
+class LocalPolecats:
+    """A convoy's polecats on a laptop: resources the reconcile core applies, as `gastown apply` does."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+
+    async def find(self, namespace: str, name: str) -> Polecat | None:
+        return await self.reconciler.find(Polecat, namespace, name)
+
+    async def create(self, polecat: Polecat, owner: Convoy) -> None:
+        problems = await self.reconciler.problems([polecat])
+        if problems:
+            raise PolecatRefused("; ".join(problems))
+        await self.reconciler.apply(polecat)
+
+    async def delete(self, namespace: str, name: str) -> None:
+        with contextlib.suppress(NotFound):
+            await self.reconciler.delete(Polecat, namespace, name)
 
 
 class Reconciler:
@@ -123,7 +162,8 @@ class Reconciler:
         for a reason that could be known up front.
         """
         lines = []
-        rigs_in_batch = {resource.name for resource in batch if isinstance(resource, Rig)}
+        rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
+        stores: dict[str, BeadStore] = {}
         for resource in batch:
             kind = resource.INFO.kind
             if kind not in CONTROLLERS:
@@ -132,13 +172,51 @@ class Reconciler:
                 )
                 continue
             if isinstance(resource, Polecat):
-                rig = resource.spec.rig
-                if rig not in rigs_in_batch and await self.find(Rig, None, rig) is None:
-                    lines.append(f"{resource.ref}: spec.rig: Rig {rig!r} not found")
+                lines += await self._rig_problems(resource, "spec.rig", resource.spec.rig, rigs)
                 current = await self.find(Polecat, resource.namespace, resource.name)
                 if isinstance(current, Polecat):
                     lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
+            elif isinstance(resource, BeadStore):
+                rig = resource.spec.rig_ref
+                lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
+                other = stores.get(rig) or await self._store_of(rig)
+                if other is not None and other.ref != resource.ref:
+                    lines.append(
+                        f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a BeadStore ({other.ref}); "
+                        "a rig has one"
+                    )
+                stores[rig] = resource
+            elif isinstance(resource, Convoy) and resource.spec.rig_ref:
+                lines += await self._rig_problems(resource, "spec.rigRef", resource.spec.rig_ref, rigs)
         return lines
+
+    async def _rig_problems(
+        self, resource: Resource, field: str, name: str, batch: dict[str, Rig]
+    ) -> list[str]:
+        """The rig must exist (or come in the same batch); a polecat's bead must carry its prefix."""
+        rig = batch.get(name) or await self.find(Rig, None, name)
+        if rig is None:
+            return [f"{resource.ref}: {field}: Rig {name!r} {RIG_NOT_FOUND}"]
+        prefix = rig.spec.beads_prefix
+        if isinstance(resource, Polecat):
+            beads = {"spec.beadID": resource.spec.bead_id}
+        elif isinstance(resource, Convoy):
+            beads = {f"spec.trackedBeads[{i}]": bead for i, bead in enumerate(resource.spec.tracked_beads)}
+        else:
+            beads = {}
+        return [
+            f"{resource.ref}: {where}: must carry rig {name}'s beadsPrefix ({prefix}-...) (got {bead!r})"
+            for where, bead in beads.items()
+            if prefix and bead and not bead.startswith(f"{prefix}-")
+        ]
+
+    async def _store_of(self, rig: str) -> BeadStore | None:
+        query = f"{attributes.RIG.name} = '{rig}' AND {attributes.KIND.name} = 'BeadStore'"
+        async for execution in self.client.list_workflows(
+            f"{query} AND ExecutionStatus = 'Running'", limit=1
+        ):
+            return await _resource_from(BeadStore, execution)
+        return None
 
     # --- writes ---------------------------------------------------------------
 

@@ -39,6 +39,7 @@ class BeadStoreStatus(ApiModel):
     last_sync: Timestamp | None = None
     issue_count: int = 0
     errors: list[SyncError] = Field(default_factory=list)
+    message: str = Field("", description="Extension: what the last sync found, or why it failed.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 

@@ -4,19 +4,40 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from crds.common import ApiModel, DnsName, KindInfo, Resource, Timestamp
+from crds.common import ApiModel, DnsName, FieldError, KindInfo, Resource, Timestamp
+from crds.polecat import BeadID, PolecatTemplate
 
 ConvoyPhase = Literal["Pending", "Active", "Completed", "Failed"]
 
 
 class ConvoySpec(ApiModel):
     description: str | None = Field(None, max_length=1024, description="Human-readable name.")
-    tracked_beads: list[str] = Field(default_factory=list, max_length=2000, description="Bead ids to track.")
+    tracked_beads: list[BeadID] = Field(
+        default_factory=list, max_length=2000, description="Bead ids to track."
+    )
     parallelism: int | None = Field(None, gt=0, description="Max concurrent polecats (default unlimited).")
     rig_ref: DnsName | None = Field(None, description="Target rig for spawned polecats.")
     auto_spawn: bool = Field(False, description="Create polecats for beads.")
+    polecat_template: PolecatTemplate | None = Field(
+        None,
+        description=(
+            "Extension: how spawned polecats run (every Polecat spec field but rig, beadID and "
+            "desiredState); absent, the Polecat defaults."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _spawnable(self) -> ConvoySpec:
+        seen: set[str] = set()
+        for index, bead in enumerate(self.tracked_beads):
+            if bead in seen:
+                raise FieldError(f"trackedBeads[{index}]", f"{bead} is listed twice")
+            seen.add(bead)
+        if self.auto_spawn and not self.rig_ref:
+            raise FieldError("rigRef", "required when autoSpawn is true")
+        return self
 
 
 class ConvoyPolecatRef(ApiModel):
@@ -35,6 +56,7 @@ class ConvoyStatus(ApiModel):
     polecats: list[ConvoyPolecatRef] = Field(default_factory=list)
     start_time: Timestamp | None = None
     completion_time: Timestamp | None = None
+    message: str = Field("", description="Extension: what the convoy is doing, in words.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from crds.common import (
     ApiModel,
@@ -18,6 +18,7 @@ from crds.common import (
     Timestamp,
 )
 
+BeadID = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 DesiredState = Literal["Idle", "Working", "Terminated"]
 PolecatPhase = Literal["Pending", "Idle", "Working", "Succeeded", "Failed", "Terminated"]
 ExecutionMode = Literal["local", "kubernetes"]
@@ -27,10 +28,12 @@ Provider = Literal["anthropic", "litellm", "openai", "ollama"]
 # The spec's diagram, plus Pending (before the first reconcile) and two edges
 # the diagram leaves out but a user needs: terminating a Working or Succeeded
 # polecat (its line to Terminated runs through Failed's column in the drawing;
-# we do not pretend the agent failed). Documented in README "Polecat phases".
+# we do not pretend the agent failed); and Idle -> Failed, when the work cannot
+# start (its bead is closed, its worktree cannot be made). Documented in
+# README "Polecat phases".
 TRANSITIONS: dict[str, frozenset[str]] = {
     "Pending": frozenset({"Idle", "Working", "Failed", "Terminated"}),
-    "Idle": frozenset({"Working", "Terminated"}),
+    "Idle": frozenset({"Working", "Failed", "Terminated"}),
     "Working": frozenset({"Succeeded", "Failed", "Terminated"}),
     "Succeeded": frozenset({"Failed", "Terminated"}),
     "Failed": frozenset({"Terminated"}),
@@ -98,15 +101,13 @@ class KubernetesSpec(ApiModel):
     )
 
 
-class PolecatSpec(ApiModel):
-    rig: DnsName = Field(description="Parent rig name (must exist).")
-    desired_state: DesiredState = Field(description="Idle | Working | Terminated.")
-    bead_id: str | None = Field(
-        None,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="Bead issue to work on (e.g. at-1234).",
-    )
+class PolecatTemplate(ApiModel):
+    """How a polecat runs: every Polecat spec field but rig, beadID and desiredState.
+
+    A Convoy's `spec.polecatTemplate` (our extension) is one of these, applied
+    to each polecat it spawns.
+    """
+
     task_description: LimitedText | None = Field(
         None, description="Natural language instructions (if no beadID)."
     )
@@ -116,9 +117,7 @@ class PolecatSpec(ApiModel):
     kubernetes: KubernetesSpec | None = None
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> PolecatSpec:
-        if self.desired_state == "Working" and not (self.bead_id or self.task_description):
-            raise FieldError("beadID", "beadID or taskDescription is required when desiredState is Working")
+    def _how_it_runs(self) -> PolecatTemplate:
         if self.agent == "custom" and not (self.agent_config and self.agent_config.command):
             raise FieldError("agentConfig.command", "required when agent is custom")
         if self.execution_mode == "kubernetes":
@@ -131,6 +130,18 @@ class PolecatSpec(ApiModel):
                 )
             if not self.kubernetes.git_repository:
                 raise FieldError("kubernetes.gitRepository", "required when executionMode is kubernetes")
+        return self
+
+
+class PolecatSpec(PolecatTemplate):
+    rig: DnsName = Field(description="Parent rig name (must exist).")
+    desired_state: DesiredState = Field(description="Idle | Working | Terminated.")
+    bead_id: BeadID | None = Field(None, description="Bead issue to work on (e.g. at-1234).")
+
+    @model_validator(mode="after")
+    def _what_it_works_on(self) -> PolecatSpec:
+        if self.desired_state == "Working" and not (self.bead_id or self.task_description):
+            raise FieldError("beadID", "beadID or taskDescription is required when desiredState is Working")
         return self
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import json
 import socket
 import sys
 import sysconfig
@@ -15,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 from git import Actor, Blob, Repo
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from crds import Polecat, Rig, parse_resource
 
@@ -33,10 +36,14 @@ def free_port() -> int:
 
 
 async def terminate_running(client: Client, task_queue: str) -> None:
-    """End a test's workflows: one left open with no worker behind it would answer no later test."""
+    """End a test's workflows (and their Schedules): one left with no worker behind it answers no later test."""
     query = f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Running'"
     async for execution in client.list_workflows(query):
-        await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
+        with contextlib.suppress(RPCError):  # it may have ended since the listing
+            await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
+        if execution.workflow_type == "BeadStore":
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle(execution.id).delete()
 
 
 @overload
@@ -136,3 +143,55 @@ def polecat(manifest: dict[str, Any]) -> Polecat:
     resource = parse_resource(manifest)
     assert isinstance(resource, Polecat)
     return resource
+
+
+def beadstore_manifest(name: str, rig: str, path: str, kind: str = "jsonl", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "BeadStore",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"rigRef": rig, "source": {"type": kind, "path": path}, **spec},
+    }
+
+
+def convoy_manifest(name: str, rig: str, beads: list[str], *agent_args: str, **spec: Any) -> dict[str, Any]:
+    """An autoSpawn convoy whose polecats run the scripted agent with `agent_args`."""
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Convoy",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "rigRef": rig,
+            "trackedBeads": beads,
+            "autoSpawn": True,
+            "polecatTemplate": {
+                "agent": "custom",
+                "agentConfig": {"command": [sys.executable, str(SCRIPTED_AGENT), *agent_args]},
+            },
+            **spec,
+        },
+    }
+
+
+def write_beads(path: Path, beads: list[dict[str, Any]]) -> None:
+    """A beads `issues.jsonl` export, written whole (as `bd export` does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(
+        json.dumps({"status": "open", "title": f"work on {bead['id']}", **bead}) + "\n" for bead in beads
+    )
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def max_concurrent(spans: Path) -> int:
+    """The most agents that ran at once, from the scripted agent's `--spans` file."""
+    edges = []
+    for line in spans.read_text().splitlines():
+        edge, _, moment = line.split()
+        edges.append((float(moment), 1 if edge == "start" else -1))
+    running = peak = 0
+    for _, step in sorted(edges, key=lambda item: (item[0], item[1])):  # an end before a start at a tie
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -9,16 +9,22 @@ import signal
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.beads import BeadActivities
+from activities.convoys import ConvoyActivities
 from activities.git import GitActivities
 from activities.kube import KubeActivities, KubeConnection
 from activities.pods import PodActivities
+from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
+from bridge.reconcile import LocalPolecats, Reconciler
 from worker.client import connect
 from worker.settings import Settings
+from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
+from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
 from workflows.rig import RigWorkflow
 
-WORKFLOWS = [PolecatWorkflow, RigWorkflow]
+WORKFLOWS = [PolecatWorkflow, RigWorkflow, BeadStoreWorkflow, BeadStoreTickWorkflow, ConvoyWorkflow]
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
@@ -29,6 +35,10 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
     pods = PodActivities(connection, settings.polecat_image)
+    beads = BeadActivities(client)
+    schedules = ScheduleActivities(client)
+    # A convoy on a laptop creates its polecats as `gastown apply` would.
+    convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -44,6 +54,13 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             pods.start_pod,
             pods.watch_pod,
             pods.delete_pod,
+            beads.sync,
+            beads.find,
+            schedules.ensure,
+            schedules.delete,
+            convoys.spawn,
+            convoys.watch,
+            convoys.remove,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

@@ -24,6 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.beads import Bead, BeadActivities, BeadLookup
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
     from activities.kube import EventNote, StatusTarget
     from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher
+    from workflows.rig_reporter import RigReporter
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -87,6 +89,7 @@ class PolecatWorkflow:
         )
         self.fresh = input.state is None
         self.publisher = StatusPublisher(input.status_target)
+        self.reporter = RigReporter(input.rig.name, input.polecat.namespace, input.polecat.name)
 
     # --- what people and the bridge send ------------------------------------
 
@@ -137,6 +140,7 @@ class PolecatWorkflow:
     @workflow.run
     async def run(self, input: PolecatInput) -> PolecatStatus:
         publishing = asyncio.create_task(self.publisher.run())
+        reporting = asyncio.create_task(self.reporter.run())
         if input.state is None:
             self._publish(None)
         while True:
@@ -144,13 +148,17 @@ class PolecatWorkflow:
             if self._has_work():
                 if self.state.deleted:
                     await self._stop_agent()
+                    await self.reporter.gone()
                     return self.state.status
                 await self._reconcile()
             elif history_full(input.history_limit):
                 await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                    lambda: (
+                        workflow.all_handlers_finished() and self.publisher.idle() and self.reporter.idle()
+                    )
                 )
                 publishing.cancel()
+                reporting.cancel()
                 workflow.continue_as_new(
                     input.model_copy(update={"polecat": self.polecat, "state": self.state})
                 )
@@ -178,8 +186,11 @@ class PolecatWorkflow:
         return self.state.deleted or self.state.desired == "Terminated"
 
     async def _work(self) -> None:
+        readable, bead = await self._read_bead()
+        if not readable:
+            return
         if self.polecat.spec.execution_mode == "kubernetes":
-            await self._work_in_pod()
+            await self._work_in_pod(bead)
             return
         try:
             worktree = await workflow.execute_activity_method(
@@ -197,7 +208,7 @@ class PolecatWorkflow:
             )
             session = await workflow.execute_activity_method(
                 TmuxActivities.start_agent,
-                AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch),
+                AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch, bead=bead),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -261,14 +272,39 @@ class PolecatWorkflow:
             "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
         )
 
-    async def _work_in_pod(self) -> None:
+    async def _read_bead(self) -> tuple[bool, Bead | None]:
+        """The bead's text from the rig's BeadStore, for the prompt; False if it must not be worked."""
+        bead_id = self.polecat.spec.bead_id
+        if not bead_id:
+            return True, None
+        try:
+            found = await workflow.execute_activity_method(
+                BeadActivities.find,
+                BeadLookup(rig=self.rig.name, checkout=self.rig.spec.local_path, bead_ids=[bead_id]),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+        except ActivityError as error:
+            self._fail(error)
+            return False, None
+        if found is None:  # the rig has no BeadStore: the prompt names the bead only
+            return True, None
+        if not found:
+            self._set_phase("Failed", "BeadNotFound", f"bead {bead_id} is not in the rig's BeadStore")
+            return False, None
+        if found[0].status == "closed":
+            self._set_phase("Failed", "BeadClosed", f"bead {bead_id} is already closed; nothing to do")
+            return False, None
+        return True, found[0]
+
+    async def _work_in_pod(self, bead: Bead | None) -> None:
         """The agent as a pod; its deadline is a durable timer as well as the pod's own."""
         kubernetes = self.polecat.spec.kubernetes
         assert kubernetes is not None and kubernetes.active_deadline_seconds is not None  # validated
         try:
             pod = await workflow.execute_activity_method(
                 PodActivities.start_pod,
-                PodLaunch(polecat=self.polecat),
+                PodLaunch(polecat=self.polecat, bead=bead),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -385,3 +421,4 @@ class PolecatWorkflow:
         workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
         workflow.upsert_memo({attributes.MEMO_STATUS: status})
         self.publisher.offer(status, self.polecat.metadata.generation, event)
+        self.reporter.offer(self.state.status.phase)

@@ -1,31 +1,70 @@
-"""The Rig workflow: a project workspace that polecats read, `rig/<name>`.
+"""The Rig workflow: a project workspace that the other kinds read, `rig/<name>`.
 
-It holds the spec as applied and says whether the checkout is usable
-(phase Ready or NotReady, with the reason). It runs until the Rig is deleted.
+It holds the spec as applied and says whether the workspace is usable (phase
+Ready or NotReady, with the reason), re-checking it now and then so a rig
+recovers when its remote comes back. It is also the rig's registry:
+
+- the one place that hands out polecat names from the rig's pools (an update,
+  handled one at a time, so two concurrent spawns never get the same name);
+- where its polecats report their phase (a signal), which gives polecatCount;
+- where the rig's BeadStore reports each sync, which gives lastSync.
+
+It runs until the Rig is deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.git import GitActivities
+    from activities.git import GitActivities, RigCheck
     from activities.kube import EventNote, StatusTarget
     from crds.common import set_condition
-    from crds.rig import Rig, RigStatus
+    from crds.rig import Rig, RigSpec, RigStatus
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.names import next_name
     from workflows.publisher import StatusPublisher
+
+# How often a rig's workspace is checked again: soon while it is broken, so it
+# recovers quickly; rarely while it works.
+RECHECK_NOT_READY = timedelta(seconds=30)
+RECHECK_READY = timedelta(minutes=10)
+FINAL_POLECAT_PHASES = ("Succeeded", "Failed", "Terminated")
+
+
+class NameRequest(BaseModel):
+    """A name for a polecat about to be created; the same holder always gets the same name back."""
+
+    holder: str  # who asks, e.g. `convoy/<ns>/<name>#<bead>`
+    taken: list[str] = Field(default_factory=list)  # names found in use elsewhere; never handed out
+
+
+class PolecatNote(BaseModel):
+    """A polecat of the rig reports its phase; phase None means it is gone."""
+
+    namespace: str
+    name: str
+    phase: str | None
+
+
+class RigState(BaseModel):
+    """All that continue-as-new carries."""
+
+    status: RigStatus = Field(default_factory=RigStatus)
+    checked_spec: RigSpec | None = None
+    names: dict[str, str] = Field(default_factory=dict)  # polecat name -> holder
+    polecats: dict[str, str] = Field(default_factory=dict)  # "<ns>/<name>" -> phase
 
 
 class RigInput(BaseModel):
     rig: Rig
-    status: RigStatus | None = None
+    state: RigState | None = None
     history_limit: int = HISTORY_LIMIT
     status_target: StatusTarget | None = None
 
@@ -35,11 +74,12 @@ class RigWorkflow:
     @workflow.init
     def __init__(self, input: RigInput) -> None:
         self.rig = input.rig
-        self.status = input.status or RigStatus()
-        self.fresh = input.status is None
-        self.checked_spec = None if input.status is None else input.rig.spec
+        self.state = input.state or RigState()
+        self.fresh = input.state is None
         self.deleted = False
         self.publisher = StatusPublisher(input.status_target)
+
+    # --- what people, the bridge and other workflows send ---------------------
 
     @workflow.update
     def apply(self, rig: Rig) -> str:
@@ -50,54 +90,104 @@ class RigWorkflow:
         workflow.upsert_memo({attributes.MEMO_SPEC: rig.spec.to_wire()})
         return outcome
 
+    @workflow.update
+    def allocate_name(self, request: NameRequest) -> str:
+        names = self.state.names
+        for name, holder in list(names.items()):
+            if holder == request.holder:
+                if name not in request.taken:
+                    return name
+                del names[name]
+        name = next_name(self.rig.spec.name_pools, {*names, *request.taken})
+        names[name] = request.holder
+        return name
+
+    @workflow.signal
+    def polecat_changed(self, note: PolecatNote) -> None:
+        key = f"{note.namespace}/{note.name}"
+        if note.phase is None:
+            self.state.polecats.pop(key, None)
+            if self.state.names.get(note.name) == key:
+                del self.state.names[note.name]
+        else:
+            self.state.polecats[key] = note.phase
+            self.state.names[note.name] = key
+        count = sum(phase not in FINAL_POLECAT_PHASES for phase in self.state.polecats.values())
+        if count != self.state.status.polecat_count:
+            self.state.status.polecat_count = count
+            self._publish(None)
+
+    @workflow.signal
+    def beads_synced(self, when: datetime) -> None:
+        self.state.status.last_sync = when
+        self._publish(None)
+
     @workflow.signal
     def delete(self) -> None:
         self.deleted = True
 
     @workflow.query
     def current(self) -> Rig:
-        return self.rig.model_copy(update={"status": self.status})
+        return self.rig.model_copy(update={"status": self.state.status})
+
+    # --- the loop ---------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RigInput) -> None:
         publishing = asyncio.create_task(self.publisher.run())
         while True:
-            await workflow.wait_condition(
-                lambda: (
-                    self.deleted or self.checked_spec != self.rig.spec or history_full(input.history_limit)
+            recheck = RECHECK_READY if self.state.status.phase == "Ready" else RECHECK_NOT_READY
+            first = self.state.checked_spec is None
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self.deleted
+                        or self.state.checked_spec != self.rig.spec
+                        or history_full(input.history_limit)
+                    ),
+                    timeout=None if first else recheck,
                 )
-            )
+                due = self.state.checked_spec != self.rig.spec
+            except TimeoutError:
+                due = True
             if self.deleted:
                 return
-            if self.checked_spec == self.rig.spec:  # only the history is full
+            if not due:  # only the history is full
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "status": self.status}))
-            spec = self.rig.spec
-            problem = await workflow.execute_activity_method(
-                GitActivities.check_rig,
-                spec,
-                start_to_close_timeout=timedelta(minutes=1),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-            self.checked_spec = spec
-            now = workflow.now()
-            self.status.phase = "NotReady" if problem else "Ready"
-            self.status.message = problem or "checkout ready"
-            self.status.conditions = set_condition(
-                self.status.conditions,
-                "Ready",
-                "False" if problem else "True",
-                "CheckoutUnusable" if problem else "CheckoutReady",
-                self.status.message,
-                now,
-            )
-            workflow.upsert_search_attributes([attributes.PHASE.value_set(self.status.phase)])
-            workflow.upsert_memo({attributes.MEMO_STATUS: self.status.to_wire()})
-            reason = "CheckoutUnusable" if problem else "CheckoutReady"
-            note = EventNote(
-                reason=reason, message=self.status.message, type="Warning" if problem else "Normal"
-            )
-            self.publisher.offer(self.status.to_wire(), self.rig.metadata.generation, note)
+                workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "state": self.state}))
+            await self._check()
+
+    async def _check(self) -> None:
+        spec = self.rig.spec
+        check: RigCheck = await workflow.execute_activity_method(
+            GitActivities.check_rig,
+            spec,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        self.state.checked_spec = spec
+        status = self.state.status
+        if (check.ready, check.message) == (status.phase == "Ready", status.message):
+            return  # a recheck that found nothing new
+        status.phase = "Ready" if check.ready else "NotReady"
+        status.message = check.message
+        status.conditions = set_condition(
+            status.conditions,
+            "Ready",
+            "True" if check.ready else "False",
+            check.reason,
+            check.message,
+            workflow.now(),
+        )
+        workflow.upsert_search_attributes([attributes.PHASE.value_set(status.phase)])
+        self._publish(
+            EventNote(reason=check.reason, message=check.message, type="Normal" if check.ready else "Warning")
+        )
+
+    def _publish(self, event: EventNote | None) -> None:
+        status = self.state.status.to_wire()
+        workflow.upsert_memo({attributes.MEMO_STATUS: status})
+        self.publisher.offer(status, self.rig.metadata.generation, event)

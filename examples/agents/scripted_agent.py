@@ -10,7 +10,9 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --wait-for PATH      block until PATH exists (lets a test decide when it ends)
   --child-pid PATH     start a child process and write its pid to PATH
   --runs PATH          append one line per start to PATH (counts restarts)
+  --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
   --exit CODE          exit with CODE at the end (default 0)
+  --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
 
 No shell is used anywhere: git is called with an argv list.
 """
@@ -33,8 +35,14 @@ def main() -> int:
     parser.add_argument("--wait-for")
     parser.add_argument("--child-pid")
     parser.add_argument("--runs")
+    parser.add_argument("--spans")
     parser.add_argument("--exit", type=int, default=0)
+    parser.add_argument("--exit-if", action="append", default=[])
     args = parser.parse_args()
+    bead = os.environ.get("GT_ISSUE") or "-"
+    exits = {key: int(code) for key, _, code in (item.partition("=") for item in args.exit_if)}
+    code: int = exits.get(bead, args.exit)
+    span(args.spans, "start", bead)
 
     if args.runs:
         with open(args.runs, "a") as runs:
@@ -62,8 +70,15 @@ def main() -> int:
     if args.wait_for:
         while not Path(args.wait_for).exists():
             time.sleep(0.005)  # fine-grained: benchmarks time the exit from the gate
-    print(f"exiting with {args.exit}", flush=True)
-    return args.exit
+    print(f"exiting with {code}", flush=True)
+    span(args.spans, "end", bead)
+    return code
+
+
+def span(path: str | None, edge: str, bead: str) -> None:
+    if path:  # one short O_APPEND write: lines of concurrent agents never interleave
+        with open(path, "a") as spans:
+            spans.write(f"{edge} {bead} {time.time():.6f}\n")
 
 
 if __name__ == "__main__":

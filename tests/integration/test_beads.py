@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
-import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from activities.beads import BeadSourceError, read_daemon, read_jsonl, read_sqlite
-from tests.helpers import REPO_ROOT
-
-DATA = REPO_ROOT / "tests" / "data" / "beads"  # real exports, MIT (see its README)
-GASTOWN_EXPORT = DATA / "gastown-issues.jsonl"
-BEADS = DATA / "beads-issues.jsonl"
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+from tests.integration.conftest import BEADS, GASTOWN_EXPORT, records
 
 
 def test_jsonl_reads_every_real_record() -> None:
@@ -67,47 +56,6 @@ def test_missing_file_is_a_source_error(tmp_path: Path) -> None:
         read_jsonl(tmp_path / "absent.jsonl")
 
 
-@pytest.fixture
-def beads_db(tmp_path: Path) -> Path:
-    """A legacy beads database (the field notes' tables), filled from the real export."""
-    path = tmp_path / "beads.db"
-    db = sqlite3.connect(path)
-    db.executescript(
-        """
-        CREATE TABLE issues (id TEXT PRIMARY KEY, title TEXT, description TEXT, status TEXT, priority INTEGER,
-            issue_type TEXT, assignee TEXT, created_at TEXT, updated_at TEXT, closed_at TEXT, close_reason TEXT,
-            metadata TEXT);
-        CREATE TABLE labels (issue_id TEXT, label TEXT);
-        CREATE TABLE dependencies (issue_id TEXT, depends_on_id TEXT, type TEXT, created_at TEXT, created_by TEXT);
-        CREATE TABLE config (key TEXT, value TEXT);
-        """
-    )
-    columns = (
-        "id",
-        "title",
-        "description",
-        "status",
-        "priority",
-        "issue_type",
-        "assignee",
-        "created_at",
-        "updated_at",
-        "closed_at",
-        "close_reason",
-    )
-    for record in records(BEADS):
-        db.execute(
-            f"INSERT INTO issues ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-            [record.get(c) for c in columns],
-        )
-        for label in record.get("labels") or []:  # type: ignore[attr-defined]
-            db.execute("INSERT INTO labels VALUES (?, ?)", (record["id"], label))
-    db.execute("INSERT INTO config VALUES ('issue_prefix', 'bd')")
-    db.commit()
-    db.close()
-    return path
-
-
 def test_sqlite_reads_the_legacy_database(beads_db: Path) -> None:
     """The SQLite reader sees the same beads as the export it was built from, labels included."""
     snapshot = read_sqlite(beads_db)
@@ -123,35 +71,6 @@ def test_sqlite_that_is_not_beads_is_a_source_error(tmp_path: Path) -> None:
     sqlite3.connect(other).close()
     with pytest.raises(BeadSourceError, match="not a beads database"):
         read_sqlite(other)
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]]:
-    """A small beads daemon on a Unix socket: newline-delimited JSON, one request and one response a line."""
-    path = tmp_path / "bd.sock"
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(str(path))
-    server.listen()
-    data = records(BEADS)
-    seen: list[dict[str, object]] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn, conn.makefile("rwb") as stream:
-                request = json.loads(stream.readline())
-                seen.append(request)
-                wanted = set(request["args"].get("labels") or [])
-                items = [r for r in data if wanted <= set(r.get("labels") or [])]  # type: ignore[call-overload]
-                stream.write(json.dumps({"success": True, "data": items}).encode() + b"\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield path, seen
-    server.close()
 
 
 def test_daemon_lists_over_its_socket(daemon: tuple[Path, list[dict[str, object]]]) -> None:

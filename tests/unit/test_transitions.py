@@ -19,6 +19,7 @@ EXTENSIONS = {
     ("Pending", "Idle"),
     ("Pending", "Working"),
     ("Pending", "Failed"),
+    ("Idle", "Failed"),  # the work could not start: bead closed, worktree refused
     ("Pending", "Terminated"),
     ("Working", "Terminated"),
     ("Succeeded", "Terminated"),

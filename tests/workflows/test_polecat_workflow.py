@@ -21,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from activities.git import BranchRequest, BranchResult, Worktree, WorktreeRequest
+from activities.beads import Bead, BeadLookup
+from activities.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from activities.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
@@ -37,6 +38,8 @@ class FakeActivities:
     exit_code: int | None = 0  # None: the agent runs until the test says otherwise
     warnings: list[str] = field(default_factory=list)
     fail_prepare: str | None = None
+    beads: list[Bead] | None = None  # what the rig's BeadStore holds; None: the rig has none
+    launched: list[AgentLaunch] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -50,6 +53,7 @@ class FakeActivities:
     @activity.defn(name="tmux.start_agent")
     async def start_agent(self, launch: AgentLaunch) -> AgentSession:
         self.calls.append("start_agent")
+        self.launched.append(launch)
         return AgentSession(
             session=f"gt-{launch.polecat.name}", log_file="/logs/x.log", warnings=self.warnings
         )
@@ -76,11 +80,18 @@ class FakeActivities:
         return BranchResult(branch=request.branch, commit="c0ffee" * 6 + "abcd", pushed=True)
 
     @activity.defn(name="git.check_rig")
-    async def check_rig(self, spec: RigSpec) -> str:
-        return ""
+    async def check_rig(self, spec: RigSpec) -> RigCheck:
+        return RigCheck(ready=True, reason="RigReady", message="ready")
+
+    @activity.defn(name="beads.find")
+    async def find_beads(self, lookup: BeadLookup) -> list[Bead] | None:
+        if self.beads is None:
+            return None
+        return [bead for bead in self.beads if bead.id in lookup.bead_ids]
 
     def all(self) -> list[Any]:
         return [
+            self.find_beads,
             self.prepare_worktree,
             self.start_agent,
             self.watch_agent,
@@ -164,6 +175,32 @@ async def test_agent_exit_zero_succeeds_with_branch_and_commit(run: Any) -> None
     assert condition(status, "Working")[0] == "False"
     assert condition(status, "Failed")[0] == "False"
     assert fakes.calls == ["prepare_worktree", "start_agent", "watch_agent", "stop_agent", "publish_branch"]
+
+
+async def test_agent_is_given_the_bead_text_from_the_bead_store(run: Any) -> None:
+    """With a BeadStore on the rig, the agent's launch carries the bead's title, description and criteria."""
+    bead = Bead(id="at-1", title="Fix the pump", description="It leaks.", acceptance_criteria="No leak.")
+    fakes = FakeActivities(beads=[bead])
+    handle = await run(fakes, a_polecat())
+    await phase_of(handle, "Succeeded")
+    assert fakes.launched[0].bead == bead
+
+
+async def test_closed_bead_is_never_worked(run: Any) -> None:
+    """A polecat whose bead is already closed fails with BeadClosed and starts no agent."""
+    fakes = FakeActivities(beads=[Bead(id="at-1", title="done already", status="closed")])
+    handle = await run(fakes, a_polecat())
+    status = await phase_of(handle, "Failed")
+    assert "closed" in status.message
+    assert any(condition.reason == "BeadClosed" for condition in status.conditions)
+    assert "start_agent" not in fakes.calls and "prepare_worktree" not in fakes.calls
+
+
+async def test_bead_missing_from_the_store_fails_clearly(run: Any) -> None:
+    """A bead the rig's BeadStore does not hold: Failed with BeadNotFound, no agent."""
+    handle = await run(FakeActivities(beads=[]), a_polecat())
+    status = await phase_of(handle, "Failed")
+    assert status.message == "bead at-1 is not in the rig's BeadStore"
 
 
 async def test_agent_exit_nonzero_fails_with_code_and_output(run: Any) -> None:
@@ -291,7 +328,7 @@ async def test_history_replays_deterministically(run: Any, time_skipping: Workfl
 
 async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping: WorkflowEnvironment) -> None:
     """Many updates to a finished polecat roll it into new runs; its status and answers carry over."""
-    handle = await run(FakeActivities(exit_code=0), a_polecat(), history_limit=60)
+    handle = await run(FakeActivities(exit_code=0), a_polecat(), history_limit=90)
     done = await phase_of(handle, "Succeeded")
     first_run = (await handle.describe()).run_id
     outcomes = [await handle.execute_update(PolecatWorkflow.apply, a_polecat()) for _ in range(25)]
@@ -300,6 +337,6 @@ async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping:
     description = await latest.describe()
     assert description.run_id != first_run
     history = await latest.fetch_history()
-    assert len(history.events) < 60
+    assert len(history.events) < 90
     carried = await latest.query(PolecatWorkflow.status)
     assert (carried.phase, carried.commit, carried.conditions) == (done.phase, done.commit, done.conditions)

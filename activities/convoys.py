@@ -1,0 +1,249 @@
+"""A convoy's side effects: spawning its polecats as real Polecat resources, watching them, removing them.
+
+Polecats are created where the convoy lives: on a laptop through the reconcile
+core (as `gastown apply` would), on a cluster as Polecat objects in the API
+server, owned by the convoy, which the bridge then starts. Either way they
+are resources a person can list, and the same `PolecatStore` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from datetime import timedelta
+from typing import Any, Protocol, cast
+
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.beads import BeadSourceError, find_beads
+from activities.kube import KubeConnection
+from crds import GROUP, VERSION
+from crds.convoy import Convoy
+from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
+from workflows import attributes
+
+CONVOY_LABEL = f"{GROUP}/convoy"
+WATCH_POLL = 0.5  # seconds between looks at the convoy's polecats: status follows within a second
+BEAD_POLL = 5.0  # seconds between reads of the bead store (closed beads)
+
+
+class PolecatStore(Protocol):
+    """Where Polecat resources live: the API server on a cluster, the reconcile core on a laptop."""
+
+    async def find(self, namespace: str, name: str) -> Polecat | None: ...
+
+    async def create(self, polecat: Polecat, owner: Convoy) -> None:
+        """Create it, or adopt it if an earlier attempt did; refuse it with PolecatRefused."""
+
+    async def delete(self, namespace: str, name: str) -> None:
+        """Delete it (which stops its agent); one already gone is done."""
+
+
+class PolecatRefused(ValueError):
+    """The store refused the polecat: the lines say why."""
+
+
+class SpawnRequest(BaseModel):
+    convoy: Convoy  # metadata and spec as applied
+    bead_id: str
+    kubernetes: bool  # the convoy is a Kubernetes resource: its polecats are too
+
+
+class PolecatSeen(BaseModel):
+    name: str
+    bead_id: str
+    phase: str
+
+
+class ConvoySnapshot(BaseModel):
+    """What the convoy's beads look like now; equal snapshots mean nothing changed."""
+
+    polecats: list[PolecatSeen] = Field(default_factory=list)
+    closed: list[str] = Field(default_factory=list)
+    bead_error: str | None = None  # the bead store could not be read
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+class WatchRequest(BaseModel):
+    namespace: str
+    rig: str | None
+    checkout: str | None  # the rig's localPath, for a relative bead store path
+    beads: list[str]
+    seen: str | None  # digest of the snapshot the convoy has; None: answer at once
+    poll: float = WATCH_POLL
+    limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
+
+
+class RemoveRequest(BaseModel):
+    namespace: str
+    names: list[str]
+    kubernetes: bool
+
+
+def spawned_polecat(convoy: Convoy, name: str, bead_id: str) -> Polecat:
+    """The Polecat a convoy spawns for a bead: its template, on its rig, Working."""
+    template = convoy.spec.polecat_template or PolecatTemplate()
+    spec = PolecatSpec.model_validate(
+        {**template.to_wire(), "rig": convoy.spec.rig_ref, "beadID": bead_id, "desiredState": "Working"}
+    )
+    return Polecat.model_validate(
+        {
+            "metadata": {
+                "name": name,
+                "namespace": convoy.namespace,
+                "labels": {CONVOY_LABEL: convoy.name},
+            },
+            "spec": spec.to_wire(),
+        }
+    )
+
+
+class ConvoyActivities:
+    def __init__(self, client: Client, local: PolecatStore, connection: KubeConnection) -> None:
+        self.client = client
+        self.local = local
+        self.connection = connection
+
+    def _store(self, kubernetes: bool) -> PolecatStore:
+        return KubePolecats(self.connection) if kubernetes else self.local
+
+    @activity.defn(name="convoy.spawn")
+    async def spawn(self, request: SpawnRequest) -> str:
+        """Create (or adopt, on a retry) the convoy's polecat for a bead; its name comes from the rig."""
+        convoy = request.convoy
+        rig = self.client.get_workflow_handle(attributes.workflow_id("Rig", None, convoy.spec.rig_ref or ""))
+        store = self._store(request.kubernetes)
+        holder = f"convoy/{convoy.namespace}/{convoy.name}#{request.bead_id}"
+        taken: list[str] = []
+        while True:
+            name: str = await rig.execute_update(
+                "allocate_name", {"holder": holder, "taken": taken}, result_type=str
+            )
+            existing = await store.find(convoy.namespace, name)
+            if existing is None:
+                try:
+                    await store.create(spawned_polecat(convoy, name, request.bead_id), convoy)
+                except PolecatRefused as refused:
+                    raise ApplicationError(str(refused), type="PolecatRefused", non_retryable=True) from None
+                return name
+            ours = existing.metadata.labels.get(CONVOY_LABEL) == convoy.name
+            if ours and existing.spec.bead_id == request.bead_id:
+                return name  # created by an earlier attempt of this activity
+            taken.append(name)  # someone else's polecat has that name here
+
+    @activity.defn(name="convoy.remove")
+    async def remove(self, request: RemoveRequest) -> None:
+        """Delete the convoy's polecats (which stops their agents); one already gone is done."""
+        store = self._store(request.kubernetes)
+
+        async def one(name: str) -> None:
+            await store.delete(request.namespace, name)
+            activity.heartbeat(name)
+
+        await asyncio.gather(*(one(name) for name in request.names))
+
+    @activity.defn(name="convoy.watch")
+    async def watch(self, request: WatchRequest) -> ConvoySnapshot:
+        """The convoy's polecats and closed beads, as soon as they differ from what the convoy has."""
+        deadline = time.monotonic() + request.limit.total_seconds()
+        beads_read_at = 0.0
+        closed: list[str] = []
+        bead_error: str | None = None
+        while True:
+            if time.monotonic() - beads_read_at >= BEAD_POLL and request.rig:
+                closed, bead_error = await self._closed(request)
+                beads_read_at = time.monotonic()
+            snapshot = ConvoySnapshot(
+                polecats=await self._polecats(request), closed=closed, bead_error=bead_error
+            )
+            if snapshot.digest() != request.seen or time.monotonic() >= deadline:
+                return snapshot
+            activity.heartbeat()
+            await asyncio.sleep(request.poll)
+
+    async def _polecats(self, request: WatchRequest) -> list[PolecatSeen]:
+        """One visibility query for all of them, whatever their number."""
+        query = (
+            f"{attributes.KIND.name} = 'Polecat' AND {attributes.NAMESPACE.name} = '{request.namespace}'"
+            " AND ExecutionStatus = 'Running'"
+        )
+        if request.rig:
+            query += f" AND {attributes.RIG.name} = '{request.rig}'"
+        wanted = set(request.beads)
+        seen = []
+        async for execution in self.client.list_workflows(query):
+            found = execution.typed_search_attributes
+            bead = found.get(attributes.BEAD)
+            if bead in wanted:
+                name = execution.id.rsplit("/", 1)[-1]
+                seen.append(
+                    PolecatSeen(name=name, bead_id=bead, phase=found.get(attributes.PHASE) or "Pending")
+                )
+        return sorted(seen, key=lambda polecat: (polecat.bead_id, polecat.name))
+
+    async def _closed(self, request: WatchRequest) -> tuple[list[str], str | None]:
+        try:
+            beads = await find_beads(self.client, request.rig or "", request.checkout, request.beads)
+        except BeadSourceError as error:
+            return [], str(error)
+        return sorted(bead.id for bead in beads or [] if bead.status == "closed"), None
+
+
+class KubePolecats:
+    """Polecat objects in the Kubernetes API server (the bridge starts their workflows)."""
+
+    def __init__(self, connection: KubeConnection) -> None:
+        self.connection = connection
+
+    async def find(self, namespace: str, name: str) -> Polecat | None:
+        async with self.connection.api() as api:
+            try:
+                found = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, Polecat.INFO.plural, name
+                )
+            except ApiException as error:
+                if error.status == 404:
+                    return None
+                raise
+        return Polecat.model_validate(cast(dict[str, Any], found))
+
+    async def create(self, polecat: Polecat, owner: Convoy) -> None:
+        body = polecat.to_wire()
+        body["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Convoy",
+                "name": owner.name,
+                "uid": owner.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        async with self.connection.api() as api:
+            try:
+                await client.CustomObjectsApi(api).create_namespaced_custom_object(
+                    GROUP, VERSION, polecat.namespace, Polecat.INFO.plural, body
+                )
+            except ApiException as error:
+                if error.status == 422:  # the API server's admission said no
+                    raise PolecatRefused(f"{polecat.ref}: {error.reason}: {error.body}") from None
+                if error.status != 409:  # 409: created by an earlier attempt, adopted
+                    raise
+
+    async def delete(self, namespace: str, name: str) -> None:
+        async with self.connection.api() as api:
+            try:
+                await client.CustomObjectsApi(api).delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, Polecat.INFO.plural, name
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise

@@ -1,0 +1,80 @@
+"""Temporal Schedules: the timers of BeadStore (sync) and Witness (check), visible and pausable in the UI.
+
+Each is created from its entity workflow, and follows its spec: created if
+missing (running once at once), changed when the spec's interval (or the
+worker's task queue) changes, deleted with the resource. A person's pause in the UI is left alone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+
+class ScheduleRequest(BaseModel):
+    schedule_id: str
+    every: timedelta
+    workflow: str  # the workflow type each run starts
+    run_id: str  # its workflow id (the server appends the time)
+    arg: str  # its one argument
+    task_queue: str
+    note: str  # shown in the UI
+
+
+def _spec(every: timedelta) -> ScheduleSpec:
+    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+
+
+class ScheduleActivities:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    @activity.defn(name="schedules.ensure")
+    async def ensure(self, request: ScheduleRequest) -> None:
+        schedule = Schedule(
+            action=ScheduleActionStartWorkflow(
+                request.workflow,
+                request.arg,
+                id=request.run_id,
+                task_queue=request.task_queue,
+                execution_timeout=max(request.every, timedelta(minutes=1)),
+            ),
+            spec=_spec(request.every),
+            # A run still going when the next is due: skip the next (never two at once).
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        )
+        schedule.state.note = request.note
+        try:
+            await self.client.create_schedule(request.schedule_id, schedule, trigger_immediately=True)
+            return
+        except ScheduleAlreadyRunningError:
+            pass
+
+        def follow_spec(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            schedule.state = current.description.schedule.state  # a pause set in the UI stays
+            return ScheduleUpdate(schedule=schedule)
+
+        await self.client.get_schedule_handle(request.schedule_id).update(follow_spec)
+
+    @activity.defn(name="schedules.delete")
+    async def delete(self, schedule_id: str) -> None:
+        try:
+            await self.client.get_schedule_handle(schedule_id).delete()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise

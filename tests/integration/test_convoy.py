@@ -1,0 +1,174 @@
+"""Convoys for real: polecats spawned as resources, worked in parallel up to the cap, with real tmux and git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.reconcile import Reconciler
+from crds import BeadStore, Convoy, Polecat, parse_resource
+from tests.helpers import (
+    GitRig,
+    beadstore_manifest,
+    convoy_manifest,
+    max_concurrent,
+    polecat,
+    polecat_manifest,
+    rig,
+    rig_manifest,
+    wait_until,
+    write_beads,
+)
+from workflows.names import pool_names
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def convoy(manifest: dict[str, object]) -> Convoy:
+    resource = parse_resource(manifest)
+    assert isinstance(resource, Convoy)
+    return resource
+
+
+async def convoy_phase(reconciler: Reconciler, name: str, *phases: str, timeout: float = 30.0) -> Convoy:
+    async def probe() -> Convoy | None:
+        found = await reconciler.find(Convoy, "default", name)
+        return found if found and found.status and found.status.phase in phases else None
+
+    return await wait_until(probe, f"convoy {name} {phases}", timeout)
+
+
+async def town(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, beads: list[dict[str, Any]], source: Path
+) -> None:
+    """A rig with a BeadStore over `beads`, synced."""
+    write_beads(source, beads)
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig, beadsPrefix="gt")))
+    store = parse_resource(beadstore_manifest("beads", rig_name, str(source)))
+    await reconciler.apply(store)
+
+    async def synced() -> BeadStore | None:
+        found = await reconciler.find(BeadStore, "default", "beads")
+        return found if found and found.status and found.status.phase == "Synced" else None
+
+    await wait_until(synced, "the BeadStore synced")
+
+
+async def test_autospawn_works_every_open_bead_within_the_cap(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """Polecats named from the rig's pool work each open bead, never more than parallelism at once; closed beads count done."""
+    beads = [{"id": f"gt-{n}"} for n in range(1, 6)] + [{"id": "gt-6", "status": "closed"}]
+    await town(reconciler, git_rig, rig_name, beads, tmp_path / "issues.jsonl")
+    spans = tmp_path / "spans"
+    ids = [str(bead["id"]) for bead in beads]
+    manifest = convoy_manifest("wave", rig_name, ids, "--spans", str(spans), "--pause", "0.3", "--say", "working",
+                               "--commit", "WORK.md=done", parallelism=2)  # fmt: skip
+    assert await reconciler.apply(convoy(manifest)) == "created"
+
+    done = await convoy_phase(reconciler, "wave", "Completed", timeout=90)
+    status = done.status
+    assert status is not None
+    assert (status.total, status.completed, status.failed, status.in_progress, status.pending) == (
+        6,
+        6,
+        0,
+        0,
+        0,
+    )
+    assert status.start_time is not None and status.completion_time is not None
+    assert max_concurrent(spans) == 2
+    assert (
+        sorted(line.split()[1] for line in spans.read_text().splitlines() if line.startswith("start"))
+        == ids[:5]
+    )
+
+    polecats = await reconciler.list(Polecat, "default")
+    assert {p.spec.bead_id for p in polecats} == set(ids[:5])  # none for the closed bead
+    assert {p.name for p in polecats} == set(pool_names([])[:5])  # the default pool, first names first
+    assert all(p.metadata.labels["gastown.gastown.io/convoy"] == "wave" for p in polecats)
+    assert {(ref.bead_id, ref.phase) for ref in status.polecats} == {(bead, "Succeeded") for bead in ids[:5]}
+    assert set(git_rig.remote_branches()) >= {f"polecat/{p.name}" for p in polecats}
+
+
+async def test_a_failed_bead_fails_the_convoy(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """One polecat fails: the others finish, and the convoy ends Failed with the counts."""
+    await town(reconciler, git_rig, rig_name, [{"id": "gt-1"}, {"id": "gt-2"}], tmp_path / "issues.jsonl")
+    await reconciler.apply(convoy(convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], "--exit-if", "gt-2=3")))
+    done = await convoy_phase(reconciler, "wave", "Failed", timeout=60)
+    assert done.status is not None
+    assert (done.status.completed, done.status.failed) == (1, 1)
+    assert "1 failed" in done.status.message
+
+
+async def test_without_autospawn_the_convoy_tracks_polecats_made_by_hand(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """autoSpawn false: no polecat is created; one a person creates for a tracked bead shows in the status."""
+    await town(reconciler, git_rig, rig_name, [{"id": "gt-1"}, {"id": "gt-2"}], tmp_path / "issues.jsonl")
+    manifest = convoy_manifest("watch", rig_name, ["gt-1", "gt-2"], autoSpawn=False)
+    await reconciler.apply(convoy(manifest))
+    pending = await convoy_phase(reconciler, "watch", "Pending")
+    assert pending.status is not None and pending.status.pending == 2
+    await reconciler.apply(polecat(polecat_manifest("handmade", rig_name, beadID="gt-1")))
+
+    async def one_done() -> Convoy | None:
+        found = await reconciler.find(Convoy, "default", "watch")
+        return found if found and found.status and found.status.completed == 1 else None
+
+    tracked = await wait_until(one_done, "the hand-made polecat's bead completed")
+    assert tracked.status is not None
+    assert [(ref.name, ref.bead_id, ref.phase) for ref in tracked.status.polecats] == [
+        ("handmade", "gt-1", "Succeeded")
+    ]
+    assert (tracked.status.phase, tracked.status.pending) == ("Active", 1)
+    assert [p.name for p in await reconciler.list(Polecat, "default")] == ["handmade"]
+
+
+async def test_deleting_a_convoy_stops_its_polecats(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """Deleting the convoy deletes the polecats it spawned (their agents stop); others stay."""
+    await town(reconciler, git_rig, rig_name, [{"id": "gt-1"}, {"id": "gt-2"}], tmp_path / "issues.jsonl")
+    await reconciler.apply(
+        polecat(polecat_manifest("bystander", rig_name, beadID="gt-9", taskDescription="x"))
+    )
+    gate = tmp_path / "never"
+    await reconciler.apply(
+        convoy(convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], "--wait-for", str(gate)))
+    )
+
+    async def working() -> Convoy | None:
+        found = await reconciler.find(Convoy, "default", "wave")
+        ok = found and found.status and sum(ref.phase == "Working" for ref in found.status.polecats) == 2
+        return found if ok else None
+
+    await wait_until(working, "both polecats Working")
+    await reconciler.delete(Convoy, "default", "wave")
+    assert [p.name for p in await reconciler.list(Polecat, "default")] == ["bystander"]
+
+
+async def test_convoy_of_200_beads_never_exceeds_its_parallelism(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """200 beads at parallelism 20 with a fast agent all complete; the most agents seen running at once is 20 at most."""
+    ids = [f"gt-{n}" for n in range(1, 201)]
+    await town(reconciler, git_rig, rig_name, [{"id": bead} for bead in ids], tmp_path / "issues.jsonl")
+    spans = tmp_path / "spans"
+    await reconciler.apply(
+        convoy(
+            convoy_manifest(
+                "big", rig_name, ids, "--spans", str(spans), "--say", "on it", "--pause", "1", parallelism=20
+            )
+        )
+    )
+    done = await convoy_phase(reconciler, "big", "Completed", "Failed", timeout=600)
+    assert done.status is not None
+    assert (done.status.phase, done.status.completed) == ("Completed", 200)
+    peak = max_concurrent(spans)
+    print(f"200 beads, parallelism 20: most agents running at once {peak}")
+    assert 1 < peak <= 20

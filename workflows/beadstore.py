@@ -1,0 +1,233 @@
+"""The BeadStore: where a rig's beads come from, `beadstore/<namespace>/<name>`.
+
+Two parts, so the timer is one people can see and pause in the Temporal UI:
+
+- `BeadStoreWorkflow`, the entity: holds the spec and the status, owns the
+  Schedule (created, retimed, deleted with the resource) and runs each sync;
+- a Schedule with the same id, every syncInterval, whose runs
+  (`BeadStoreTick`) only tell the entity a sync is due. Syncs are one at a
+  time; a tick that arrives during a sync makes one more afterwards.
+
+Phase: Syncing while a sync runs, Synced after one that read the source
+(bad records are counted in `errors`, never fatal), Error when the source
+cannot be read (it recovers on the next sync that can).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.beads import BeadActivities, SyncReport, SyncRequest
+    from activities.kube import EventNote, StatusTarget
+    from activities.schedules import ScheduleActivities, ScheduleRequest
+    from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
+    from crds.common import parse_duration
+    from crds.rig import Rig
+    from workflows import attributes
+    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.publisher import StatusPublisher
+    from workflows.rig import RigWorkflow
+
+SHORT = timedelta(minutes=2)
+MAX_ERRORS = 10
+TICK = "BeadStoreTick"
+
+
+class BeadStoreState(BaseModel):
+    status: BeadStoreStatus = Field(default_factory=BeadStoreStatus)
+    scheduled_every: timedelta | None = None  # the interval the Schedule has
+    synced_spec: dict[str, object] | None = None  # the spec (source, filters) of the last sync
+
+
+class BeadStoreInput(BaseModel):
+    store: BeadStore
+    rig: Rig
+    state: BeadStoreState | None = None
+    history_limit: int = HISTORY_LIMIT
+    status_target: StatusTarget | None = None
+
+
+@workflow.defn(name=TICK)
+class BeadStoreTickWorkflow:
+    """One run of a BeadStore's Schedule: tell the store a sync is due."""
+
+    @workflow.run
+    async def run(self, store_id: str) -> None:
+        await workflow.get_external_workflow_handle(store_id).signal(BeadStoreWorkflow.sync_due)
+
+
+@workflow.defn(name="BeadStore")
+class BeadStoreWorkflow:
+    @workflow.init
+    def __init__(self, input: BeadStoreInput) -> None:
+        self.store = input.store
+        self.rig = input.rig
+        self.state = input.state or BeadStoreState()
+        self.fresh = input.state is None
+        self.due = False
+        self.deleted = False
+        self.publisher = StatusPublisher(input.status_target)
+
+    @workflow.update
+    def apply(self, store: BeadStore) -> str:
+        store.metadata.uid = self.store.metadata.uid
+        outcome = (
+            "created" if self.fresh else ("unchanged" if store.spec == self.store.spec else "configured")
+        )
+        self.fresh = False
+        self.store = store
+        workflow.upsert_memo({attributes.MEMO_SPEC: store.spec.to_wire()})
+        return outcome
+
+    @apply.validator
+    def _validate_apply(self, store: BeadStore) -> None:
+        if store.spec.rig_ref != self.store.spec.rig_ref:
+            raise ApplicationError(
+                f"spec.rigRef: cannot change ({self.store.spec.rig_ref} -> {store.spec.rig_ref}); "
+                "delete the BeadStore and create it for the other rig",
+                type="InvalidChange",
+                non_retryable=True,
+            )
+
+    @workflow.signal
+    def sync_due(self) -> None:
+        self.due = True
+
+    @workflow.signal
+    def delete(self) -> None:
+        self.deleted = True
+
+    @workflow.query
+    def status(self) -> BeadStoreStatus:
+        return self.state.status
+
+    @workflow.run
+    async def run(self, input: BeadStoreInput) -> None:
+        publishing = asyncio.create_task(self.publisher.run())
+        if input.state is None:
+            self._publish(None)
+        while True:
+            await workflow.wait_condition(
+                lambda: self.deleted or self._retime() or self._resync() or history_full(input.history_limit)
+            )
+            if self.deleted:
+                await workflow.execute_activity_method(
+                    ScheduleActivities.delete,
+                    workflow.info().workflow_id,
+                    start_to_close_timeout=SHORT,
+                    retry_policy=RetryPolicy(maximum_attempts=10),
+                )
+                return
+            if self._retime():
+                await self._schedule()
+            elif self._resync():
+                await self._sync()
+            else:
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                )
+                publishing.cancel()
+                workflow.continue_as_new(input.model_copy(update={"store": self.store, "state": self.state}))
+
+    def _every(self) -> timedelta:
+        return parse_duration(self.store.spec.sync_interval)
+
+    def _retime(self) -> bool:
+        return self.state.scheduled_every != self._every()
+
+    def _resync(self) -> bool:
+        """A tick came, or the source or filters changed since the last sync."""
+        return self.due or self.state.synced_spec != self._sync_spec()
+
+    def _sync_spec(self) -> dict[str, object]:
+        spec = self.store.spec
+        return {"source": spec.source.to_wire(), "filters": spec.filters.to_wire() if spec.filters else None}
+
+    async def _schedule(self) -> None:
+        every = self._every()
+        await workflow.execute_activity_method(
+            ScheduleActivities.ensure,
+            ScheduleRequest(
+                schedule_id=workflow.info().workflow_id,
+                every=every,
+                workflow=TICK,
+                run_id=workflow.info().workflow_id.replace("beadstore/", "beadstore-tick/", 1),
+                arg=workflow.info().workflow_id,
+                task_queue=workflow.info().task_queue,
+                note=f"syncs BeadStore {self.store.ref} every {self.store.spec.sync_interval}",
+            ),
+            start_to_close_timeout=SHORT,
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        )
+        self.state.scheduled_every = every
+
+    async def _sync(self) -> None:
+        self.due = False
+        spec = self.store.spec
+        self.state.synced_spec = self._sync_spec()
+        self._set_phase("Syncing", None)
+        try:
+            report: SyncReport = await workflow.execute_activity_method(
+                BeadActivities.sync,
+                SyncRequest(source=spec.source, filters=spec.filters, checkout=self.rig.spec.local_path),
+                start_to_close_timeout=SHORT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as error:
+            report = SyncReport(error=str(error.cause or error))
+        self.state.status.last_sync = workflow.now()
+        if report.error is None:
+            self.state.status.issue_count = report.issue_count
+            self._set_phase("Synced", report)
+            await self._tell_rig(self.state.status.last_sync)
+        else:
+            self._set_phase("Error", report)
+
+    async def _tell_rig(self, when: datetime) -> None:
+        rig = workflow.get_external_workflow_handle_for(
+            RigWorkflow.run, attributes.workflow_id("Rig", None, self.rig.name)
+        )
+        try:
+            await rig.signal(RigWorkflow.beads_synced, when)
+        except FailureError:
+            workflow.logger.info("rig %s is gone; lastSync not reported", self.rig.name)
+
+    def _set_phase(self, phase: BeadStorePhase, report: SyncReport | None) -> None:
+        status = self.state.status
+        changed = phase != status.phase
+        status.phase = phase
+        event = None
+        if report is not None:
+            problems = [report.error] if report.error else report.problems
+            status.errors = _errors(status.errors, problems, workflow.now())
+            if report.error:
+                status.message = report.error
+                event = EventNote(reason="SyncFailed", message=report.error, type="Warning")
+            else:
+                status.message = f"{report.issue_count} beads"
+                if problems:
+                    status.message += f"; {len(problems)} problems with the data (see errors)"
+                if changed:
+                    event = EventNote(reason="Synced", message=status.message)
+        workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
+        self._publish(event)
+
+    def _publish(self, event: EventNote | None) -> None:
+        status = self.state.status.to_wire()
+        workflow.upsert_memo({attributes.MEMO_STATUS: status})
+        self.publisher.offer(status, self.store.metadata.generation, event)
+
+
+def _errors(previous: list[SyncError], problems: list[str], now: datetime) -> list[SyncError]:
+    """The latest sync's problems, each stamped with when it was first seen (stable across syncs)."""
+    since = {error.message: error.timestamp for error in previous}
+    return [
+        SyncError(message=problem, timestamp=since.get(problem, now)) for problem in problems[:MAX_ERRORS]
+    ]

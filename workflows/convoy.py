@@ -1,0 +1,308 @@
+"""The Convoy workflow: a batch of beads worked in parallel, `convoy/<namespace>/<name>`.
+
+It watches the polecats of its beads (one heartbeating activity that returns
+when they change) and, with autoSpawn, creates a Polecat for every tracked
+bead that has none, never letting more than `parallelism` be in progress at
+once. The count of in-progress beads is the workflow's own durable state
+(spawned polecats count until they are seen to finish), so no restart of a
+worker, and no lag of visibility, can let it spawn past the cap.
+
+Each tracked bead is:
+- completed: its polecat Succeeded, or the BeadStore shows the bead closed;
+- failed: its polecat Failed or was Terminated (or could not be created);
+- in progress: its polecat is Pending, Idle or Working (or was just created);
+- pending: it has no polecat yet.
+
+Phase: Pending while no bead has started; Active once one has, until every
+bead is final; then Completed if all completed, Failed if any failed. A
+bead added later, or a failed polecat deleted (so the bead is spawned
+again), makes the convoy Active again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.convoys import (
+        ConvoyActivities,
+        ConvoySnapshot,
+        PolecatSeen,
+        RemoveRequest,
+        SpawnRequest,
+        WatchRequest,
+    )
+    from activities.kube import EventNote, StatusTarget
+    from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
+    from crds.rig import Rig
+    from workflows import attributes
+    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.publisher import StatusPublisher
+
+SHORT = timedelta(minutes=2)
+WATCH_HEARTBEAT = timedelta(seconds=10)
+IDLE_POLL = 10.0  # seconds between looks once every bead is final
+ACTIVE = ("Pending", "Idle", "Working")
+# Which of several polecats of one bead speaks for it.
+RANK = {"Succeeded": 0, "Working": 1, "Idle": 1, "Pending": 1, "Failed": 2, "Terminated": 2}
+
+
+class Spawned(BaseModel):
+    name: str
+    seen: bool = False  # visible to the watch at least once (so its absence means deleted)
+
+
+class ConvoyState(BaseModel):
+    """All that continue-as-new carries."""
+
+    status: ConvoyStatus = Field(default_factory=ConvoyStatus)
+    spawned: dict[str, Spawned] = Field(default_factory=dict)  # bead -> the polecat we created
+    refused: dict[str, str] = Field(default_factory=dict)  # bead -> why its polecat could not be created
+    snapshot: ConvoySnapshot | None = None
+
+
+class ConvoyInput(BaseModel):
+    convoy: Convoy
+    rig: Rig | None
+    state: ConvoyState | None = None
+    history_limit: int = HISTORY_LIMIT
+    status_target: StatusTarget | None = None
+
+
+@workflow.defn(name="Convoy")
+class ConvoyWorkflow:
+    @workflow.init
+    def __init__(self, input: ConvoyInput) -> None:
+        self.convoy = input.convoy
+        self.rig = input.rig
+        self.kubernetes = input.status_target is not None
+        self.state = input.state or ConvoyState()
+        self.fresh = input.state is None
+        self.deleted = False
+        self.spec_changed = False
+        self.publisher = StatusPublisher(input.status_target)
+
+    @workflow.update
+    def apply(self, convoy: Convoy) -> str:
+        convoy.metadata.uid = self.convoy.metadata.uid
+        outcome = (
+            "created" if self.fresh else ("unchanged" if convoy.spec == self.convoy.spec else "configured")
+        )
+        self.fresh = False
+        if outcome == "configured":
+            self.spec_changed = True
+            workflow.upsert_memo({attributes.MEMO_SPEC: convoy.spec.to_wire()})
+        self.convoy = convoy
+        return outcome
+
+    @apply.validator
+    def _validate_apply(self, convoy: Convoy) -> None:
+        if convoy.spec.rig_ref != self.convoy.spec.rig_ref:
+            raise ApplicationError(
+                f"spec.rigRef: cannot change ({self.convoy.spec.rig_ref} -> {convoy.spec.rig_ref})",
+                type="InvalidChange",
+                non_retryable=True,
+            )
+
+    @workflow.signal
+    def delete(self) -> None:
+        """The resource is gone: delete the polecats it spawned, then end."""
+        self.deleted = True
+
+    @workflow.query
+    def status(self) -> ConvoyStatus:
+        return self.state.status
+
+    # --- the loop ---------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: ConvoyInput) -> ConvoyStatus:
+        publishing = asyncio.create_task(self.publisher.run())
+        if input.state is None:
+            self._publish(None)
+        while True:
+            if self.deleted:
+                await self._remove_spawned()
+                return self.state.status
+            self._update_status()
+            if await self._spawn():
+                continue
+            if history_full(input.history_limit):
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                )
+                publishing.cancel()
+                workflow.continue_as_new(
+                    input.model_copy(update={"convoy": self.convoy, "state": self.state})
+                )
+            await self._watch()
+
+    async def _watch(self) -> None:
+        """Wait for the beads' polecats to change (or for a new spec, or deletion)."""
+        spec = self.convoy.spec
+        snapshot = self.state.snapshot
+        final = self.state.status.phase in ("Completed", "Failed")
+        watcher = workflow.start_activity_method(
+            ConvoyActivities.watch,
+            WatchRequest(
+                namespace=self.convoy.namespace,
+                rig=spec.rig_ref,
+                checkout=self.rig.spec.local_path if self.rig else None,
+                beads=spec.tracked_beads,
+                seen=snapshot.digest() if snapshot else None,
+                poll=IDLE_POLL if final else 0.5,
+            ),
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=WATCH_HEARTBEAT,
+            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+        )
+        self.spec_changed = False
+        await workflow.wait_condition(lambda: watcher.done() or self.deleted or self.spec_changed)
+        if not watcher.done():
+            watcher.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await watcher
+            return
+        self.state.snapshot = watcher.result()
+
+    async def _spawn(self) -> bool:
+        """Create polecats for pending beads, up to the cap; True if any were created."""
+        spec = self.convoy.spec
+        if not spec.auto_spawn or self.state.snapshot is None:  # first learn what exists and is closed
+            return False
+        room = (spec.parallelism or len(spec.tracked_beads)) - self.state.status.in_progress
+        beads = [bead for bead in spec.tracked_beads if self._outcome(bead)[2] == "pending"][: max(room, 0)]
+        if not beads:
+            return False
+
+        async def one(bead: str) -> None:
+            try:
+                name = await workflow.execute_activity_method(
+                    ConvoyActivities.spawn,
+                    SpawnRequest(convoy=self.convoy, bead_id=bead, kubernetes=self.kubernetes),
+                    start_to_close_timeout=SHORT,
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                )
+            except ActivityError as error:
+                cause = error.cause
+                self.state.refused[bead] = (
+                    cause.message if isinstance(cause, ApplicationError) else str(cause)
+                )
+                return
+            self.state.spawned[bead] = Spawned(name=name)
+
+        # The room was measured before any of these exists, so the cap holds while they are created.
+        await asyncio.gather(*(one(bead) for bead in beads))
+        return True
+
+    async def _remove_spawned(self) -> None:
+        names = [spawned.name for spawned in self.state.spawned.values()]
+        if names:
+            await workflow.execute_activity_method(
+                ConvoyActivities.remove,
+                RemoveRequest(namespace=self.convoy.namespace, names=names, kubernetes=self.kubernetes),
+                start_to_close_timeout=SHORT,
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=10),
+            )
+
+    # --- status -------------------------------------------------------------------
+
+    def _outcome(self, bead: str) -> tuple[str | None, str | None, str]:
+        """The bead's polecat (name, phase) and whether it is completed, failed, in progress or pending."""
+        snapshot = self.state.snapshot or ConvoySnapshot()
+        mine = self.state.spawned.get(bead)
+        candidates = [polecat for polecat in snapshot.polecats if polecat.bead_id == bead]
+        chosen: PolecatSeen | None = None
+        if mine is not None:
+            chosen = next((polecat for polecat in candidates if polecat.name == mine.name), None)
+        if chosen is None and candidates:
+            chosen = min(candidates, key=lambda polecat: RANK.get(polecat.phase, 1))
+        name, phase = (chosen.name, chosen.phase) if chosen else (mine.name if mine else None, None)
+        if bead in snapshot.closed or phase == "Succeeded":
+            return name, phase, "completed"
+        if phase in ("Failed", "Terminated") or (chosen is None and bead in self.state.refused):
+            return name, phase, "failed"
+        if phase in ACTIVE or (mine is not None and chosen is None):
+            return name, phase or "Pending", "inProgress"
+        return None, None, "pending"
+
+    def _update_status(self) -> None:
+        snapshot = self.state.snapshot or ConvoySnapshot()
+        names = {polecat.name for polecat in snapshot.polecats}
+        for bead, mine in list(self.state.spawned.items()):
+            if mine.name in names:
+                mine.seen = True
+            elif mine.seen:  # it was there and is gone: deleted, so the bead may be spawned again
+                del self.state.spawned[bead]
+        for bead in list(self.state.refused):
+            if bead not in self.convoy.spec.tracked_beads:
+                del self.state.refused[bead]
+
+        status = self.state.status
+        before = status.to_wire()
+        counts = {"completed": 0, "failed": 0, "inProgress": 0, "pending": 0}
+        polecats = []
+        for bead in self.convoy.spec.tracked_beads:
+            name, phase, outcome = self._outcome(bead)
+            counts[outcome] += 1
+            if name is not None:
+                polecats.append(ConvoyPolecatRef(name=name, bead_id=bead, phase=phase or "Pending"))
+        status.total = len(self.convoy.spec.tracked_beads)
+        status.completed, status.failed = counts["completed"], counts["failed"]
+        status.in_progress, status.pending = counts["inProgress"], counts["pending"]
+        status.polecats = polecats
+        phase = self._phase()
+        now = workflow.now()
+        if phase != "Pending" and status.start_time is None:
+            status.start_time = now
+        if phase in ("Completed", "Failed"):
+            status.completion_time = status.completion_time or now
+        else:
+            status.completion_time = None
+        status.message = self._message()
+        event = None
+        if phase != status.phase:
+            status.phase = phase
+            workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
+            event = EventNote(
+                reason=phase, message=status.message, type="Warning" if phase == "Failed" else "Normal"
+            )
+        if status.to_wire() != before:
+            self._publish(event)
+
+    def _phase(self) -> ConvoyPhase:
+        status = self.state.status
+        if status.total and status.completed == status.total:
+            return "Completed"
+        if status.total and status.completed + status.failed == status.total:
+            return "Failed"
+        if status.completed or status.failed or status.in_progress:
+            return "Active"
+        return "Pending"
+
+    def _message(self) -> str:
+        status = self.state.status
+        parts = [f"{status.completed}/{status.total} completed"]
+        if status.failed:
+            parts.append(f"{status.failed} failed")
+        if status.in_progress:
+            parts.append(f"{status.in_progress} in progress")
+        if self.state.refused:
+            bead, why = next(iter(self.state.refused.items()))
+            parts.append(f"no polecat for {bead}: {why}")
+        if self.state.snapshot and self.state.snapshot.bead_error:
+            parts.append(f"beads unreadable: {self.state.snapshot.bead_error}")
+        return "; ".join(parts)
+
+    def _publish(self, event: EventNote | None) -> None:
+        status = self.state.status.to_wire()
+        workflow.upsert_memo({attributes.MEMO_STATUS: status})
+        self.publisher.offer(status, self.convoy.metadata.generation, event)
