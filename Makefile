@@ -29,6 +29,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)  ## Speed figures: benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.polecat
 	$(BIN)/python -m benchmarks.bridge
+	$(BIN)/python -m benchmarks.convoy
 
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate

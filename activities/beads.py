@@ -22,6 +22,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeats import heartbeating
 from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
 from workflows import attributes
 
@@ -240,6 +241,7 @@ class BeadActivities:
         self.client = client
 
     @activity.defn(name="beads.sync")
+    @heartbeating
     async def sync(self, request: SyncRequest) -> SyncReport:
         try:
             snapshot = await asyncio.to_thread(read_source, request.source, request.checkout, request.filters)
@@ -255,6 +257,7 @@ class BeadActivities:
         return SyncReport(issue_count=len(snapshot.beads), problems=problems[:MAX_ERRORS])
 
     @activity.defn(name="beads.find")
+    @heartbeating
     async def find(self, lookup: BeadLookup) -> list[Bead] | None:
         """The beads asked for; None if the rig has no BeadStore."""
         try:

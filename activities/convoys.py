@@ -22,6 +22,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.beads import BeadSourceError, find_beads
+from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
 from crds import GROUP, VERSION
 from crds.convoy import Convoy
@@ -116,6 +117,7 @@ class ConvoyActivities:
         return KubePolecats(self.connection) if kubernetes else self.local
 
     @activity.defn(name="convoy.spawn")
+    @heartbeating
     async def spawn(self, request: SpawnRequest) -> str:
         """Create (or adopt, on a retry) the convoy's polecat for a bead; its name comes from the rig."""
         convoy = request.convoy

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeats import heartbeating
 from crds.common import short_uid
 from crds.rig import RigSpec
 
@@ -99,6 +100,7 @@ class GitActivities:
         self.home = home
 
     @activity.defn(name="git.prepare_worktree")
+    @heartbeating
     async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         """A worktree of the rig's checkout on the polecat's branch, from defaultBranch."""
         return await asyncio.to_thread(self._prepare_worktree, request)
@@ -133,6 +135,7 @@ class GitActivities:
         return Worktree(path=str(path), branch=request.branch, base=base)
 
     @activity.defn(name="git.publish_branch")
+    @heartbeating
     async def publish_branch(self, request: BranchRequest) -> BranchResult:
         """The branch's head commit, pushed to origin when the rig has one."""
         return await asyncio.to_thread(_publish_branch, request)

@@ -26,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
 from activities.beads import Bead
+from activities.heartbeats import heartbeating
 from crds.common import short_uid
 from crds.polecat import Polecat
 
@@ -142,6 +143,7 @@ class TmuxActivities:
         return base / f"{stem}.log", base / f"{stem}.prompt.md"
 
     @activity.defn(name="tmux.start_agent")
+    @heartbeating
     async def start_agent(self, launch: AgentLaunch) -> AgentSession:
         """Start the polecat's agent in its session, or adopt the running one."""
         polecat = launch.polecat

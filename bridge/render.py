@@ -77,10 +77,15 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
     lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
-    details = {k: v for k, v in status.items() if k not in ("phase", "message", "conditions")}
+    tables = ("phase", "message", "conditions", "polecats")
+    details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
         lines += ["  " + line for line in yaml.safe_dump(details, sort_keys=False).splitlines()]
+    polecats = status.get("polecats", [])  # a convoy's
+    if polecats:
+        lines.append("Polecats:")
+        lines += _rows([["NAME", "BEAD", "PHASE"]] + [[p["name"], p["beadID"], p["phase"]] for p in polecats])
     conditions = status.get("conditions", [])
     if conditions:
         lines.append("Conditions:")
@@ -95,10 +100,13 @@ def describe(resource: Resource, ui_link: str) -> str:
             ]
             for c in conditions
         ]
-        widths = [max(len(row[i]) for row in rows) for i in range(5)]
-        lines += [
-            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
-            for row in rows
-        ]
+        lines += _rows(rows)
     lines.append(f"Temporal UI:  {ui_link}")
     return "\n".join(lines)
+
+
+def _rows(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows
+    ]

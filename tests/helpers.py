@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import socket
 import sys
 import sysconfig
@@ -195,3 +196,17 @@ def max_concurrent(spans: Path) -> int:
         running += step
         peak = max(peak, running)
     return peak
+
+
+WORKER_COMMAND = [sys.executable, "-m", "bridge.cli", "worker"]
+
+
+def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: str) -> dict[str, str]:
+    """The environment of a `gastown` process (worker or CLI) serving one test."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "GASTOWN_TASK_QUEUE": task_queue,
+        "GASTOWN_HOME": str(home),
+        "GASTOWN_TMUX_SOCKET": tmux_socket,
+    }

@@ -24,6 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import heartbeats
     from activities.beads import BeadActivities, SyncReport, SyncRequest
     from activities.kube import EventNote, StatusTarget
     from activities.schedules import ScheduleActivities, ScheduleRequest
@@ -178,6 +179,7 @@ class BeadStoreWorkflow:
                 BeadActivities.sync,
                 SyncRequest(source=spec.source, filters=spec.filters, checkout=self.rig.spec.local_path),
                 start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError as error:

@@ -31,6 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import heartbeats
     from activities.convoys import (
         ConvoyActivities,
         ConvoySnapshot,
@@ -188,6 +189,7 @@ class ConvoyWorkflow:
                     ConvoyActivities.spawn,
                     SpawnRequest(convoy=self.convoy, bead_id=bead, kubernetes=self.kubernetes),
                     start_to_close_timeout=SHORT,
+                    heartbeat_timeout=heartbeats.TIMEOUT,
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
             except ActivityError as error:

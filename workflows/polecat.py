@@ -24,6 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import heartbeats
     from activities.beads import Bead, BeadActivities, BeadLookup
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
     from activities.kube import EventNote, StatusTarget
@@ -204,12 +205,14 @@ class PolecatWorkflow:
                     branch=self.polecat.work_branch,
                 ),
                 start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
             )
             session = await workflow.execute_activity_method(
                 TmuxActivities.start_agent,
                 AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch, bead=bead),
                 start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
             )
         except ActivityError as error:
@@ -260,6 +263,7 @@ class PolecatWorkflow:
                 GitActivities.publish_branch,
                 BranchRequest(worktree=self.state.worktree or "", branch=self.polecat.work_branch),
                 start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
             )
         except ActivityError as error:
@@ -282,6 +286,7 @@ class PolecatWorkflow:
                 BeadActivities.find,
                 BeadLookup(rig=self.rig.name, checkout=self.rig.spec.local_path, bead_ids=[bead_id]),
                 start_to_close_timeout=SHORT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
             )
         except ActivityError as error:

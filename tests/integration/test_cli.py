@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,16 @@ import yaml
 
 from bridge.reconcile import Reconciler
 from crds import Polecat, Rig
-from tests.helpers import GASTOWN, GitRig, free_port, polecat_manifest, rig_manifest, wait_until
+from tests.helpers import (
+    GASTOWN,
+    GitRig,
+    convoy_manifest,
+    free_port,
+    polecat_manifest,
+    rig_manifest,
+    wait_until,
+    worker_env,
+)
 from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -28,13 +36,7 @@ class Result:
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "GASTOWN_TASK_QUEUE": settings.task_queue,
-        "GASTOWN_HOME": str(settings.home),
-        "GASTOWN_TMUX_SOCKET": settings.tmux_socket,
-    }
+    return worker_env(settings.temporal_address, settings.task_queue, settings.home, settings.tmux_socket)
 
 
 async def gastown(settings: Settings, *args: str, stdin: str | None = None) -> Result:
@@ -225,3 +227,29 @@ async def test_unknown_kind(settings: Settings) -> None:
         "unknown kind 'mayors'; known kinds: beadstores, convoys, polecats, refineries, rigs, witnesses"
         in result.err
     )
+
+
+async def test_convoy_progress_in_get_and_describe(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`gastown get convoys` shows the counts at a glance; `describe` lists each bead's polecat and phase."""
+    convoy = convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], parallelism=1)
+    applied = await gastown(
+        settings, "apply", "-f", write(tmp_path / "c.yaml", rig_manifest(rig_name, git_rig), convoy)
+    )
+    assert applied.code == 0, applied.err
+    assert applied.out.splitlines()[-1] == "convoy.gastown.gastown.io/wave created"
+
+    async def completed() -> str | None:
+        result = await gastown(settings, "get", "convoys")
+        return result.out if "Completed" in result.out else None
+
+    header, row = (await wait_until(completed, "the convoy completed in `get convoys`", 60)).splitlines()
+    assert header.split() == ["NAME", "RIG", "PHASE", "TOTAL", "DONE", "FAILED", "RUNNING", "AGE"]
+    assert row.split()[:7] == ["wave", rig_name, "Completed", "2", "2", "0", "0"]
+    polecats = (await gastown(settings, "get", "polecats")).out
+    assert len(polecats.splitlines()) == 3  # the header and the convoy's two polecats
+
+    described = (await gastown(settings, "describe", "convoy", "wave")).out
+    assert "Message:      2/2 completed" in described
+    assert "Polecats:" in described and "gt-1" in described and "Succeeded" in described

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from bridge.reconcile import Reconciler
 from crds import BeadStore, Convoy, Polecat, parse_resource
 from tests.helpers import (
+    WORKER_COMMAND,
     GitRig,
     beadstore_manifest,
     convoy_manifest,
@@ -18,9 +21,12 @@ from tests.helpers import (
     polecat_manifest,
     rig,
     rig_manifest,
+    terminate_running,
     wait_until,
+    worker_env,
     write_beads,
 )
+from worker.settings import Settings
 from workflows.names import pool_names
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -172,3 +178,39 @@ async def test_convoy_of_200_beads_never_exceeds_its_parallelism(
     peak = max_concurrent(spans)
     print(f"200 beads, parallelism 20: most agents running at once {peak}")
     assert 1 < peak <= 20
+
+
+async def test_cap_holds_across_a_worker_killed_mid_convoy(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, settings: Settings, tmp_path: Path
+) -> None:
+    """SIGKILL the worker while a convoy runs and start another: it completes, never more than
+    parallelism agents at once, and no bead's agent ran twice."""
+    queue = settings.task_queue + "-sub"  # a queue only the subprocess workers poll
+    sub = Reconciler(reconciler.client, queue)
+    env = worker_env(settings.temporal_address, queue, settings.home, settings.tmux_socket)
+    ids = [f"gt-{n}" for n in range(1, 10)]
+    spans = tmp_path / "spans"
+    first = subprocess.Popen(WORKER_COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await town(sub, git_rig, rig_name, [{"id": bead} for bead in ids], tmp_path / "issues.jsonl")
+        args = ("--spans", str(spans), "--say", "on it", "--pause", "1")
+        await sub.apply(convoy(convoy_manifest("wave", rig_name, ids, *args, parallelism=3)))
+        await wait_until(
+            lambda: spans.exists() and spans.read_text().count("start") >= 4, "a few agents started"
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = subprocess.Popen(
+            WORKER_COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        done = await convoy_phase(sub, "wave", "Completed", "Failed", timeout=180)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+        await terminate_running(reconciler.client, queue)
+    assert done.status is not None and done.status.phase == "Completed"
+    starts = [line.split()[1] for line in spans.read_text().splitlines() if line.startswith("start")]
+    assert sorted(starts) == sorted(ids)  # each bead's agent ran exactly once
+    assert max_concurrent(spans) <= 3

@@ -28,6 +28,7 @@ from tests.helpers import (
     GASTOWN,
     KUBECTL,
     GitRig,
+    convoy_manifest,
     polecat_manifest,
     rig_manifest,
     terminate_running,
@@ -306,3 +307,31 @@ async def test_kubernetes_mode_polecat_becomes_a_pod(cluster: Cluster, rig_name:
     (pod,) = cluster.api.objects("pods", "default")
     assert pod["metadata"]["name"] == polecat["status"]["podName"]
     assert pod["metadata"]["ownerReferences"][0]["uid"] == polecat["metadata"]["uid"]
+
+
+async def test_convoy_spawns_polecats_owned_by_it_and_kubectl_lists_them(
+    cluster: Cluster, git_rig: GitRig, rig_name: str
+) -> None:
+    """kubectl apply of a Convoy: its polecats are Polecat objects owned by the convoy, worked by the bridge;
+    kubectl get convoys shows it Completed; deleting the convoy deletes its polecats."""
+    convoy = convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], "--commit", "c.txt=c", parallelism=1)
+    await cluster.apply(rig_manifest(rig_name, git_rig), convoy)
+
+    async def completed() -> dict[str, Any] | None:
+        found = await cluster.get("convoys", "wave")
+        return found if found and found.get("status", {}).get("phase") == "Completed" else None
+
+    done = await wait_until(completed, "the convoy Completed", 90)
+    assert done["status"]["completed"] == 2
+    polecats = cluster.api.objects("polecats", "default")
+    assert sorted(p["spec"]["beadID"] for p in polecats) == ["gt-1", "gt-2"]
+    for polecat in polecats:
+        (owner,) = polecat["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == ("Convoy", "wave", done["metadata"]["uid"])
+        assert polecat["status"]["phase"] == "Succeeded"
+    code, table, _ = await cluster.kubectl("get", "polecats")
+    assert code == 0 and len(table.splitlines()) == 3
+
+    code, _, err = await cluster.kubectl("delete", "convoy", "wave", "--timeout=60s")
+    assert code == 0, err
+    await wait_until(lambda: not cluster.api.objects("polecats", "default"), "the convoy's polecats deleted")

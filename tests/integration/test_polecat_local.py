@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +16,16 @@ from temporalio.client import Client
 
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig
-from tests.helpers import GitRig, polecat, polecat_manifest, rig, rig_manifest, wait_until
+from tests.helpers import (
+    WORKER_COMMAND,
+    GitRig,
+    polecat,
+    polecat_manifest,
+    rig,
+    rig_manifest,
+    wait_until,
+    worker_env,
+)
 from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -209,14 +217,8 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     runs, gate = tmp_path / "runs", tmp_path / "gate"
     queue = settings.task_queue + "-sub"  # a queue only the subprocess workers poll
     sub = Reconciler(reconciler.client, queue)
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "GASTOWN_TASK_QUEUE": queue,
-        "GASTOWN_HOME": str(settings.home),
-        "GASTOWN_TMUX_SOCKET": settings.tmux_socket,
-    }
-    command = [sys.executable, "-m", "bridge.cli", "worker"]
+    env = worker_env(settings.temporal_address, queue, settings.home, settings.tmux_socket)
+    command = WORKER_COMMAND
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         await apply_rig(sub, git_rig, rig_name)

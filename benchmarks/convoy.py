@@ -1,0 +1,155 @@
+"""How far a convoy goes, and how fast beads sync, on the embedded topology.
+
+- beads sync: the 2,669-record real export read as a BeadStore sync reads it
+  (the `beads.sync` activity's work), best and median of 20;
+- convoy: N beads at parallelism P with a scripted agent that works 1 s, run
+  end to end (dev server and worker as `gastown up` starts them, real tmux and
+  git): wall time from apply to Completed, and the most agents seen at once.
+
+Prints a markdown table and writes benchmarks/results/convoy.json.
+
+    .venv/bin/python -m benchmarks.convoy [--beads 200] [--parallelism 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from activities.beads import read_source
+from bridge.reconcile import Reconciler
+from crds import BeadStore, Convoy, parse_resource
+from crds.beadstore import BeadSource
+from tests.helpers import (
+    REPO_ROOT,
+    beadstore_manifest,
+    convoy_manifest,
+    free_port,
+    make_git_rig,
+    max_concurrent,
+    rig_manifest,
+    write_beads,
+)
+from worker.client import connect
+from worker.embedded import EmbeddedRuntime
+from worker.settings import Settings
+
+RESULTS = Path(__file__).parent / "results" / "convoy.json"
+EXPORT = REPO_ROOT / "tests" / "data" / "beads" / "gastown-issues.jsonl"
+
+
+def sync_times(runs: int = 20) -> list[float]:
+    source = BeadSource(type="jsonl", path=str(EXPORT))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        snapshot = read_source(source, None)
+        times.append(time.perf_counter() - start)
+    assert len(snapshot.beads) == 2669
+    return times
+
+
+async def convoy_run(beads: int, parallelism: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="gastown-bench-"))
+    settings = Settings(
+        GASTOWN_HOME=work / "home",
+        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
+        GASTOWN_UI_PORT=free_port(),
+        GASTOWN_TMUX_SOCKET=f"gastown-bench-{os.getpid()}",
+    )
+    runtime = EmbeddedRuntime(settings)
+    ids = [f"gt-{n}" for n in range(1, beads + 1)]
+    spans = work / "spans"
+    try:
+        await runtime.up()
+        reconciler = Reconciler(await connect(settings), settings.task_queue)
+        write_beads(work / "issues.jsonl", [{"id": bead} for bead in ids])
+        await reconciler.apply(
+            parse_resource(rig_manifest("bench", make_git_rig(work / "rig"), beadsPrefix="gt"))
+        )
+        await reconciler.apply(
+            parse_resource(beadstore_manifest("beads", "bench", str(work / "issues.jsonl")))
+        )
+        while not ((store := await reconciler.find(BeadStore, "default", "beads")) and store.status):
+            await asyncio.sleep(0.1)
+        agent = ("--spans", str(spans), "--say", "working", "--pause", "1")
+        started = time.monotonic()
+        await reconciler.apply(
+            parse_resource(convoy_manifest("bench", "bench", ids, *agent, parallelism=parallelism))
+        )
+        while True:
+            found = await reconciler.find(Convoy, "default", "bench")
+            if found and found.status and found.status.phase in ("Completed", "Failed"):
+                break
+            await asyncio.sleep(0.2)
+        wall = time.monotonic() - started
+    finally:
+        runtime.down()
+        subprocess.run(["tmux", "-L", settings.tmux_socket, "kill-server"], capture_output=True)
+    assert found.status is not None
+    return {
+        "beads": beads,
+        "parallelism": parallelism,
+        "phase": found.status.phase,
+        "completed": found.status.completed,
+        "wall_s": round(wall, 1),
+        "beads_per_minute": round(beads / wall * 60, 1),
+        "max_agents_at_once": max_concurrent(spans),
+        "agent_work_s": 1.0,
+        "ideal_wall_s": round(beads / parallelism * 1.0, 1),
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    sync, convoy = result["sync"], result["convoy"]
+    return "\n".join(
+        [
+            "| metric | value | goal |",
+            "|---|---|---|",
+            f"| beads sync, 2,669-record export (median / best of {sync['runs']}) | "
+            f"{sync['median_ms']} ms / {sync['best_ms']} ms | < 1 s |",
+            f"| convoy {convoy['beads']} beads at parallelism {convoy['parallelism']}, 1 s agent: wall time | "
+            f"{convoy['wall_s']} s ({convoy['beads_per_minute']} beads/min; ideal {convoy['ideal_wall_s']} s) | "
+            "completes |",
+            f"| most agents running at once | {convoy['max_agents_at_once']} | <= {convoy['parallelism']} |",
+        ]
+    )
+
+
+async def main(beads: int, parallelism: int) -> dict[str, Any]:
+    times = sync_times()
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "sync": {
+            "runs": len(times),
+            "median_ms": round(statistics.median(times) * 1000, 1),
+            "best_ms": round(min(times) * 1000, 1),
+        },
+        "convoy": await convoy_run(beads, parallelism),
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--beads", type=int, default=200)
+    parser.add_argument("--parallelism", type=int, default=20)
+    options = parser.parse_args()
+    result = asyncio.run(main(options.beads, options.parallelism))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(table(result))
