@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from workflows import attributes
 
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
 MAX_ERRORS = 20
+MAX_UNKNOWN_NAMES = 5
 STABLE_READ_ATTEMPTS = 5
 
 
@@ -59,6 +61,7 @@ class BeadSnapshot(BaseModel):
     beads: list[Bead] = Field(default_factory=list)
     malformed: int = 0  # records that could not be read at all
     unknown_fields: int = 0  # records carrying fields we do not know (read anyway)
+    unknown_names: list[str] = Field(default_factory=list)  # the commonest of those fields
     errors: list[str] = Field(default_factory=list)  # the first few problems, for people
 
 
@@ -71,6 +74,7 @@ def _admit(
 ) -> BeadSnapshot:
     """Validate records (where, raw) and apply the filters: status in `statuses`, all `labels` present."""
     snapshot = BeadSnapshot()
+    unknown: Counter[str] = Counter()
     for where, raw in records:
         try:
             bead = Bead.model_validate(raw)
@@ -83,11 +87,13 @@ def _admit(
             continue
         if isinstance(raw, dict) and set(raw) - KNOWN_FIELDS:
             snapshot.unknown_fields += 1
+            unknown.update(set(raw) - KNOWN_FIELDS)
         if statuses and bead.status not in statuses:
             continue
         if labels and not set(labels) <= set(bead.labels):
             continue
         snapshot.beads.append(bead)
+    snapshot.unknown_names = [name for name, _ in unknown.most_common(MAX_UNKNOWN_NAMES)]
     return snapshot
 
 
@@ -251,8 +257,11 @@ class BeadActivities:
         if snapshot.malformed:
             problems.insert(0, f"{snapshot.malformed} malformed records skipped")
         if snapshot.unknown_fields:
+            names = ", ".join(snapshot.unknown_names)
             problems.insert(
-                0, f"{snapshot.unknown_fields} records carry fields this version does not know (read anyway)"
+                0,
+                f"{snapshot.unknown_fields} records carry fields this version does not read ({names}, ...); "
+                "read anyway",
             )
         return SyncReport(issue_count=len(snapshot.beads), problems=problems[:MAX_ERRORS])
 

@@ -14,7 +14,11 @@ SourceType = Literal["jsonl", "sqlite", "daemon"]
 
 class BeadSource(ApiModel):
     type: SourceType
-    path: str = Field(min_length=1, max_length=4096, description="Path to beads data.")
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="Path to beads data: absolute, or relative to the rig's localPath (.beads/issues.jsonl).",
+    )
 
 
 class BeadFilters(ApiModel):

@@ -215,7 +215,7 @@ class BeadStoreWorkflow:
             else:
                 status.message = f"{report.issue_count} beads"
                 if problems:
-                    status.message += f"; {len(problems)} problems with the data (see errors)"
+                    status.message += f"; {len(problems)} notes on the data (see errors)"
                 if changed:
                     event = EventNote(reason="Synced", message=status.message)
         workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])

@@ -67,6 +67,8 @@ class RigInput(BaseModel):
     state: RigState | None = None
     history_limit: int = HISTORY_LIMIT
     status_target: StatusTarget | None = None
+    recheck_not_ready: timedelta = RECHECK_NOT_READY
+    recheck_ready: timedelta = RECHECK_READY
 
 
 @workflow.defn(name="Rig")
@@ -136,7 +138,7 @@ class RigWorkflow:
     async def run(self, input: RigInput) -> None:
         publishing = asyncio.create_task(self.publisher.run())
         while True:
-            recheck = RECHECK_READY if self.state.status.phase == "Ready" else RECHECK_NOT_READY
+            recheck = input.recheck_ready if self.state.status.phase == "Ready" else input.recheck_not_ready
             first = self.state.checked_spec is None
             try:
                 await workflow.wait_condition(

@@ -98,7 +98,7 @@ async def test_bad_records_are_counted_never_fatal(
     assert synced.status is not None and synced.status.issue_count == 2
     messages = [error.message for error in synced.status.errors]
     assert messages[:2] == [
-        "1 records carry fields this version does not know (read anyway)",
+        "1 records carry fields this version does not read (brand_new_field, ...); read anyway",
         "1 malformed records skipped",
     ]
     assert messages[2].startswith("line 3: not JSON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from activities.agents import agent_command, prompt_for
+from activities.beads import Bead
 from crds.polecat import PolecatSpec
 
 PROMPT = 'fix it"; rm -rf / #'
@@ -90,3 +91,14 @@ def test_prompt_carries_bead_and_task_verbatim() -> None:
     assert "Bead: gt-1" in prompt
     assert PROMPT in prompt
     assert "polecat/nux" in prompt
+
+
+def test_prompt_carries_the_beads_own_text() -> None:
+    """With the bead read from the BeadStore, the prompt carries its id, title, description and criteria."""
+    bead = Bead(
+        id="gt-1", title="Fix the pump", description="It leaks $(oil).", acceptance_criteria="Dry floor."
+    )
+    prompt = prompt_for("nux", "athena", "polecat/nux", spec("claude-code"), bead)
+    assert "Bead gt-1: Fix the pump" in prompt
+    assert "Description:\nIt leaks $(oil)." in prompt
+    assert "Acceptance criteria:\nDry floor." in prompt

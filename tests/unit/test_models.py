@@ -194,6 +194,19 @@ def test_spec_names_round_trip() -> None:
         ),
         ("BeadStore", {"rigRef": "a", "syncInterval": "5"}, "spec.syncInterval: must be a Go duration"),
         ("Convoy", {"parallelism": 0}, "spec.parallelism: Input should be greater than 0"),
+        ("Convoy", {"trackedBeads": ["gt-1", "gt-1"]}, "spec.trackedBeads[1]: gt-1 is listed twice"),
+        ("Convoy", {"trackedBeads": ["gt 1"]}, "spec.trackedBeads.0: String should match pattern"),
+        ("Convoy", {"autoSpawn": True}, "spec.rigRef: required when autoSpawn is true"),
+        (
+            "Convoy",
+            {"rigRef": "a", "polecatTemplate": {"agent": "custom"}},
+            "spec.polecatTemplate.agentConfig.command: required when agent is custom",
+        ),
+        (
+            "Convoy",
+            {"rigRef": "a", "polecatTemplate": {"beadID": "gt-1"}},
+            "spec.polecatTemplate.beadID: unknown field",
+        ),
     ],
 )
 def test_bad_input_names_field_and_rule(kind: str, spec: dict[str, Any], expected: str) -> None:

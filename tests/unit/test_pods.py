@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 
 from activities.agents import agent_command, prompt_for
+from activities.beads import Bead
 from activities.pods import build_pod, pod_name
 from crds.polecat import Polecat
 from tests.helpers import polecat
@@ -128,3 +129,13 @@ def test_name_labels_owner_image_and_resources() -> None:
         "limits": {"cpu": "2", "memory": "8Gi"},
     }
     assert agent_container(build_pod(k8s_polecat(), IMAGE))["image"] == IMAGE
+
+
+def test_pod_prompt_carries_the_bead_text() -> None:
+    """A pod's prompt, like a local one, carries the bead's title and acceptance criteria."""
+    bead = Bead(id="gt-1", title="Oil the war rig", acceptance_criteria="No squeak.")
+    env = {
+        item["name"]: item.get("value")
+        for item in agent_container(build_pod(k8s_polecat(), IMAGE, bead))["env"]
+    }
+    assert "Bead gt-1: Oil the war rig" in env["GT_PROMPT"] and "No squeak." in env["GT_PROMPT"]

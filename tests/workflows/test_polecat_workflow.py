@@ -8,6 +8,7 @@ integration tests do that for real).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
@@ -121,6 +123,7 @@ def a_polecat(desired: str = "Working", **spec: Any) -> Polecat:
 async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
     """Start a polecat workflow on a worker with the given fakes; yields a starter."""
     workers: list[Worker] = []
+    handles: list[WorkflowHandle[Any, Any]] = []
 
     async def start(
         fakes: FakeActivities, resource: Polecat, history_limit: int = 4000
@@ -131,15 +134,21 @@ async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
         )
         workers.append(worker)
         asyncio.get_running_loop().create_task(worker.run())
-        return await time_skipping.client.start_workflow(
+        handle = await time_skipping.client.start_workflow(
             PolecatWorkflow.run,
             PolecatInput(polecat=resource, rig=RIG, history_limit=history_limit),
             id=f"polecat/default/{queue}",
             task_queue=queue,
             search_attributes=attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
         )
+        handles.append(handle)
+        return handle
 
     yield start
+    # Open workflows with activities outstanding would hold the shared server's clock for later tests.
+    for handle in handles:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
     for worker in workers:
         await worker.shutdown()
 

@@ -1,0 +1,220 @@
+"""The Convoy workflow's policy, on the time-skipping test server.
+
+The convoy's activities are replaced by a small fake world: `spawn` creates a
+polecat in it (Pending), the test moves polecats between phases, and `watch`
+answers with the world's snapshot when it differs from the convoy's. No
+tmux, git or real polecat runs here (the integration tests do that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer, Worker
+
+from activities.convoys import ConvoySnapshot, PolecatSeen, RemoveRequest, SpawnRequest, WatchRequest
+from crds import Convoy, parse_resource
+from crds.convoy import ConvoyStatus
+from tests.helpers import wait_until
+from workflows.convoy import ConvoyInput, ConvoyWorkflow
+
+
+@dataclass
+class World:
+    """The polecats that exist, and which beads the bead store shows closed."""
+
+    polecats: dict[str, PolecatSeen] = field(default_factory=dict)  # name -> polecat
+    closed: set[str] = field(default_factory=set)
+    refuse: set[str] = field(default_factory=set)  # beads whose polecat the store refuses
+    spawned: list[str] = field(default_factory=list)  # beads, in spawn order
+    removed: list[str] = field(default_factory=list)
+    peak: int = 0  # most polecats in progress at any spawn
+
+    def snapshot(self) -> ConvoySnapshot:
+        polecats = sorted(self.polecats.values(), key=lambda p: (p.bead_id, p.name))
+        return ConvoySnapshot(polecats=polecats, closed=sorted(self.closed))
+
+    def in_progress(self) -> int:
+        return sum(p.phase in ("Pending", "Idle", "Working") for p in self.polecats.values())
+
+    def move(self, bead: str, phase: str) -> None:
+        for polecat in self.polecats.values():
+            if polecat.bead_id == bead:
+                polecat.phase = phase
+
+    @activity.defn(name="convoy.spawn")
+    async def spawn(self, request: SpawnRequest) -> str:
+        if request.bead_id in self.refuse:
+            raise ApplicationError(
+                "spec.beadID: refused by the test", type="PolecatRefused", non_retryable=True
+            )
+        name = f"p{len(self.spawned) + 1}"
+        self.spawned.append(request.bead_id)
+        self.polecats[name] = PolecatSeen(name=name, bead_id=request.bead_id, phase="Pending")
+        self.peak = max(self.peak, self.in_progress())
+        return name
+
+    @activity.defn(name="convoy.watch")
+    async def watch(self, request: WatchRequest) -> ConvoySnapshot:
+        while True:
+            snapshot = self.snapshot()
+            if snapshot.digest() != request.seen:
+                return snapshot
+            activity.heartbeat()
+            await asyncio.sleep(0.02)
+
+    @activity.defn(name="convoy.remove")
+    async def remove(self, request: RemoveRequest) -> None:
+        self.removed += request.names
+        for name in request.names:
+            self.polecats.pop(name, None)
+
+    def all(self) -> list[Any]:
+        return [self.spawn, self.watch, self.remove]
+
+
+def a_convoy(beads: list[str], **spec: Any) -> Convoy:
+    resource = parse_resource(
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Convoy",
+            "metadata": {"name": "wave", "namespace": "default", "uid": "c0nv0y"},
+            "spec": {"rigRef": "athena", "trackedBeads": beads, "autoSpawn": True, **spec},
+        }
+    )
+    assert isinstance(resource, Convoy)
+    return resource
+
+
+@pytest.fixture
+async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
+    """Start a convoy workflow against a fake world; yields a starter."""
+    workers: list[Worker] = []
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    async def start(world: World, convoy: Convoy, history_limit: int = 4000) -> WorkflowHandle[Any, Any]:
+        queue = f"wf-{uuid.uuid4().hex[:8]}"
+        worker = Worker(
+            time_skipping.client, task_queue=queue, workflows=[ConvoyWorkflow], activities=world.all()
+        )
+        workers.append(worker)
+        asyncio.get_running_loop().create_task(worker.run())
+        handle = await time_skipping.client.start_workflow(
+            ConvoyWorkflow.run,
+            ConvoyInput(convoy=convoy, rig=None, history_limit=history_limit),
+            id=f"convoy/default/{queue}",
+            task_queue=queue,
+        )
+        handles.append(handle)
+        return handle
+
+    yield start
+    # Open workflows with activities outstanding would hold the shared server's clock for later tests.
+    for handle in handles:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
+    for worker in workers:
+        await worker.shutdown()
+
+
+async def spawned(world: World, bead: str) -> None:
+    await wait_until(lambda: bead in world.spawned, f"{bead} spawned")
+
+
+async def status_where(handle: WorkflowHandle[Any, Any], what: str, holds: Any) -> ConvoyStatus:
+    async def probe() -> ConvoyStatus | None:
+        status: ConvoyStatus = await handle.query(ConvoyWorkflow.status)
+        return status if holds(status) else None
+
+    return await wait_until(probe, what, timeout=20)
+
+
+async def test_parallelism_caps_the_beads_in_progress(run: Any) -> None:
+    """With parallelism 2 over 5 beads, no spawn ever makes more than 2 in progress; all complete in order."""
+    world = World()
+    beads = [f"gt-{n}" for n in range(1, 6)]
+    handle = await run(world, a_convoy(beads, parallelism=2))
+    for bead in beads:
+        await spawned(world, bead)
+        world.move(bead, "Working")
+        await status_where(handle, "the convoy sees it Working", lambda s: s.phase == "Active")
+        world.move(bead, "Succeeded")
+    done = await status_where(handle, "Completed", lambda s: s.phase == "Completed")
+    assert sorted(world.spawned) == beads and world.peak <= 2
+    assert (done.total, done.completed, done.in_progress, done.pending) == (5, 5, 0, 0)
+    assert done.start_time is not None and done.completion_time is not None
+
+
+async def test_closed_beads_count_completed_and_are_never_spawned(run: Any) -> None:
+    """A bead the bead store shows closed is completed without a polecat."""
+    world = World(closed={"gt-2"})
+    handle = await run(world, a_convoy(["gt-1", "gt-2"]))
+    await wait_until(lambda: "gt-1" in world.spawned, "gt-1 spawned")
+    world.move("gt-1", "Succeeded")
+    done = await status_where(handle, "Completed", lambda s: s.phase == "Completed")
+    assert world.spawned == ["gt-1"]
+    assert [(ref.bead_id, ref.phase) for ref in done.polecats] == [("gt-1", "Succeeded")]
+
+
+async def test_a_refused_polecat_fails_its_bead_and_says_why(run: Any) -> None:
+    """A bead whose polecat cannot be created counts failed; the message carries the reason."""
+    world = World(refuse={"gt-1"})
+    handle = await run(world, a_convoy(["gt-1"]))
+    failed = await status_where(handle, "Failed", lambda s: s.phase == "Failed")
+    assert failed.failed == 1
+    assert "no polecat for gt-1: spec.beadID: refused by the test" in failed.message
+
+
+async def test_a_deleted_failed_polecat_is_spawned_again(run: Any) -> None:
+    """Deleting a failed polecat makes its bead pending again: the convoy spawns a new one and goes Active."""
+    world = World()
+    handle = await run(world, a_convoy(["gt-1"]))
+    await wait_until(lambda: world.spawned == ["gt-1"], "gt-1 spawned")
+    world.move("gt-1", "Failed")
+    await status_where(handle, "Failed", lambda s: s.phase == "Failed")
+    world.polecats.clear()  # a person deletes the failed polecat
+    await wait_until(lambda: world.spawned == ["gt-1", "gt-1"], "gt-1 spawned again")
+    world.move("gt-1", "Succeeded")
+    done = await status_where(handle, "Completed", lambda s: s.phase == "Completed")
+    assert [ref.name for ref in done.polecats] == ["p2"]
+
+
+async def test_delete_removes_spawned_polecats_and_ends(run: Any) -> None:
+    """The delete signal removes every polecat the convoy spawned, then the workflow ends."""
+    world = World()
+    handle = await run(world, a_convoy(["gt-1", "gt-2"]))
+    await wait_until(lambda: len(world.spawned) == 2, "both spawned")
+    await handle.signal(ConvoyWorkflow.delete)
+    await handle.result()
+    assert sorted(world.removed) == ["p1", "p2"]
+
+
+async def test_history_replays_and_rolls_over(run: Any, time_skipping: WorkflowEnvironment) -> None:
+    """A convoy's history replays deterministically, and continue-as-new carries its state."""
+    world = World()
+    beads = [f"gt-{n}" for n in range(1, 9)]
+    handle = await run(world, a_convoy(beads, parallelism=3), history_limit=40)
+    first_run = (await handle.describe()).run_id
+    for bead in beads:
+        await spawned(world, bead)
+        world.move(bead, "Succeeded")
+    done = await status_where(handle, "Completed", lambda s: s.phase == "Completed")
+    assert world.peak <= 3 and done.completed == 8 and len(world.spawned) == 8
+    client: Client = time_skipping.client
+    latest = client.get_workflow_handle(handle.id)
+    assert (await latest.describe()).run_id != first_run
+    await latest.signal(ConvoyWorkflow.delete)
+    await latest.result()
+    history = await latest.fetch_history()
+    await Replayer(workflows=[ConvoyWorkflow], data_converter=client.data_converter).replay_workflow(history)
