@@ -24,11 +24,9 @@ from typing import Any
 import yaml
 
 from benchmarks.polecat import percentile
+from benchmarks.runtime import embedded
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import GASTOWN, free_port
-from worker.client import connect
-from worker.embedded import EmbeddedRuntime
-from worker.settings import Settings
+from tests.helpers import GASTOWN
 
 RESULTS = Path(__file__).parent / "results" / "bridge.json"
 
@@ -49,63 +47,55 @@ async def main(count: int) -> dict[str, Any]:
     kubeconfig = work / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
     os.environ["KUBECONFIG"] = str(kubeconfig)  # the worker started by `up` inherits it
-    settings = Settings(
-        GASTOWN_HOME=work / "home",
-        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
-        GASTOWN_UI_PORT=free_port(),
-        KUBECONFIG=str(kubeconfig),
-    )
-    runtime = EmbeddedRuntime(settings)
-    bridge = None
     try:
-        await runtime.up()
-        client = await connect(settings)
-        env = {**os.environ, **runtime.worker_env()}
-        bridge = subprocess.Popen(
-            [GASTOWN, "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        while api.watches_started.get("polecats", 0) == 0:
-            await asyncio.sleep(0.05)
-        rigs = api._type("gastown.gastown.io", "v1alpha1", "rigs")
-        api._create(rigs, None, {"metadata": {"name": "bench"}, "spec": {"localPath": str(work)}})
-        while not any(r.get("status", {}).get("phase") for r in api.objects("rigs")):
-            await asyncio.sleep(0.05)
+        async with embedded(work, KUBECONFIG=str(kubeconfig)) as (runtime, reconciler):
+            client = reconciler.client
+            env = {**os.environ, **runtime.worker_env()}
+            bridge = subprocess.Popen(
+                [GASTOWN, "bridge"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                while api.watches_started.get("polecats", 0) == 0:
+                    await asyncio.sleep(0.05)
+                rigs = api._type("gastown.gastown.io", "v1alpha1", "rigs")
+                api._create(rigs, None, {"metadata": {"name": "bench"}, "spec": {"localPath": str(work)}})
+                while not any(r.get("status", {}).get("phase") for r in api.objects("rigs")):
+                    await asyncio.sleep(0.05)
 
-        polecats = api._type("gastown.gastown.io", "v1alpha1", "polecats")
-        created: dict[str, float] = {}
-        seen: dict[str, float] = {}
-        started = time.monotonic()
-        for i in range(count):
-            name = f"pc-{i:04d}"
-            created[name] = time.monotonic()
-            api._create(polecats, "default", polecat(name))
-            await asyncio.sleep(0)  # let the bridge's watch stream the change
-        query = "GastownKind = 'Polecat' AND ExecutionStatus = 'Running'"
-        while len(seen) < count:
-            now = time.monotonic()
-            for obj in api.objects("polecats", "default"):
-                name = obj["metadata"]["name"]
-                if name not in seen and obj.get("status", {}).get("phase") == "Idle":
-                    seen[name] = now
-            await asyncio.sleep(0.01)
-        all_status = time.monotonic() - started
-        workflows = (await client.count_workflows(query)).count
-        single = []  # one change at a time, on a quiet system: what a user waits for
-        for i in range(20):
-            name = f"single-{i:02d}"
-            begin = time.monotonic()
-            api._create(polecats, "default", polecat(name))
-            while api.objects("polecats", "default") and not any(
-                o["metadata"]["name"] == name and o.get("status", {}).get("phase") == "Idle"
-                for o in api.objects("polecats", "default")
-            ):
-                await asyncio.sleep(0.005)
-            single.append(time.monotonic() - begin)
+                polecats = api._type("gastown.gastown.io", "v1alpha1", "polecats")
+                created: dict[str, float] = {}
+                seen: dict[str, float] = {}
+                started = time.monotonic()
+                for i in range(count):
+                    name = f"pc-{i:04d}"
+                    created[name] = time.monotonic()
+                    api._create(polecats, "default", polecat(name))
+                    await asyncio.sleep(0)  # let the bridge's watch stream the change
+                query = "GastownKind = 'Polecat' AND ExecutionStatus = 'Running'"
+                while len(seen) < count:
+                    now = time.monotonic()
+                    for obj in api.objects("polecats", "default"):
+                        name = obj["metadata"]["name"]
+                        if name not in seen and obj.get("status", {}).get("phase") == "Idle":
+                            seen[name] = now
+                    await asyncio.sleep(0.01)
+                all_status = time.monotonic() - started
+                workflows = (await client.count_workflows(query)).count
+                single = []  # one change at a time, on a quiet system: what a user waits for
+                for i in range(20):
+                    name = f"single-{i:02d}"
+                    begin = time.monotonic()
+                    api._create(polecats, "default", polecat(name))
+                    while api.objects("polecats", "default") and not any(
+                        o["metadata"]["name"] == name and o.get("status", {}).get("phase") == "Idle"
+                        for o in api.objects("polecats", "default")
+                    ):
+                        await asyncio.sleep(0.005)
+                    single.append(time.monotonic() - begin)
+            finally:
+                bridge.terminate()
+                bridge.wait(30)
     finally:
-        if bridge is not None:
-            bridge.terminate()
-            bridge.wait(30)
-        runtime.down()
         await api.stop()
     latencies = [seen[name] - created[name] for name in created]
     return {

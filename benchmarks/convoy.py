@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import datetime
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.beads import read_source
+from benchmarks.runtime import embedded
 from bridge.reconcile import Reconciler
 from crds import BeadStore, Convoy, parse_resource
 from crds.beadstore import BeadSource
@@ -35,15 +35,12 @@ from tests.helpers import (
     REPO_ROOT,
     beadstore_manifest,
     convoy_manifest,
-    free_port,
     make_git_rig,
     max_concurrent,
+    reach,
     rig_manifest,
     write_beads,
 )
-from worker.client import connect
-from worker.embedded import EmbeddedRuntime
-from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "convoy.json"
 EXPORT = REPO_ROOT / "tests" / "data" / "beads" / "gastown-issues.jsonl"
@@ -89,42 +86,24 @@ async def sync_times(reconciler: Reconciler, work: Path, runs: int = 10) -> list
 
 async def run(beads: int, parallelism: int, agent_seconds: float) -> tuple[list[float], dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="gastown-bench-"))
-    settings = Settings(
-        GASTOWN_HOME=work / "home",
-        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
-        GASTOWN_UI_PORT=free_port(),
-        GASTOWN_TMUX_SOCKET=f"gastown-bench-{os.getpid()}",
-    )
-    runtime = EmbeddedRuntime(settings)
     ids = [f"gt-{n}" for n in range(1, beads + 1)]
     spans = work / "spans"
-    try:
-        await runtime.up()
-        reconciler = Reconciler(await connect(settings), settings.task_queue)
+    async with embedded(work) as (_, reconciler):
         syncs = await sync_times(reconciler, work)
         write_beads(work / "issues.jsonl", [{"id": bead} for bead in ids])
-        await reconciler.apply(
-            parse_resource(rig_manifest("bench", make_git_rig(work / "rig"), beadsPrefix="gt"))
-        )
+        rig = rig_manifest("bench", make_git_rig(work / "rig"), beadsPrefix="gt")
+        await reconciler.apply(parse_resource(rig))
         await reconciler.apply(
             parse_resource(beadstore_manifest("beads", "bench", str(work / "issues.jsonl")))
         )
-        while not ((store := await reconciler.find(BeadStore, "default", "beads")) and store.status):
-            await asyncio.sleep(0.1)
+        await reach(reconciler, BeadStore, "beads", "Synced")
         agent = ("--spans", str(spans), "--say", "working", "--pause", str(agent_seconds))
         started = time.monotonic()
         await reconciler.apply(
             parse_resource(convoy_manifest("bench", "bench", ids, *agent, parallelism=parallelism))
         )
-        while True:
-            found = await reconciler.find(Convoy, "default", "bench")
-            if found and found.status and found.status.phase in ("Completed", "Failed"):
-                break
-            await asyncio.sleep(0.2)
+        found = await reach(reconciler, Convoy, "bench", "Completed", "Failed", timeout=1800)
         wall = time.monotonic() - started
-    finally:
-        runtime.down()
-        subprocess.run(["tmux", "-L", settings.tmux_socket, "kill-server"], capture_output=True)
     assert found.status is not None
     return syncs, {
         "beads": beads,

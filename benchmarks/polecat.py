@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,10 +25,10 @@ from typing import Any
 import psutil
 import yaml
 
+from benchmarks.runtime import embedded
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
-from tests.helpers import GASTOWN, free_port, make_git_rig, polecat_manifest, rig_manifest
-from worker.client import connect
+from tests.helpers import GASTOWN, make_git_rig, polecat_manifest, rig_manifest
 from worker.embedded import EmbeddedRuntime
 from worker.settings import Settings
 
@@ -133,28 +132,16 @@ def percentile(values: list[float], q: float) -> float:
 
 async def main(samples: int, long_run: float) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gastown-bench-"))
-    settings = Settings(
-        GASTOWN_HOME=work / "home",
-        TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
-        GASTOWN_UI_PORT=free_port(),
-        GASTOWN_TMUX_SOCKET=f"gastown-bench-{os.getpid()}",
-    )
-    runtime = EmbeddedRuntime(settings)
-    try:
-        await runtime.up()
-        reconciler = Reconciler(await connect(settings), settings.task_queue)
+    async with embedded(work) as (runtime, reconciler):
         git_rig = make_git_rig(work / "rig")
         await reconciler.apply(parse_resource(rig_manifest("bench", git_rig)))
-        bench = Bench(settings, reconciler, work, "bench")
+        bench = Bench(runtime.settings, reconciler, work, "bench")
         await bench.apply_and_exit()  # warm-up: imports, first worktree, caches
         starts, exits = zip(*[await bench.apply_and_exit() for _ in range(samples)], strict=True)
         cli = [await bench.cli_apply() for _ in range(max(3, samples // 4))]
         stops = [await bench.terminate() for _ in range(samples)]
         short_events = await bench.history_events(0.5)
         long_events = await bench.history_events(long_run)
-    finally:
-        runtime.down()
-        subprocess.run(["tmux", "-L", settings.tmux_socket, "kill-server"], capture_output=True)
 
     def row(label: str, values: list[float] | tuple[float, ...], goal: str) -> dict[str, Any]:
         data = list(values)

@@ -39,7 +39,7 @@ from workflows import attributes
 from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow
-from workflows.rig import RigInput, RigWorkflow
+from workflows.rig import BeadStoreClaim, RigInput, RigWorkflow
 
 # Order of apply within one batch: what others refer to comes first.
 APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
@@ -81,6 +81,7 @@ async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
 
 async def _beadstore_input(reconciler: Reconciler, store: BeadStore) -> BeadStoreInput:
     rig = await reconciler.get(Rig, None, store.spec.rig_ref)
+    await reconciler.claim_rig(store)
     return BeadStoreInput(store=store, rig=rig, status_target=reconciler.status_target(store))
 
 
@@ -179,10 +180,11 @@ class Reconciler:
             elif isinstance(resource, BeadStore):
                 rig = resource.spec.rig_ref
                 lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
-                other = stores.get(rig) or await self._store_of(rig)
-                if other is not None and other.ref != resource.ref:
+                in_batch = stores.get(rig)
+                other = _key(in_batch) if in_batch else await self._live_bead_store(rig)
+                if other is not None and other != _key(resource):
                     lines.append(
-                        f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a BeadStore ({other.ref}); "
+                        f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a BeadStore ({other}); "
                         "a rig has one"
                     )
                 stores[rig] = resource
@@ -210,13 +212,40 @@ class Reconciler:
             if prefix and bead and not bead.startswith(f"{prefix}-")
         ]
 
-    async def _store_of(self, rig: str) -> BeadStore | None:
-        query = f"{attributes.RIG.name} = '{rig}' AND {attributes.KIND.name} = 'BeadStore'"
-        async for execution in self.client.list_workflows(
-            f"{query} AND ExecutionStatus = 'Running'", limit=1
-        ):
-            return await _resource_from(BeadStore, execution)
-        return None
+    async def _bead_store_claim(self, rig: str) -> str | None:
+        """`<namespace>/<name>` of the BeadStore the rig says it has (its memo: read from the
+        workflow's own record, so it is never behind, unlike a visibility query)."""
+        try:
+            description = await self.client.get_workflow_handle(workflow_id_of(Rig, None, rig)).describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        claim = (await description.memo()).get(attributes.MEMO_BEAD_STORE)
+        return claim if isinstance(claim, str) else None
+
+    async def _live_bead_store(self, rig: str) -> str | None:
+        """The rig's BeadStore, if it still exists."""
+        claim = await self._bead_store_claim(rig)
+        if claim is None:
+            return None
+        namespace, name = claim.split("/", 1)
+        return claim if await self.find(BeadStore, namespace, name) is not None else None
+
+    async def claim_rig(self, store: BeadStore) -> None:
+        """Make `store` its rig's one BeadStore, or refuse (InvalidResource) if the rig has another."""
+        rig = store.spec.rig_ref
+        claim = await self._bead_store_claim(rig)
+        stale = claim if claim and claim != _key(store) and await self._live_bead_store(rig) is None else None
+        handle = self.client.get_workflow_handle(workflow_id_of(Rig, None, rig))
+        try:
+            await handle.execute_update(
+                RigWorkflow.claim_bead_store, BeadStoreClaim(store=_key(store), replaces=stale)
+            )
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise InvalidResource(store.ref, [f"spec.rigRef: {rule}"]) from None
 
     # --- writes ---------------------------------------------------------------
 
@@ -318,6 +347,10 @@ class Reconciler:
             if error.status == RPCStatusCode.NOT_FOUND:
                 return False
             raise
+
+
+def _key(resource: Resource) -> str:
+    return f"{resource.namespace}/{resource.name}"
 
 
 def _metadata_memo(resource: Resource) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from git import Actor, Blob, Repo
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from crds import Polecat, Rig, parse_resource
+from bridge.reconcile import Reconciler
+from crds import Polecat, Resource, Rig, parse_resource
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -210,3 +211,25 @@ def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: 
         "GASTOWN_HOME": str(home),
         "GASTOWN_TMUX_SOCKET": tmux_socket,
     }
+
+
+R = TypeVar("R", bound=Resource)
+
+
+async def reach(reconciler: Reconciler, model: type[R], name: str, *phases: str, timeout: float = 30.0) -> R:
+    """The resource (namespace default) once its phase is one of `phases`; on timeout, says where it was."""
+    seen: list[str] = []
+
+    async def probe() -> R | None:
+        found = await reconciler.find(model, "default", name)
+        status = getattr(found, "status", None)
+        if found is not None and status is not None:
+            seen[:] = [f"{status.phase}: {getattr(status, 'message', '')}"]
+            if status.phase in phases:
+                return found
+        return None
+
+    try:
+        return await wait_until(probe, f"{model.INFO.kind} {name} to reach {phases}", timeout)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last seen {seen}") from None

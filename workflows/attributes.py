@@ -20,6 +20,7 @@ ALL = (KIND, NAMESPACE, RIG, PHASE, BEAD)
 MEMO_METADATA = "metadata"
 MEMO_SPEC = "spec"
 MEMO_STATUS = "status"
+MEMO_BEAD_STORE = "beadStore"  # a Rig's: `<namespace>/<name>` of the BeadStore that holds it
 
 
 def initial(

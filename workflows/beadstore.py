@@ -16,7 +16,9 @@ cannot be read (it recovers on the next sync that can).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -33,12 +35,13 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher
+    from workflows.publisher import StatusPublisher, apply_outcome
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
 MAX_ERRORS = 10
 TICK = "BeadStoreTick"
+T = TypeVar("T")
 
 
 class BeadStoreState(BaseModel):
@@ -79,9 +82,7 @@ class BeadStoreWorkflow:
     @workflow.update
     def apply(self, store: BeadStore) -> str:
         store.metadata.uid = self.store.metadata.uid
-        outcome = (
-            "created" if self.fresh else ("unchanged" if store.spec == self.store.spec else "configured")
-        )
+        outcome = apply_outcome(self.fresh, self.store.spec, store.spec)
         self.fresh = False
         self.store = store
         workflow.upsert_memo({attributes.MEMO_SPEC: store.spec.to_wire()})
@@ -124,6 +125,9 @@ class BeadStoreWorkflow:
                     workflow.info().workflow_id,
                     start_to_close_timeout=SHORT,
                     retry_policy=RetryPolicy(maximum_attempts=10),
+                )
+                await self._tell_rig(
+                    RigWorkflow.release_bead_store, f"{self.store.namespace}/{self.store.name}"
                 )
                 return
             if self._retime():
@@ -188,18 +192,18 @@ class BeadStoreWorkflow:
         if report.error is None:
             self.state.status.issue_count = report.issue_count
             self._set_phase("Synced", report)
-            await self._tell_rig(self.state.status.last_sync)
+            await self._tell_rig(RigWorkflow.beads_synced, self.state.status.last_sync)
         else:
             self._set_phase("Error", report)
 
-    async def _tell_rig(self, when: datetime) -> None:
+    async def _tell_rig(self, signal: Callable[[RigWorkflow, T], None], arg: T) -> None:
         rig = workflow.get_external_workflow_handle_for(
             RigWorkflow.run, attributes.workflow_id("Rig", None, self.rig.name)
         )
         try:
-            await rig.signal(RigWorkflow.beads_synced, when)
+            await rig.signal(signal, arg)
         except FailureError:
-            workflow.logger.info("rig %s is gone; lastSync not reported", self.rig.name)
+            workflow.logger.info("rig %s is gone; not told", self.rig.name)
 
     def _set_phase(self, phase: BeadStorePhase, report: SyncReport | None) -> None:
         status = self.state.status
@@ -222,9 +226,7 @@ class BeadStoreWorkflow:
         self._publish(event)
 
     def _publish(self, event: EventNote | None) -> None:
-        status = self.state.status.to_wire()
-        workflow.upsert_memo({attributes.MEMO_STATUS: status})
-        self.publisher.offer(status, self.store.metadata.generation, event)
+        self.publisher.publish(self.state.status, self.store.metadata.generation, event)
 
 
 def _errors(previous: list[SyncError], problems: list[str], now: datetime) -> list[SyncError]:

@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher
+    from workflows.publisher import StatusPublisher, apply_outcome
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -93,9 +93,7 @@ class ConvoyWorkflow:
     @workflow.update
     def apply(self, convoy: Convoy) -> str:
         convoy.metadata.uid = self.convoy.metadata.uid
-        outcome = (
-            "created" if self.fresh else ("unchanged" if convoy.spec == self.convoy.spec else "configured")
-        )
+        outcome = apply_outcome(self.fresh, self.convoy.spec, convoy.spec)
         self.fresh = False
         if outcome == "configured":
             self.spec_changed = True
@@ -305,6 +303,4 @@ class ConvoyWorkflow:
         return "; ".join(parts)
 
     def _publish(self, event: EventNote | None) -> None:
-        status = self.state.status.to_wire()
-        workflow.upsert_memo({attributes.MEMO_STATUS: status})
-        self.publisher.offer(status, self.convoy.metadata.generation, event)
+        self.publisher.publish(self.state.status, self.convoy.metadata.generation, event)

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher
+    from workflows.publisher import StatusPublisher, apply_outcome
     from workflows.rig_reporter import RigReporter
 
 SHORT = timedelta(minutes=2)
@@ -98,9 +98,7 @@ class PolecatWorkflow:
     def apply(self, polecat: Polecat) -> str:
         """Take a new spec; returns created, configured or unchanged."""
         polecat.metadata.uid = self.polecat.metadata.uid
-        outcome = "created" if self.fresh else "configured"
-        if not self.fresh and polecat.spec == self.polecat.spec:
-            outcome = "unchanged"
+        outcome = apply_outcome(self.fresh, self.polecat.spec, polecat.spec)
         self.fresh = False
         self.polecat = polecat
         if self.state.status.phase != "Terminated":
@@ -422,8 +420,6 @@ class PolecatWorkflow:
 
     def _publish(self, event: EventNote | None) -> None:
         """The status where people look: search attribute, memo, and the CR when there is one."""
-        status = self.state.status.to_wire()
         workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
-        workflow.upsert_memo({attributes.MEMO_STATUS: status})
-        self.publisher.offer(status, self.polecat.metadata.generation, event)
+        self.publisher.publish(self.state.status, self.polecat.metadata.generation, event)
         self.reporter.offer(self.state.status.phase)

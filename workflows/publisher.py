@@ -15,8 +15,17 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.kube import EventNote, KubeActivities, StatusTarget, StatusUpdate
+    from crds.common import ApiModel
+    from workflows import attributes
 
 MAX_PENDING_EVENTS = 20
+
+
+def apply_outcome(fresh: bool, before: ApiModel, after: ApiModel) -> str:
+    """What an `apply` did, as kubectl says it: created, configured or unchanged."""
+    if fresh:
+        return "created"
+    return "unchanged" if after == before else "configured"
 
 
 class StatusPublisher:
@@ -25,6 +34,12 @@ class StatusPublisher:
         self._wanted: StatusUpdate | None = None
         self._offered = 0
         self._sent = 0
+
+    def publish(self, status: ApiModel, generation: int | None, event: EventNote | None) -> None:
+        """The status where people look: the memo (`gastown get`), and the CR when there is one."""
+        wire = status.to_wire()
+        workflow.upsert_memo({attributes.MEMO_STATUS: wire})
+        self.offer(wire, generation, event)
 
     def offer(self, status: dict[str, Any], generation: int | None, event: EventNote | None) -> None:
         if self.target is None:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities, RigCheck
@@ -29,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.names import next_name
-    from workflows.publisher import StatusPublisher
+    from workflows.publisher import StatusPublisher, apply_outcome
 
 # How often a rig's workspace is checked again: soon while it is broken, so it
 # recovers quickly; rarely while it works.
@@ -53,12 +54,20 @@ class PolecatNote(BaseModel):
     phase: str | None
 
 
+class BeadStoreClaim(BaseModel):
+    """A BeadStore about to serve the rig; `replaces` names a claim whose BeadStore no longer exists."""
+
+    store: str  # `<namespace>/<name>`
+    replaces: str | None = None
+
+
 class RigState(BaseModel):
     """All that continue-as-new carries."""
 
     status: RigStatus = Field(default_factory=RigStatus)
     checked_spec: RigSpec | None = None
     names: dict[str, str] = Field(default_factory=dict)  # polecat name -> holder
+    bead_store: str | None = None  # `<namespace>/<name>` of the rig's one BeadStore
     polecats: dict[str, str] = Field(default_factory=dict)  # "<ns>/<name>" -> phase
 
 
@@ -86,7 +95,7 @@ class RigWorkflow:
     @workflow.update
     def apply(self, rig: Rig) -> str:
         rig.metadata.uid = self.rig.metadata.uid
-        outcome = "created" if self.fresh else ("unchanged" if rig.spec == self.rig.spec else "configured")
+        outcome = apply_outcome(self.fresh, self.rig.spec, rig.spec)
         self.fresh = False
         self.rig = rig
         workflow.upsert_memo({attributes.MEMO_SPEC: rig.spec.to_wire()})
@@ -103,6 +112,27 @@ class RigWorkflow:
         name = next_name(self.rig.spec.name_pools, {*names, *request.taken})
         names[name] = request.holder
         return name
+
+    @workflow.update
+    def claim_bead_store(self, claim: BeadStoreClaim) -> None:
+        """One BeadStore per rig: handled one at a time, so two at once cannot both win."""
+        self.state.bead_store = claim.store
+        workflow.upsert_memo({attributes.MEMO_BEAD_STORE: claim.store})
+
+    @claim_bead_store.validator
+    def _one_bead_store(self, claim: BeadStoreClaim) -> None:
+        if self.state.bead_store not in (None, claim.store, claim.replaces):
+            raise ApplicationError(
+                f"Rig {self.rig.name!r} already has a BeadStore ({self.state.bead_store}); a rig has one",
+                type="BeadStoreTaken",
+                non_retryable=True,
+            )
+
+    @workflow.signal
+    def release_bead_store(self, store: str) -> None:
+        if self.state.bead_store == store:
+            self.state.bead_store = None
+            workflow.upsert_memo({attributes.MEMO_BEAD_STORE: None})
 
     @workflow.signal
     def polecat_changed(self, note: PolecatNote) -> None:
@@ -190,6 +220,4 @@ class RigWorkflow:
         )
 
     def _publish(self, event: EventNote | None) -> None:
-        status = self.state.status.to_wire()
-        workflow.upsert_memo({attributes.MEMO_STATUS: status})
-        self.publisher.offer(status, self.rig.metadata.generation, event)
+        self.publisher.publish(self.state.status, self.rig.metadata.generation, event)

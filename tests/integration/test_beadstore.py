@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -11,12 +12,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bridge.reconcile import Reconciler
-from crds import BeadStore, Polecat, Rig, parse_resource
+from crds import BeadStore, InvalidResource, Polecat, Rig, parse_resource
 from tests.helpers import (
     GitRig,
     beadstore_manifest,
     polecat,
     polecat_manifest,
+    reach,
     rig,
     rig_manifest,
     wait_until,
@@ -34,11 +36,7 @@ def store(manifest: dict[str, object]) -> BeadStore:
 
 
 async def store_phase(reconciler: Reconciler, name: str, phase: str) -> BeadStore:
-    async def probe() -> BeadStore | None:
-        found = await reconciler.find(BeadStore, "default", name)
-        return found if found and found.status and found.status.phase == phase else None
-
-    return await wait_until(probe, f"BeadStore {name} {phase}")
+    return await reach(reconciler, BeadStore, name, phase)
 
 
 async def test_syncs_the_rigs_export_on_a_schedule(
@@ -120,16 +118,32 @@ async def test_sqlite_and_daemon_sources_sync(
 async def test_a_rig_has_one_beadstore(
     reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """A second BeadStore for the same rig is refused, naming the first."""
+    """A second BeadStore for the same rig is refused, naming the first; once the first is deleted, it is not."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     await reconciler.apply(store(beadstore_manifest("first", rig_name, str(tmp_path / "a.jsonl"))))
-    problems = await reconciler.problems(
-        [store(beadstore_manifest("second", rig_name, str(tmp_path / "b.jsonl")))]
-    )
-    assert problems == [
-        f"BeadStore default/second: spec.rigRef: Rig {rig_name!r} already has a BeadStore "
-        "(BeadStore default/first); a rig has one"
+    second = store(beadstore_manifest("second", rig_name, str(tmp_path / "b.jsonl")))
+    assert await reconciler.problems([second]) == [
+        f"BeadStore default/second: spec.rigRef: Rig {rig_name!r} already has a BeadStore (default/first); "
+        "a rig has one"
     ]
+    await reconciler.delete(BeadStore, "default", "first")
+    assert await reconciler.problems([second]) == []
+    assert await reconciler.apply(second) == "created"
+
+
+async def test_two_beadstores_applied_at_once_for_one_rig_one_wins(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """Two BeadStores applied concurrently for one rig (past the up-front check): exactly one is refused."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    stores = [
+        store(beadstore_manifest(name, rig_name, str(tmp_path / f"{name}.jsonl"))) for name in ("a", "b")
+    ]
+    outcomes = await asyncio.gather(*(reconciler.apply(each) for each in stores), return_exceptions=True)
+    refused = [outcome for outcome in outcomes if isinstance(outcome, InvalidResource)]
+    assert len(refused) == 1 and "already has a BeadStore" in str(refused[0])
+    found = [await reconciler.find(BeadStore, "default", name) for name in ("a", "b")]
+    assert sum(each is not None for each in found) == 1
 
 
 async def test_interval_change_retimes_and_delete_removes_the_schedule(
@@ -170,12 +184,7 @@ async def test_polecat_prompt_carries_the_bead_text(
     await reconciler.apply(store(beadstore_manifest("beads", rig_name, str(source))))
     await store_phase(reconciler, "beads", "Synced")
     await reconciler.apply(polecat(polecat_manifest("nux", rig_name)))
-
-    async def done() -> Polecat | None:
-        found = await reconciler.find(Polecat, "default", "nux")
-        return found if found and found.status and found.status.phase == "Succeeded" else None
-
-    finished = await wait_until(done, "polecat nux Succeeded")
+    finished = await reach(reconciler, Polecat, "nux", "Succeeded")
     assert finished.status is not None and finished.status.log_file
     log = Path(finished.status.log_file).read_text()
     for text in ("gt-test1", "Oil the war rig", "$(rm -rf /) stays text.", "No squeak at 100 km/h."):
@@ -192,11 +201,6 @@ async def test_closed_bead_is_never_worked(
     await reconciler.apply(store(beadstore_manifest("beads", rig_name, str(source))))
     await store_phase(reconciler, "beads", "Synced")
     await reconciler.apply(polecat(polecat_manifest("nux", rig_name)))
-
-    async def failed() -> Polecat | None:
-        found = await reconciler.find(Polecat, "default", "nux")
-        return found if found and found.status and found.status.phase == "Failed" else None
-
-    status = (await wait_until(failed, "polecat nux Failed")).status
+    status = (await reach(reconciler, Polecat, "nux", "Failed")).status
     assert status is not None and status.tmux_session is None
     assert status.message == "bead gt-test1 is already closed; nothing to do"

@@ -19,6 +19,7 @@ from tests.helpers import (
     max_concurrent,
     polecat,
     polecat_manifest,
+    reach,
     rig,
     rig_manifest,
     terminate_running,
@@ -39,11 +40,7 @@ def convoy(manifest: dict[str, object]) -> Convoy:
 
 
 async def convoy_phase(reconciler: Reconciler, name: str, *phases: str, timeout: float = 30.0) -> Convoy:
-    async def probe() -> Convoy | None:
-        found = await reconciler.find(Convoy, "default", name)
-        return found if found and found.status and found.status.phase in phases else None
-
-    return await wait_until(probe, f"convoy {name} {phases}", timeout)
+    return await reach(reconciler, Convoy, name, *phases, timeout=timeout)
 
 
 async def town(
@@ -54,12 +51,7 @@ async def town(
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig, beadsPrefix="gt")))
     store = parse_resource(beadstore_manifest("beads", rig_name, str(source)))
     await reconciler.apply(store)
-
-    async def synced() -> BeadStore | None:
-        found = await reconciler.find(BeadStore, "default", "beads")
-        return found if found and found.status and found.status.phase == "Synced" else None
-
-    await wait_until(synced, "the BeadStore synced")
+    await reach(reconciler, BeadStore, "beads", "Synced")
 
 
 async def test_autospawn_works_every_open_bead_within_the_cap(
@@ -153,9 +145,17 @@ async def test_deleting_a_convoy_stops_its_polecats(
         ok = found and found.status and sum(ref.phase == "Working" for ref in found.status.polecats) == 2
         return found if ok else None
 
-    await wait_until(working, "both polecats Working")
+    before = await wait_until(working, "both polecats Working")
+    assert before.status is not None
+    spawned = [ref.name for ref in before.status.polecats]
     await reconciler.delete(Convoy, "default", "wave")
-    assert [p.name for p in await reconciler.list(Polecat, "default")] == ["bystander"]
+
+    async def only_bystander() -> bool:
+        return [p.name for p in await reconciler.list(Polecat, "default")] == ["bystander"]
+
+    await wait_until(only_bystander, "the convoy's polecats gone, the bystander left")
+    for ref in spawned:
+        assert await reconciler.find(Polecat, "default", ref) is None
 
 
 async def test_convoy_of_200_beads_never_exceeds_its_parallelism(

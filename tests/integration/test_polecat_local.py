@@ -26,6 +26,7 @@ from tests.helpers import (
     wait_until,
     worker_env,
 )
+from tests.helpers import reach as reach_phase
 from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -38,21 +39,7 @@ async def apply_rig(reconciler: Reconciler, git_rig: GitRig, name: str) -> Rig:
 
 
 async def reach(reconciler: Reconciler, name: str, *phases: str, timeout: float = 30.0) -> Polecat:
-    """The polecat once its phase is one of `phases`; on timeout, says where it was."""
-    seen: list[str] = []
-
-    async def probe() -> Polecat | None:
-        found = await reconciler.find(Polecat, "default", name)
-        if isinstance(found, Polecat) and found.status:
-            seen[:] = [f"{found.status.phase}: {found.status.message}"]
-            if found.status.phase in phases:
-                return found
-        return None
-
-    try:
-        return await wait_until(probe, f"polecat {name} to reach {phases}", timeout)
-    except AssertionError as error:
-        raise AssertionError(f"{error}; last seen {seen}") from None
+    return await reach_phase(reconciler, Polecat, name, *phases, timeout=timeout)
 
 
 def gone(pid: int) -> bool:

@@ -9,9 +9,6 @@ tmux, git or real polecat runs here (the integration tests do that).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +16,14 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from activities.convoys import ConvoySnapshot, PolecatSeen, RemoveRequest, SpawnRequest, WatchRequest
 from crds import Convoy, parse_resource
 from crds.convoy import ConvoyStatus
 from tests.helpers import wait_until
+from tests.workflows.conftest import Starter
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 
 
@@ -98,34 +95,16 @@ def a_convoy(beads: list[str], **spec: Any) -> Convoy:
 
 
 @pytest.fixture
-async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
+def run(start_workflow: Starter) -> Any:
     """Start a convoy workflow against a fake world; yields a starter."""
-    workers: list[Worker] = []
-    handles: list[WorkflowHandle[Any, Any]] = []
 
     async def start(world: World, convoy: Convoy, history_limit: int = 4000) -> WorkflowHandle[Any, Any]:
-        queue = f"wf-{uuid.uuid4().hex[:8]}"
-        worker = Worker(
-            time_skipping.client, task_queue=queue, workflows=[ConvoyWorkflow], activities=world.all()
+        convoy_input = ConvoyInput(convoy=convoy, rig=None, history_limit=history_limit)
+        return await start_workflow(
+            ConvoyWorkflow, ConvoyWorkflow.run, convoy_input, world.all(), "convoy/default"
         )
-        workers.append(worker)
-        asyncio.get_running_loop().create_task(worker.run())
-        handle = await time_skipping.client.start_workflow(
-            ConvoyWorkflow.run,
-            ConvoyInput(convoy=convoy, rig=None, history_limit=history_limit),
-            id=f"convoy/default/{queue}",
-            task_queue=queue,
-        )
-        handles.append(handle)
-        return handle
 
-    yield start
-    # Open workflows with activities outstanding would hold the shared server's clock for later tests.
-    for handle in handles:
-        with contextlib.suppress(RPCError):
-            await handle.terminate("test finished")
-    for worker in workers:
-        await worker.shutdown()
+    return start
 
 
 async def spawned(world: World, bead: str) -> None:

@@ -8,9 +8,6 @@ integration tests do that for real).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,9 +16,8 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from activities.beads import Bead, BeadLookup
 from activities.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
@@ -29,6 +25,7 @@ from activities.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
 from tests.helpers import polecat, rig, wait_until
+from tests.workflows.conftest import Starter
 from workflows import attributes
 from workflows.polecat import PolecatInput, PolecatWorkflow
 
@@ -120,37 +117,22 @@ def a_polecat(desired: str = "Working", **spec: Any) -> Polecat:
 
 
 @pytest.fixture
-async def run(time_skipping: WorkflowEnvironment) -> AsyncIterator[Any]:
+def run(start_workflow: Starter) -> Any:
     """Start a polecat workflow on a worker with the given fakes; yields a starter."""
-    workers: list[Worker] = []
-    handles: list[WorkflowHandle[Any, Any]] = []
 
     async def start(
         fakes: FakeActivities, resource: Polecat, history_limit: int = 4000
     ) -> WorkflowHandle[Any, Any]:
-        queue = f"wf-{uuid.uuid4().hex[:8]}"
-        worker = Worker(
-            time_skipping.client, task_queue=queue, workflows=[PolecatWorkflow], activities=fakes.all()
-        )
-        workers.append(worker)
-        asyncio.get_running_loop().create_task(worker.run())
-        handle = await time_skipping.client.start_workflow(
+        return await start_workflow(
+            PolecatWorkflow,
             PolecatWorkflow.run,
             PolecatInput(polecat=resource, rig=RIG, history_limit=history_limit),
-            id=f"polecat/default/{queue}",
-            task_queue=queue,
-            search_attributes=attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
+            fakes.all(),
+            "polecat/default",
+            attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
         )
-        handles.append(handle)
-        return handle
 
-    yield start
-    # Open workflows with activities outstanding would hold the shared server's clock for later tests.
-    for handle in handles:
-        with contextlib.suppress(RPCError):
-            await handle.terminate("test finished")
-    for worker in workers:
-        await worker.shutdown()
+    return start
 
 
 async def phase_of(handle: WorkflowHandle[Any, Any], phase: str) -> PolecatStatus:

@@ -1,0 +1,65 @@
+"""What every workflow test needs: its workflow on a task queue of its own, served by its fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.common import TypedSearchAttributes
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+
+class Starter(Protocol):
+    async def __call__(
+        self,
+        workflow: type,
+        run: Callable[..., Awaitable[Any]],
+        input: Any,
+        activities: Sequence[Callable[..., Any]],
+        id_prefix: str,
+        search_attributes: TypedSearchAttributes | None = None,
+    ) -> WorkflowHandle[Any, Any]: ...
+
+
+@pytest.fixture
+async def start_workflow(time_skipping: WorkflowEnvironment) -> AsyncIterator[Starter]:
+    """Start a workflow on a fresh task queue with a worker for it and `activities`; ended afterwards."""
+    workers: list[Worker] = []
+    handles: list[WorkflowHandle[Any, Any]] = []
+
+    async def start(
+        workflow: type,
+        run: Callable[..., Awaitable[Any]],
+        input: Any,
+        activities: Sequence[Callable[..., Any]],
+        id_prefix: str,
+        search_attributes: TypedSearchAttributes | None = None,
+    ) -> WorkflowHandle[Any, Any]:
+        queue = f"wf-{uuid.uuid4().hex[:8]}"
+        worker = Worker(time_skipping.client, task_queue=queue, workflows=[workflow], activities=activities)
+        workers.append(worker)
+        asyncio.get_running_loop().create_task(worker.run())
+        handle = await time_skipping.client.start_workflow(
+            run,
+            input,
+            id=f"{id_prefix}/{queue}",
+            task_queue=queue,
+            search_attributes=search_attributes or TypedSearchAttributes.empty,
+        )
+        handles.append(handle)
+        return handle
+
+    yield start
+    # Open workflows with activities outstanding would hold the shared server's clock for later tests.
+    for handle in handles:
+        with contextlib.suppress(RPCError):
+            await handle.terminate("test finished")
+    for worker in workers:
+        await worker.shutdown()
