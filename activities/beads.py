@@ -14,14 +14,15 @@ import os
 import socket
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeats import heartbeating
 from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
@@ -235,16 +236,13 @@ class SyncReport(BaseModel):
 
 
 class BeadLookup(BaseModel):
-    rig: str
+    source: BeadSource  # the rig's BeadStore's
     checkout: str | None  # the rig's localPath
     bead_ids: list[str]
 
 
 class BeadActivities:
-    """Reading a rig's beads. The rig's BeadStore is found through Temporal (its workflow's memo)."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    """Reading a rig's beads for its BeadStore and its polecats."""
 
     @activity.defn(name="beads.sync")
     @heartbeating
@@ -267,24 +265,46 @@ class BeadActivities:
 
     @activity.defn(name="beads.find")
     @heartbeating
-    async def find(self, lookup: BeadLookup) -> list[Bead] | None:
-        """The beads asked for; None if the rig has no BeadStore."""
+    async def find(self, lookup: BeadLookup) -> list[Bead]:
+        """The beads asked for, unfiltered: a closed bead is found, and seen closed."""
         try:
-            return await find_beads(self.client, lookup.rig, lookup.checkout, lookup.bead_ids)
+            snapshot = await asyncio.to_thread(read_source, lookup.source, lookup.checkout)
         except BeadSourceError as error:
             raise ApplicationError(str(error), type="BeadSourceUnavailable") from None
+        wanted = set(lookup.bead_ids)
+        return [bead for bead in snapshot.beads if bead.id in wanted]
 
 
-async def store_of(client: Client, rig: str) -> BeadStoreSpec | None:
-    """The spec of the rig's BeadStore (there is one at most), from its workflow's memo."""
-    query = (
-        f"{attributes.KIND.name} = 'BeadStore' AND {attributes.RIG.name} = '{rig}'"
-        " AND ExecutionStatus = 'Running'"
-    )
-    async for execution in client.list_workflows(query, limit=1):
-        memo = await execution.memo()
-        return BeadStoreSpec.model_validate(memo[attributes.MEMO_SPEC])
-    return None
+class RigBeadStore(BaseModel):
+    key: str  # `<namespace>/<name>`
+    spec: BeadStoreSpec | None  # None: the rig's claim is stale, that BeadStore is gone
+
+
+async def rig_bead_store(client: Client, rig: str) -> RigBeadStore | None:
+    """The BeadStore the rig holds (one at most), read from the rig's and the store's workflows.
+
+    Descriptions, not a visibility query: they are never behind.
+    """
+    rig_memo = await _running_memo(client, attributes.workflow_id("Rig", None, rig))
+    claim = rig_memo.get(attributes.MEMO_BEAD_STORE) if rig_memo else None
+    if not isinstance(claim, str):
+        return None
+    namespace, name = claim.split("/", 1)
+    store_memo = await _running_memo(client, attributes.workflow_id("BeadStore", namespace, name))
+    spec = BeadStoreSpec.model_validate(store_memo[attributes.MEMO_SPEC]) if store_memo else None
+    return RigBeadStore(key=claim, spec=spec)
+
+
+async def _running_memo(client: Client, workflow_id: str) -> Mapping[str, Any] | None:
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    return await description.memo()
 
 
 async def find_beads(client: Client, rig: str, checkout: str | None, ids: Sequence[str]) -> list[Bead] | None:
@@ -292,7 +312,8 @@ async def find_beads(client: Client, rig: str, checkout: str | None, ids: Sequen
 
     None if the rig has no BeadStore; BeadSourceError if its source cannot be read.
     """
-    store = await store_of(client, rig)
+    found = await rig_bead_store(client, rig)
+    store = found.spec if found else None
     if store is None:
         return None
     snapshot = await asyncio.to_thread(read_source, store.source, checkout)

@@ -30,6 +30,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.beads import rig_bead_store
 from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Resource, Rig
@@ -72,7 +73,13 @@ class Controller:
 
 async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
     rig = await reconciler.get(Rig, None, polecat.spec.rig)
-    return PolecatInput(polecat=polecat, rig=rig, status_target=reconciler.status_target(polecat))
+    store = await rig_bead_store(reconciler.client, rig.name)
+    return PolecatInput(
+        polecat=polecat,
+        rig=rig,
+        bead_source=store.spec.source if store and store.spec else None,
+        status_target=reconciler.status_target(polecat),
+    )
 
 
 async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
@@ -181,7 +188,8 @@ class Reconciler:
                 rig = resource.spec.rig_ref
                 lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
                 in_batch = stores.get(rig)
-                other = _key(in_batch) if in_batch else await self._live_bead_store(rig)
+                held = await rig_bead_store(self.client, rig)
+                other = _key(in_batch) if in_batch else (held.key if held and held.spec else None)
                 if other is not None and other != _key(resource):
                     lines.append(
                         f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a BeadStore ({other}); "
@@ -212,31 +220,11 @@ class Reconciler:
             if prefix and bead and not bead.startswith(f"{prefix}-")
         ]
 
-    async def _bead_store_claim(self, rig: str) -> str | None:
-        """`<namespace>/<name>` of the BeadStore the rig says it has (its memo: read from the
-        workflow's own record, so it is never behind, unlike a visibility query)."""
-        try:
-            description = await self.client.get_workflow_handle(workflow_id_of(Rig, None, rig)).describe()
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        claim = (await description.memo()).get(attributes.MEMO_BEAD_STORE)
-        return claim if isinstance(claim, str) else None
-
-    async def _live_bead_store(self, rig: str) -> str | None:
-        """The rig's BeadStore, if it still exists."""
-        claim = await self._bead_store_claim(rig)
-        if claim is None:
-            return None
-        namespace, name = claim.split("/", 1)
-        return claim if await self.find(BeadStore, namespace, name) is not None else None
-
     async def claim_rig(self, store: BeadStore) -> None:
         """Make `store` its rig's one BeadStore, or refuse (InvalidResource) if the rig has another."""
         rig = store.spec.rig_ref
-        claim = await self._bead_store_claim(rig)
-        stale = claim if claim and claim != _key(store) and await self._live_bead_store(rig) is None else None
+        held = await rig_bead_store(self.client, rig)
+        stale = held.key if held and held.spec is None else None
         handle = self.client.get_workflow_handle(workflow_id_of(Rig, None, rig))
         try:
             await handle.execute_update(

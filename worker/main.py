@@ -35,7 +35,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
     pods = PodActivities(connection, settings.polecat_image)
-    beads = BeadActivities(client)
+    beads = BeadActivities()
     schedules = ScheduleActivities(client)
     # A convoy on a laptop creates its polecats as `gastown apply` would.
     convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)

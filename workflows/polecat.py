@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.kube import EventNote, StatusTarget
     from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
     from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
+    from crds.beadstore import BeadSource
     from crds.common import set_condition
     from crds.polecat import (
         TRANSITIONS,
@@ -58,6 +59,8 @@ class PolecatInput(BaseModel):
 
     polecat: Polecat
     rig: Rig
+    # The source of the rig's BeadStore when the polecat was applied; None: the rig has none.
+    bead_source: BeadSource | None = None
     state: PolecatState | None = None
     history_limit: int = HISTORY_LIMIT
     # Set when the polecat is a Kubernetes resource: its status goes to the CR too.
@@ -84,6 +87,7 @@ class PolecatWorkflow:
     def __init__(self, input: PolecatInput) -> None:
         self.polecat = input.polecat
         self.rig = input.rig
+        self.bead_source = input.bead_source
         self.state = input.state or PolecatState(
             status=PolecatStatus(bead_id=input.polecat.spec.bead_id),
             desired=input.polecat.spec.desired_state,
@@ -277,12 +281,12 @@ class PolecatWorkflow:
     async def _read_bead(self) -> tuple[bool, Bead | None]:
         """The bead's text from the rig's BeadStore, for the prompt; False if it must not be worked."""
         bead_id = self.polecat.spec.bead_id
-        if not bead_id:
+        if not bead_id or self.bead_source is None:  # no BeadStore: the prompt names the bead only
             return True, None
         try:
             found = await workflow.execute_activity_method(
                 BeadActivities.find,
-                BeadLookup(rig=self.rig.name, checkout=self.rig.spec.local_path, bead_ids=[bead_id]),
+                BeadLookup(source=self.bead_source, checkout=self.rig.spec.local_path, bead_ids=[bead_id]),
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
@@ -290,8 +294,6 @@ class PolecatWorkflow:
         except ActivityError as error:
             self._fail(error)
             return False, None
-        if found is None:  # the rig has no BeadStore: the prompt names the bead only
-            return True, None
         if not found:
             self._set_phase("Failed", "BeadNotFound", f"bead {bead_id} is not in the rig's BeadStore")
             return False, None

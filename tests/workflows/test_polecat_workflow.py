@@ -22,6 +22,7 @@ from temporalio.worker import Replayer
 from activities.beads import Bead, BeadLookup
 from activities.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from activities.tmux import AgentExit, AgentLaunch, AgentSession
+from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
 from tests.helpers import polecat, rig, wait_until
@@ -83,10 +84,8 @@ class FakeActivities:
         return RigCheck(ready=True, reason="RigReady", message="ready")
 
     @activity.defn(name="beads.find")
-    async def find_beads(self, lookup: BeadLookup) -> list[Bead] | None:
-        if self.beads is None:
-            return None
-        return [bead for bead in self.beads if bead.id in lookup.bead_ids]
+    async def find_beads(self, lookup: BeadLookup) -> list[Bead]:
+        return [bead for bead in self.beads or [] if bead.id in lookup.bead_ids]
 
     def all(self) -> list[Any]:
         return [
@@ -126,7 +125,12 @@ def run(start_workflow: Starter) -> Any:
         return await start_workflow(
             PolecatWorkflow,
             PolecatWorkflow.run,
-            PolecatInput(polecat=resource, rig=RIG, history_limit=history_limit),
+            PolecatInput(
+                polecat=resource,
+                rig=RIG,
+                bead_source=None if fakes.beads is None else BeadSource(type="jsonl", path="/beads.jsonl"),
+                history_limit=history_limit,
+            ),
             fakes.all(),
             "polecat/default",
             attributes.initial("Polecat", "default", "athena", "at-1", "Pending"),
