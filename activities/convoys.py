@@ -89,6 +89,11 @@ class RemoveRequest(BaseModel):
     kubernetes: bool
 
 
+def holder_prefix(convoy: Convoy) -> str:
+    """How the rig knows the names a convoy holds: `convoy/<ns>/<name>#` + the bead."""
+    return f"convoy/{convoy.namespace}/{convoy.name}#"
+
+
 def spawned_polecat(convoy: Convoy, name: str, bead_id: str) -> Polecat:
     """The Polecat a convoy spawns for a bead: its template, on its rig, Working."""
     template = convoy.spec.polecat_template or PolecatTemplate()
@@ -123,7 +128,7 @@ class ConvoyActivities:
         convoy = request.convoy
         rig = self.client.get_workflow_handle(attributes.workflow_id("Rig", None, convoy.spec.rig_ref or ""))
         store = self._store(request.kubernetes)
-        holder = f"convoy/{convoy.namespace}/{convoy.name}#{request.bead_id}"
+        holder = f"{holder_prefix(convoy)}{request.bead_id}"
         taken: list[str] = []
         while True:
             name: str = await rig.execute_update(

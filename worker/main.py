@@ -16,6 +16,7 @@ from activities.kube import KubeActivities, KubeConnection
 from activities.pods import PodActivities
 from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
+from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
 from worker.client import connect
 from worker.settings import Settings
@@ -37,6 +38,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     pods = PodActivities(connection, settings.polecat_image)
     beads = BeadActivities()
     schedules = ScheduleActivities(client)
+    visibility = VisibilityActivities(client)
     # A convoy on a laptop creates its polecats as `gastown apply` would.
     convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)
     return Worker(
@@ -61,6 +63,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             convoys.spawn,
             convoys.watch,
             convoys.remove,
+            visibility.watch_polecat_count,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

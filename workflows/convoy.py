@@ -28,7 +28,7 @@ from datetime import timedelta
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RemoveRequest,
         SpawnRequest,
         WatchRequest,
+        holder_prefix,
     )
     from activities.kube import EventNote, StatusTarget
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome
+    from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -203,6 +205,7 @@ class ConvoyWorkflow:
         return True
 
     async def _remove_spawned(self) -> None:
+        """Delete the polecats it spawned, then give their names back to the rig."""
         names = [spawned.name for spawned in self.state.spawned.values()]
         if names:
             await workflow.execute_activity_method(
@@ -212,6 +215,12 @@ class ConvoyWorkflow:
                 heartbeat_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(maximum_attempts=10),
             )
+        if self.convoy.spec.rig_ref:
+            rig = workflow.get_external_workflow_handle_for(
+                RigWorkflow.run, attributes.workflow_id("Rig", None, self.convoy.spec.rig_ref)
+            )
+            with contextlib.suppress(FailureError):  # the rig is gone: nothing to give back
+                await rig.signal(RigWorkflow.release_names, holder_prefix(self.convoy))
 
     # --- status -------------------------------------------------------------------
 

@@ -44,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome
-    from workflows.rig_reporter import RigReporter
 
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
@@ -94,7 +93,6 @@ class PolecatWorkflow:
         )
         self.fresh = input.state is None
         self.publisher = StatusPublisher(input.status_target)
-        self.reporter = RigReporter(input.rig.name, input.polecat.namespace, input.polecat.name)
 
     # --- what people and the bridge send ------------------------------------
 
@@ -143,7 +141,6 @@ class PolecatWorkflow:
     @workflow.run
     async def run(self, input: PolecatInput) -> PolecatStatus:
         publishing = asyncio.create_task(self.publisher.run())
-        reporting = asyncio.create_task(self.reporter.run())
         if input.state is None:
             self._publish(None)
         while True:
@@ -151,17 +148,13 @@ class PolecatWorkflow:
             if self._has_work():
                 if self.state.deleted:
                     await self._stop_agent()
-                    await self.reporter.gone()
                     return self.state.status
                 await self._reconcile()
             elif history_full(input.history_limit):
                 await workflow.wait_condition(
-                    lambda: (
-                        workflow.all_handlers_finished() and self.publisher.idle() and self.reporter.idle()
-                    )
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                reporting.cancel()
                 workflow.continue_as_new(
                     input.model_copy(update={"polecat": self.polecat, "state": self.state})
                 )
@@ -424,4 +417,3 @@ class PolecatWorkflow:
         """The status where people look: search attribute, memo, and the CR when there is one."""
         workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
         self.publisher.publish(self.state.status, self.polecat.metadata.generation, event)
-        self.reporter.offer(self.state.status.phase)

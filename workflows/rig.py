@@ -6,8 +6,10 @@ recovers when its remote comes back. It is also the rig's registry:
 
 - the one place that hands out polecat names from the rig's pools (an update,
   handled one at a time, so two concurrent spawns never get the same name);
-- where its polecats report their phase (a signal), which gives polecatCount;
-- where the rig's BeadStore reports each sync, which gives lastSync.
+- the holder of the rig's one BeadStore, which reports each sync (lastSync).
+
+polecatCount comes from one visibility count, watched by a heartbeating
+activity that returns when the number changes: no polecat pays for it.
 
 It runs until the Rig is deleted.
 """
@@ -25,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.git import GitActivities, RigCheck
     from activities.kube import EventNote, StatusTarget
+    from activities.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
     from workflows import attributes
@@ -36,22 +39,14 @@ with workflow.unsafe.imports_passed_through():
 # recovers quickly; rarely while it works.
 RECHECK_NOT_READY = timedelta(seconds=30)
 RECHECK_READY = timedelta(minutes=10)
-FINAL_POLECAT_PHASES = ("Succeeded", "Failed", "Terminated")
+COUNT_HEARTBEAT = timedelta(seconds=10)
 
 
 class NameRequest(BaseModel):
     """A name for a polecat about to be created; the same holder always gets the same name back."""
 
-    holder: str  # who asks, e.g. `convoy/<ns>/<name>#<bead>`
-    taken: list[str] = Field(default_factory=list)  # names found in use elsewhere; never handed out
-
-
-class PolecatNote(BaseModel):
-    """A polecat of the rig reports its phase; phase None means it is gone."""
-
-    namespace: str
-    name: str
-    phase: str | None
+    holder: str  # who asks, e.g. `convoy/<ns>/<name>#<bead>`; its name stays its own until released
+    taken: list[str] = Field(default_factory=list)  # names found in use (a polecat made by hand)
 
 
 class BeadStoreClaim(BaseModel):
@@ -66,9 +61,8 @@ class RigState(BaseModel):
 
     status: RigStatus = Field(default_factory=RigStatus)
     checked_spec: RigSpec | None = None
-    names: dict[str, str] = Field(default_factory=dict)  # polecat name -> holder
+    names: dict[str, str] = Field(default_factory=dict)  # polecat name -> its holder
     bead_store: str | None = None  # `<namespace>/<name>` of the rig's one BeadStore
-    polecats: dict[str, str] = Field(default_factory=dict)  # "<ns>/<name>" -> phase
 
 
 class RigInput(BaseModel):
@@ -135,19 +129,11 @@ class RigWorkflow:
             workflow.upsert_memo({attributes.MEMO_BEAD_STORE: None})
 
     @workflow.signal
-    def polecat_changed(self, note: PolecatNote) -> None:
-        key = f"{note.namespace}/{note.name}"
-        if note.phase is None:
-            self.state.polecats.pop(key, None)
-            if self.state.names.get(note.name) == key:
-                del self.state.names[note.name]
-        else:
-            self.state.polecats[key] = note.phase
-            self.state.names[note.name] = key
-        count = sum(phase not in FINAL_POLECAT_PHASES for phase in self.state.polecats.values())
-        if count != self.state.status.polecat_count:
-            self.state.status.polecat_count = count
-            self._publish(None)
+    def release_names(self, holder_prefix: str) -> None:
+        """Free the names of holders that are done (a deleted convoy frees its polecats' names)."""
+        names = self.state.names
+        for name in [name for name, holder in names.items() if holder.startswith(holder_prefix)]:
+            del names[name]
 
     @workflow.signal
     def beads_synced(self, when: datetime) -> None:
@@ -167,6 +153,7 @@ class RigWorkflow:
     @workflow.run
     async def run(self, input: RigInput) -> None:
         publishing = asyncio.create_task(self.publisher.run())
+        counting = asyncio.create_task(self._follow_polecat_count())
         while True:
             recheck = input.recheck_ready if self.state.status.phase == "Ready" else input.recheck_not_ready
             first = self.state.checked_spec is None
@@ -183,14 +170,30 @@ class RigWorkflow:
             except TimeoutError:
                 due = True
             if self.deleted:
+                counting.cancel()
                 return
             if not due:  # only the history is full
+                counting.cancel()
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
                 workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "state": self.state}))
             await self._check()
+
+    async def _follow_polecat_count(self) -> None:
+        """polecatCount, following the rig's live polecats (runs for the workflow's life)."""
+        while True:
+            count = await workflow.execute_activity_method(
+                VisibilityActivities.watch_polecat_count,
+                CountWatch(rig=self.rig.name, seen=self.state.status.polecat_count),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=COUNT_HEARTBEAT,
+                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+            )
+            if count != self.state.status.polecat_count:
+                self.state.status.polecat_count = count
+                self._publish(None)
 
     async def _check(self) -> None:
         spec = self.rig.spec

@@ -6,22 +6,25 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.git import RigCheck
+from activities.visibility import CountWatch
 from crds.rig import Rig, RigSpec
 from tests.helpers import rig, wait_until
-from workflows.rig import NameRequest, PolecatNote, RigInput, RigWorkflow
+from workflows.rig import NameRequest, RigInput, RigWorkflow
 
 
 @dataclass
 class FakeChecks:
-    """The rig's remote answers once `answers` is set."""
+    """The rig's remote answers once `answers` is set; `live` polecats are on the rig."""
 
     answers: bool = False
+    live: int = 0
     calls: list[bool] = field(default_factory=list)
 
     @activity.defn(name="git.check_rig")
@@ -30,6 +33,16 @@ class FakeChecks:
         if self.answers:
             return RigCheck(ready=True, reason="RigReady", message="remote ready")
         return RigCheck(reason="RemoteUnreachable", message="gitURL x does not answer")
+
+    @activity.defn(name="visibility.watch_polecat_count")
+    async def watch_polecat_count(self, watch: CountWatch) -> int:
+        while self.live == watch.seen:
+            activity.heartbeat()
+            await asyncio.sleep(0.02)
+        return self.live
+
+    def all(self) -> list[Any]:
+        return [self.check_rig, self.watch_polecat_count]
 
 
 def a_rig(**spec: object) -> Rig:
@@ -42,7 +55,7 @@ async def test_not_ready_rig_recovers_when_its_remote_answers(time_skipping: Wor
     checks = FakeChecks()
     queue = f"wf-{uuid.uuid4().hex[:8]}"
     client = time_skipping.client
-    async with Worker(client, task_queue=queue, workflows=[RigWorkflow], activities=[checks.check_rig]):
+    async with Worker(client, task_queue=queue, workflows=[RigWorkflow], activities=checks.all()):
         handle = await client.start_workflow(
             RigWorkflow.run,
             # A short recheck, in real time: the shared test server may not skip time while
@@ -64,36 +77,34 @@ async def test_not_ready_rig_recovers_when_its_remote_answers(time_skipping: Wor
         await handle.result()
 
 
-async def test_names_follow_the_pools_and_are_freed_when_polecats_go(
-    time_skipping: WorkflowEnvironment,
-) -> None:
-    """Names come from the pools in order, skip names in use, and return once their polecat is deleted;
-    polecatCount counts polecats not finished."""
+async def test_names_follow_the_pools_and_are_held_until_released(time_skipping: WorkflowEnvironment) -> None:
+    """Names come from the pools in order, never one found taken; a holder keeps its name until released;
+    polecatCount follows the count of live polecats."""
     queue = f"wf-{uuid.uuid4().hex[:8]}"
     client = time_skipping.client
     checks = FakeChecks(answers=True)
-    async with Worker(client, task_queue=queue, workflows=[RigWorkflow], activities=[checks.check_rig]):
+    async with Worker(client, task_queue=queue, workflows=[RigWorkflow], activities=checks.all()):
         rig_input = RigInput(rig=a_rig(namePools=["bolt", "minerals"]))
         handle = await client.start_workflow(RigWorkflow.run, rig_input, id=f"rig/{queue}", task_queue=queue)
-        await handle.signal(
-            RigWorkflow.polecat_changed, PolecatNote(namespace="default", name="bolt", phase="Working")
-        )
-        first = await handle.execute_update(RigWorkflow.allocate_name, NameRequest(holder="a"))
-        second = await handle.execute_update(
-            RigWorkflow.allocate_name, NameRequest(holder="b", taken=["quartz"])
-        )
-        assert (first, second) == ("obsidian", "jasper")  # "bolt" is in use (made by hand), "quartz" taken
+
+        async def name(holder: str, *taken: str) -> str:
+            request = NameRequest(holder=holder, taken=list(taken))
+            allocated: str = await handle.execute_update(RigWorkflow.allocate_name, request)
+            return allocated
+
+        assert await name("convoy/default/a#gt-1", "bolt") == "obsidian"  # "bolt": a polecat made by hand
+        assert await name("convoy/default/a#gt-2") == "bolt"
+        assert await name("convoy/default/a#gt-1") == "obsidian"  # the same holder, the same name
+        await handle.signal(RigWorkflow.release_names, "convoy/default/a#")
+        assert await name("convoy/default/b#gt-9") == "bolt"
 
         async def count(expected: int) -> bool:
             current: Rig = await handle.query(RigWorkflow.current)
             return current.status is not None and current.status.polecat_count == expected
 
-        await wait_until(lambda: count(1), "polecatCount 1")
-        await handle.signal(
-            RigWorkflow.polecat_changed, PolecatNote(namespace="default", name="bolt", phase=None)
-        )
+        checks.live = 2
+        await wait_until(lambda: count(2), "polecatCount 2")
+        checks.live = 0
         await wait_until(lambda: count(0), "polecatCount 0")
-        third = await handle.execute_update(RigWorkflow.allocate_name, NameRequest(holder="c"))
-        assert third == "bolt"
         await handle.signal(RigWorkflow.delete)
         await asyncio.wait_for(handle.result(), 20)
