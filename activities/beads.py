@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,8 @@ from workflows import attributes
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
 MAX_ERRORS = 20
 MAX_UNKNOWN_NAMES = 5
-STABLE_READ_ATTEMPTS = 5
+STABLE_READ_ATTEMPTS = 20
+SETTLE_SECONDS = 0.05  # how long a file that ends mid-line must stay unchanged to be taken as whole
 
 
 class Bead(BaseModel):
@@ -99,22 +101,30 @@ def _admit(
 
 
 def _stable_bytes(path: Path) -> bytes:
-    """The whole file, read at one moment: re-read if it changed while we read it."""
+    """The whole file, read at one moment: re-read if it changed while we read it.
+
+    A file that is empty or does not end a line may be one a writer is still
+    writing: it is taken only once it has stayed the same for a moment.
+    """
     for _ in range(STABLE_READ_ATTEMPTS):
         try:
             before = os.stat(path)
             data = path.read_bytes()
             after = os.stat(path)
+            if not _same(before, after) or len(data) != after.st_size:
+                continue
+            if data.endswith(b"\n"):
+                return data
+            time.sleep(SETTLE_SECONDS)
+            if _same(after, os.stat(path)):
+                return data
         except FileNotFoundError:
             raise BeadSourceError(f"{path}: no such file") from None
-        same = (before.st_ino, before.st_size, before.st_mtime_ns) == (
-            after.st_ino,
-            after.st_size,
-            after.st_mtime_ns,
-        )
-        if same and len(data) == after.st_size:
-            return data
     raise BeadSourceError(f"{path}: kept changing while being read ({STABLE_READ_ATTEMPTS} attempts)")
+
+
+def _same(one: os.stat_result, other: os.stat_result) -> bool:
+    return (one.st_ino, one.st_size, one.st_mtime_ns) == (other.st_ino, other.st_size, other.st_mtime_ns)
 
 
 def read_jsonl(path: Path, statuses: Sequence[str] = (), labels: Sequence[str] = ()) -> BeadSnapshot:

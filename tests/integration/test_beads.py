@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,3 +88,45 @@ def test_dead_daemon_is_a_source_error(tmp_path: Path) -> None:
     """No daemon on the socket: an error that says so."""
     with pytest.raises(BeadSourceError, match="no beads daemon answers"):
         read_daemon(tmp_path / "bd.sock")
+
+
+def test_a_file_rewritten_during_reads_is_never_half_read(tmp_path: Path) -> None:
+    """While a writer rewrites the export in place (truncate, half a line, a pause, the rest), and also
+    replaces it whole, every read sees one whole version: 3 beads or 5, never a part, never a bad line."""
+    path = tmp_path / "issues.jsonl"
+    versions = [
+        "".join(json.dumps({"id": f"gt-{n}", "title": "x" * 200}) + "\n" for n in range(count)).encode()
+        for count in (3, 5)
+    ]
+    path.write_bytes(versions[0])
+    stop = threading.Event()
+
+    def writer() -> None:
+        turn = 0
+        while not stop.is_set():
+            text = versions[turn % 2]
+            if turn % 3 == 2:  # whole replacement, as `bd export` does
+                (tmp_path / "next").write_bytes(text)
+                os.replace(tmp_path / "next", path)
+            else:  # in place, caught mid-line for a moment
+                with path.open("r+b") as stream:
+                    stream.truncate(0)
+                    stream.write(text[: len(text) // 2 + 7])
+                    stream.flush()
+                    time.sleep(0.02)
+                    stream.write(text[len(text) // 2 + 7 :])
+            turn += 1
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        seen = set()
+        for _ in range(60):
+            snapshot = read_jsonl(path)
+            assert snapshot.malformed == 0, snapshot.errors
+            seen.add(len(snapshot.beads))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen <= {3, 5} and seen
