@@ -3,6 +3,8 @@
 - beads sync: a BeadStore over the 2,669-record real export, its Schedule
   triggered 10 times: trigger -> the new lastSync visible in `gastown get`
   (and the reader alone, 20 times);
+- status follows: a convoy of 10 beads at parallelism 1: from each polecat's
+  own Succeeded to the convoy's status showing it;
 - convoy: N beads at parallelism P with a scripted agent that works 1 s (by default), run
   end to end (dev server and worker as `gastown up` starts them, real tmux and
   git): wall time from apply to Completed, and the most agents seen at once.
@@ -29,7 +31,7 @@ from typing import Any
 from activities.beads import read_source
 from benchmarks.runtime import embedded
 from bridge.reconcile import Reconciler
-from crds import BeadStore, Convoy, parse_resource
+from crds import BeadStore, Convoy, Polecat, parse_resource
 from crds.beadstore import BeadSource
 from tests.helpers import (
     REPO_ROOT,
@@ -84,12 +86,34 @@ async def sync_times(reconciler: Reconciler, work: Path, runs: int = 10) -> list
     return times
 
 
+async def status_latencies(reconciler: Reconciler, work: Path, beads: int = 10) -> list[float]:
+    """Polecat Succeeded (its own status) -> the convoy's status shows it, one bead at a time."""
+    ids = [f"lat-{n}" for n in range(1, beads + 1)]
+    await reconciler.apply(parse_resource(rig_manifest("latency", make_git_rig(work / "latency"))))
+    await reconciler.apply(parse_resource(convoy_manifest("latency", "latency", ids, parallelism=1)))
+    polecat_done: dict[str, float] = {}
+    convoy_done: dict[str, float] = {}
+    while len(convoy_done) < beads:
+        convoy = await reconciler.find(Convoy, "default", "latency")
+        now = time.monotonic()
+        for ref in convoy.status.polecats if convoy and convoy.status else []:
+            if ref.phase == "Succeeded":
+                convoy_done.setdefault(ref.name, now)
+            elif ref.name not in polecat_done:
+                polecat = await reconciler.find(Polecat, "default", ref.name)
+                if polecat and polecat.status and polecat.status.phase == "Succeeded":
+                    polecat_done[ref.name] = time.monotonic()
+        await asyncio.sleep(0.01)
+    return [convoy_done[name] - polecat_done[name] for name in polecat_done]
+
+
 async def run(beads: int, parallelism: int, agent_seconds: float) -> tuple[list[float], dict[str, Any]]:
     work = Path(tempfile.mkdtemp(prefix="gastown-bench-"))
     ids = [f"gt-{n}" for n in range(1, beads + 1)]
     spans = work / "spans"
     async with embedded(work) as (_, reconciler):
         syncs = await sync_times(reconciler, work)
+        follows = await status_latencies(reconciler, work)
         write_beads(work / "issues.jsonl", [{"id": bead} for bead in ids])
         rig = rig_manifest("bench", make_git_rig(work / "rig"), beadsPrefix="gt")
         await reconciler.apply(parse_resource(rig))
@@ -106,6 +130,11 @@ async def run(beads: int, parallelism: int, agent_seconds: float) -> tuple[list[
         wall = time.monotonic() - started
     assert found.status is not None
     return syncs, {
+        "status_follows_ms": {
+            "p50": round(statistics.median(follows) * 1000, 1),
+            "max": round(max(follows) * 1000, 1),
+            "samples": len(follows),
+        },
         "beads": beads,
         "parallelism": parallelism,
         "phase": found.status.phase,
@@ -120,6 +149,7 @@ async def run(beads: int, parallelism: int, agent_seconds: float) -> tuple[list[
 
 def table(result: dict[str, Any]) -> str:
     sync, convoy = result["sync"], result["convoy"]
+    follows = convoy["status_follows_ms"]
     return "\n".join(
         [
             "| metric | value | goal |",
@@ -132,6 +162,8 @@ def table(result: dict[str, Any]) -> str:
             f"{convoy['wall_s']} s ({convoy['beads_per_minute']} beads/min; ideal {convoy['ideal_wall_s']} s) | "
             "completes |",
             f"| most agents running at once | {convoy['max_agents_at_once']} | <= {convoy['parallelism']} |",
+            f"| polecat Succeeded -> convoy status shows it (p50 / max of {follows['samples']}) | "
+            f"{follows['p50']} ms / {follows['max']} ms | < 1 s |",
         ]
     )
 
