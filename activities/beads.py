@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeats import heartbeating
+from activities.visibility import describe_running
 from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
 from workflows import attributes
 
@@ -306,15 +306,8 @@ async def rig_bead_store(client: Client, rig: str) -> RigBeadStore | None:
 
 
 async def _running_memo(client: Client, workflow_id: str) -> Mapping[str, Any] | None:
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return None
-    return await description.memo()
+    description = await describe_running(client, workflow_id)
+    return await description.memo() if description else None
 
 
 async def find_beads(client: Client, rig: str, checkout: str | None, ids: Sequence[str]) -> list[Bead] | None:

@@ -1,4 +1,8 @@
-"""Counting polecats through Temporal's visibility: one query, however many polecats there are."""
+"""Reading what Temporal knows of our workflows: a running workflow's own record, and counts.
+
+A description comes from the workflow's own record, so it is never behind; a
+count comes from visibility, one query however many workflows it covers.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,23 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import attributes
 
 LIVE_PHASES = ("Pending", "Idle", "Working")  # what a rig's polecatCount counts
+
+
+async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """The workflow's description if it is running; None if it ended or never was."""
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return description if description.status == WorkflowExecutionStatus.RUNNING else None
 
 
 class CountWatch(BaseModel):

@@ -22,17 +22,16 @@ from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.beads import rig_bead_store
 from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
+from activities.visibility import describe_running
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Resource, Rig
 from crds.common import rfc3339
 from crds.polecat import change_problems
@@ -286,31 +285,19 @@ class Reconciler:
         self, model: type[Resource], namespace: str | None, name: str, timeout: float = 60.0
     ) -> None:
         """Stop the resource's work and end its workflow; NotFound if there is none."""
-        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
-        if not await self._running(handle):
-            raise NotFound(name)
+        handle = await self._running(model, namespace, name)
         await handle.signal("delete")
         await asyncio.wait_for(handle.result(), timeout)
 
     async def signal(self, model: type[Resource], namespace: str | None, name: str, signal: str) -> None:
-        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
-        if not await self._running(handle):
-            raise NotFound(name)
+        handle = await self._running(model, namespace, name)
         await handle.signal(signal)
 
     # --- reads ----------------------------------------------------------------
 
     async def find(self, model: type[R], namespace: str | None, name: str) -> R | None:
-        handle = self.client.get_workflow_handle(workflow_id_of(model, namespace, name))
-        try:
-            description = await handle.describe()
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            return None
-        return await _resource_from(model, description)
+        description = await describe_running(self.client, workflow_id_of(model, namespace, name))
+        return await _resource_from(model, description) if description else None
 
     async def get(self, model: type[R], namespace: str | None, name: str) -> R:
         resource = await self.find(model, namespace, name)
@@ -328,13 +315,14 @@ class Reconciler:
             found.append(await _resource_from(model, execution))
         return sorted(found, key=lambda resource: (resource.namespace, resource.name))
 
-    async def _running(self, handle: WorkflowHandle[Any, Any]) -> bool:
-        try:
-            return (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return False
-            raise
+    async def _running(
+        self, model: type[Resource], namespace: str | None, name: str
+    ) -> WorkflowHandle[Any, Any]:
+        """The handle of the resource's running workflow; NotFound if there is none."""
+        workflow_id = workflow_id_of(model, namespace, name)
+        if await describe_running(self.client, workflow_id) is None:
+            raise NotFound(name)
+        return self.client.get_workflow_handle(workflow_id)
 
 
 def _key(resource: Resource) -> str:
