@@ -149,7 +149,7 @@ async def test_two_beadstores_applied_at_once_for_one_rig_one_wins(
 async def test_interval_change_retimes_and_delete_removes_the_schedule(
     client: Client, reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """Changing syncInterval changes the Schedule; deleting the BeadStore deletes it."""
+    """Changing syncInterval changes the Schedule (a pause set in the UI stays); deleting the BeadStore deletes it."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     manifest = beadstore_manifest("beads", rig_name, str(tmp_path / "a.jsonl"))
     await reconciler.apply(store(manifest))
@@ -162,9 +162,11 @@ async def test_interval_change_retimes_and_delete_removes_the_schedule(
             return False
 
     await wait_until(lambda: every(timedelta(minutes=5)), "the default 5m schedule")
+    await handle.pause(note="paused by a person in the UI")
     manifest["spec"]["syncInterval"] = "90s"
     assert await reconciler.apply(store(manifest)) == "configured"
     await wait_until(lambda: every(timedelta(seconds=90)), "the schedule retimed to 90s")
+    assert (await handle.describe()).schedule.state.paused
     await reconciler.delete(BeadStore, "default", "beads")
     with pytest.raises(RPCError):
         await handle.describe()
