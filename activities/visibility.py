@@ -15,9 +15,8 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from crds.polecat import LIVE_PHASES
 from workflows import attributes
-
-LIVE_PHASES = ("Pending", "Idle", "Working")  # what a rig's polecatCount counts
 
 
 async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:

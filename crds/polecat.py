@@ -41,6 +41,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+# A polecat still at its work (a rig's polecatCount, a convoy's in progress), and one done with it.
+LIVE_PHASES = ("Pending", "Idle", "Working")
+FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
+
+
 class AgentConfig(ApiModel):
     provider: Provider | None = Field(None, description="Model provider.")
     model: str | None = Field(None, max_length=256, description="Full model id.")

@@ -33,6 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
     from activities.convoys import (
+        WATCH_POLL,
         ConvoyActivities,
         ConvoySnapshot,
         PolecatSeen,
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.kube import EventNote, StatusTarget
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
+    from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
@@ -52,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
 SHORT = timedelta(minutes=2)
 WATCH_HEARTBEAT = timedelta(seconds=10)
 IDLE_POLL = 10.0  # seconds between looks once every bead is final
-ACTIVE = ("Pending", "Idle", "Working")
 # Which of several polecats of one bead speaks for it.
 RANK = {"Succeeded": 0, "Working": 1, "Idle": 1, "Pending": 1, "Failed": 2, "Terminated": 2}
 
@@ -158,7 +159,7 @@ class ConvoyWorkflow:
                 checkout=self.rig.spec.local_path if self.rig else None,
                 beads=spec.tracked_beads,
                 seen=snapshot.digest() if snapshot else None,
-                poll=IDLE_POLL if final else 0.5,
+                poll=IDLE_POLL if final else WATCH_POLL,
             ),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=WATCH_HEARTBEAT,
@@ -179,7 +180,8 @@ class ConvoyWorkflow:
         if not spec.auto_spawn or self.state.snapshot is None:  # first learn what exists and is closed
             return False
         room = (spec.parallelism or len(spec.tracked_beads)) - self.state.status.in_progress
-        beads = [bead for bead in spec.tracked_beads if self._outcome(bead)[2] == "pending"][: max(room, 0)]
+        pending = [bead for bead, (_, _, outcome) in self._outcomes().items() if outcome == "pending"]
+        beads = pending[: max(room, 0)]
         if not beads:
             return False
 
@@ -224,22 +226,34 @@ class ConvoyWorkflow:
 
     # --- status -------------------------------------------------------------------
 
-    def _outcome(self, bead: str) -> tuple[str | None, str | None, str]:
-        """The bead's polecat (name, phase) and whether it is completed, failed, in progress or pending."""
+    def _outcomes(self) -> dict[str, tuple[str | None, str | None, str]]:
+        """Each tracked bead's polecat (name, phase) and whether it is completed, failed, in progress
+        or pending; one pass over the snapshot, however many beads and polecats there are."""
         snapshot = self.state.snapshot or ConvoySnapshot()
+        closed = set(snapshot.closed)
+        by_bead: dict[str, list[PolecatSeen]] = {}
+        for polecat in snapshot.polecats:
+            by_bead.setdefault(polecat.bead_id, []).append(polecat)
+        return {
+            bead: self._outcome(bead, by_bead.get(bead, []), closed)
+            for bead in self.convoy.spec.tracked_beads
+        }
+
+    def _outcome(
+        self, bead: str, candidates: list[PolecatSeen], closed: set[str]
+    ) -> tuple[str | None, str | None, str]:
         mine = self.state.spawned.get(bead)
-        candidates = [polecat for polecat in snapshot.polecats if polecat.bead_id == bead]
         chosen: PolecatSeen | None = None
         if mine is not None:
             chosen = next((polecat for polecat in candidates if polecat.name == mine.name), None)
         if chosen is None and candidates:
             chosen = min(candidates, key=lambda polecat: RANK.get(polecat.phase, 1))
         name, phase = (chosen.name, chosen.phase) if chosen else (mine.name if mine else None, None)
-        if bead in snapshot.closed or phase == "Succeeded":
+        if bead in closed or phase == "Succeeded":
             return name, phase, "completed"
         if phase in ("Failed", "Terminated") or (chosen is None and bead in self.state.refused):
             return name, phase, "failed"
-        if phase in ACTIVE or (mine is not None and chosen is None):
+        if phase in LIVE_PHASES or (mine is not None and chosen is None):
             return name, phase or "Pending", "inProgress"
         return None, None, "pending"
 
@@ -251,16 +265,16 @@ class ConvoyWorkflow:
                 mine.seen = True
             elif mine.seen:  # it was there and is gone: deleted, so the bead may be spawned again
                 del self.state.spawned[bead]
+        tracked = set(self.convoy.spec.tracked_beads)
         for bead in list(self.state.refused):
-            if bead not in self.convoy.spec.tracked_beads:
+            if bead not in tracked:
                 del self.state.refused[bead]
 
         status = self.state.status
         before = status.to_wire()
         counts = {"completed": 0, "failed": 0, "inProgress": 0, "pending": 0}
         polecats = []
-        for bead in self.convoy.spec.tracked_beads:
-            name, phase, outcome = self._outcome(bead)
+        for bead, (name, phase, outcome) in self._outcomes().items():
             counts[outcome] += 1
             if name is not None:
                 polecats.append(ConvoyPolecatRef(name=name, bead_id=bead, phase=phase or "Pending"))

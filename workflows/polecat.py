@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.beadstore import BeadSource
     from crds.common import set_condition
     from crds.polecat import (
+        FINAL_PHASES,
         TRANSITIONS,
         DesiredState,
         Polecat,
@@ -50,7 +51,6 @@ WATCH_HEARTBEAT = timedelta(seconds=10)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
 WATCH_LIMIT = timedelta(days=30)
 RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["RigNotReady", "WorktreeConflict"])
-FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
 
 
 class PolecatInput(BaseModel):
