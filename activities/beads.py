@@ -296,7 +296,12 @@ async def rig_bead_store(client: Client, rig: str) -> RigBeadStore | None:
     Descriptions, not a visibility query: they are never behind.
     """
     rig_memo = await _running_memo(client, attributes.workflow_id("Rig", None, rig))
-    claim = rig_memo.get(attributes.MEMO_BEAD_STORE) if rig_memo else None
+    return await held_bead_store(client, rig_memo) if rig_memo else None
+
+
+async def held_bead_store(client: Client, rig_memo: Mapping[str, Any]) -> RigBeadStore | None:
+    """The BeadStore a rig's memo says the rig holds (for a caller that has described the rig)."""
+    claim = rig_memo.get(attributes.MEMO_BEAD_STORE)
     if not isinstance(claim, str):
         return None
     namespace, name = claim.split("/", 1)

@@ -28,7 +28,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.beads import rig_bead_store
+from activities.beads import held_bead_store, rig_bead_store
 from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
 from activities.visibility import describe_running
@@ -71,8 +71,12 @@ class Controller:
 
 
 async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
-    rig = await reconciler.get(Rig, None, polecat.spec.rig)
-    store = await rig_bead_store(reconciler.client, rig.name)
+    # One description of the rig gives both the Rig and the BeadStore it holds.
+    description = await describe_running(reconciler.client, workflow_id_of(Rig, None, polecat.spec.rig))
+    if description is None:
+        raise NotFound(polecat.spec.rig)
+    rig = await _resource_from(Rig, description)
+    store = await held_bead_store(reconciler.client, await description.memo())
     return PolecatInput(
         polecat=polecat,
         rig=rig,
