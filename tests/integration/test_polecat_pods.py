@@ -20,7 +20,7 @@ from temporalio.client import Client
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig, parse_resource
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import terminate_running, wait_until
+from tests.helpers import reach, terminate_running
 from worker.main import build_worker
 from worker.settings import Settings
 
@@ -116,18 +116,7 @@ def pod_polecat(name: str, reconciler: Reconciler, deadline: int = 3600, **spec:
 
 
 async def phase_of(reconciler: Reconciler, name: str, *phases: str) -> Polecat:
-    seen: list[str] = []
-
-    async def probe() -> Polecat | None:
-        found = await reconciler.find(Polecat, "default", name)
-        if found and found.status:
-            seen[:] = [f"{found.status.phase}: {found.status.message}"]
-        return found if found and found.status and found.status.phase in phases else None
-
-    try:
-        return await wait_until(probe, f"{name} in {phases}", 60)
-    except AssertionError as error:
-        raise AssertionError(f"{error}; last seen {seen}") from None
+    return await reach(reconciler, Polecat, name, *phases, timeout=60)
 
 
 def the_pod(api: FakeApiServer, name: str) -> dict[str, Any]:
