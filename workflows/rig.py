@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import cast
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -25,7 +26,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.git import GitActivities, RigCheck
+    from activities.git import RigCheck
     from activities.kube import EventNote, StatusTarget
     from activities.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
 RECHECK_NOT_READY = timedelta(seconds=30)
 RECHECK_READY = timedelta(minutes=10)
 COUNT_HEARTBEAT = timedelta(seconds=10)
+FOLLOWS_AND_RECHECKS = "rig-follows-polecat-count-and-rechecks"
 
 
 class NameRequest(BaseModel):
@@ -153,7 +155,10 @@ class RigWorkflow:
     @workflow.run
     async def run(self, input: RigInput) -> None:
         publishing = asyncio.create_task(self.publisher.run())
-        counting = asyncio.create_task(self._follow_polecat_count())
+        # Rigs started before polecatCount and rechecks (commit 9a5bc38) run on as they were until
+        # they continue as new; every run since has both (tests/data/histories replays one).
+        self.follows = workflow.patched(FOLLOWS_AND_RECHECKS)
+        counting = asyncio.create_task(self._follow_polecat_count()) if self.follows else None
         while True:
             recheck = input.recheck_ready if self.state.status.phase == "Ready" else input.recheck_not_ready
             first = self.state.checked_spec is None
@@ -164,16 +169,16 @@ class RigWorkflow:
                         or self.state.checked_spec != self.rig.spec
                         or history_full(input.history_limit)
                     ),
-                    timeout=None if first else recheck,
+                    timeout=None if first or not self.follows else recheck,
                 )
                 due = self.state.checked_spec != self.rig.spec
             except TimeoutError:
                 due = True
-            if self.deleted:
+            if (self.deleted or not due) and counting is not None:
                 counting.cancel()
+            if self.deleted:
                 return
             if not due:  # only the history is full
-                counting.cancel()
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
@@ -197,15 +202,17 @@ class RigWorkflow:
 
     async def _check(self) -> None:
         spec = self.rig.spec
-        check: RigCheck = await workflow.execute_activity_method(
-            GitActivities.check_rig,
+        answer = await workflow.execute_activity(
+            "git.check_rig",
             spec,
+            result_type=cast(type, RigCheck | str),
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
+        check = answer if isinstance(answer, RigCheck) else _from_problem(answer)
         self.state.checked_spec = spec
         status = self.state.status
-        if (check.ready, check.message) == (status.phase == "Ready", status.message):
+        if self.follows and (check.ready, check.message) == (status.phase == "Ready", status.message):
             return  # a recheck that found nothing new
         status.phase = "Ready" if check.ready else "NotReady"
         status.message = check.message
@@ -224,3 +231,10 @@ class RigWorkflow:
 
     def _publish(self, event: EventNote | None) -> None:
         self.publisher.publish(self.state.status, self.rig.metadata.generation, event)
+
+
+def _from_problem(problem: str) -> RigCheck:
+    """The check as 9a5bc38's `git.check_rig` answered it (a problem, or empty), in a replayed history."""
+    if problem:
+        return RigCheck(reason="CheckoutUnusable", message=problem)
+    return RigCheck(ready=True, reason="CheckoutReady", message="checkout ready")
