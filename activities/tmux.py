@@ -234,7 +234,7 @@ class TmuxActivities:
         if pane is None:
             return
         if not pane.dead:
-            await asyncio.to_thread(_terminate_tree, pane.pid)
+            await asyncio.to_thread(terminate_tree, pane.pid)
         await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
 
 
@@ -262,7 +262,7 @@ def _nudge(server_pid: int) -> None:
         os.kill(server_pid, signal.SIGCHLD)
 
 
-def _terminate_tree(pid: int) -> None:
+def terminate_tree(pid: int) -> None:
     """SIGTERM the process, its descendants and its process group; SIGKILL what is left."""
     processes: list[psutil.Process] = []
     with contextlib.suppress(psutil.NoSuchProcess):

@@ -87,6 +87,25 @@ class GitRig:
             if isinstance(item, Blob)
         }
 
+    def push_branch(self, branch: str, files: dict[str, str], author: str = "nux", base: str = "main") -> str:
+        """A branch from `base` with one commit writing `files`, pushed to the remote; its sha."""
+        repo = Repo(self.checkout)
+        repo.git.fetch("origin")
+        repo.git.checkout("-q", "-B", branch, f"origin/{base}")
+        for path, text in files.items():
+            (self.checkout / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.checkout / path).write_text(text)
+        repo.index.add(list(files))
+        who = Actor(author, f"{author}@example.com")
+        commit = repo.index.commit(f"{author}: write {', '.join(files)}", author=who, committer=who)
+        repo.git.push("-q", "-f", "origin", f"{branch}:refs/heads/{branch}")
+        repo.git.checkout("-q", "--detach")
+        return commit.hexsha
+
+    def log(self, branch: str = "main") -> list[str]:
+        """Subjects of the commits on the remote's branch, newest first (first parents only)."""
+        return Repo(self.remote).git.log("--first-parent", "--format=%s", branch).splitlines()
+
 
 def make_git_rig(root: Path, with_remote: bool = True) -> GitRig:
     """A bare remote and a clone of it with one commit on main."""

@@ -1,0 +1,503 @@
+"""Merges: candidates built in a refinery's own clone, checks run on them, and landing.
+
+A refinery never works in a person's checkout. It keeps a bare clone of the
+rig's remote under `<home>/refinery/<rig>/` with two worktrees: `build`,
+where candidates are made, and `check`, where the required checks run.
+
+Candidates are deterministic. A `Recipe` pins the target's commit and each
+branch's commit, and commits are made with a fixed identity and the
+recipe's own timestamp, so the same recipe gives the same commit on any
+worker at any attempt. That is what makes every activity here idempotent:
+a check or a landing whose clone was lost rebuilds the very commit that was
+tested, and a landing retried after its push went through recognises its
+commit on the remote instead of pushing again.
+
+The remote is only ever moved by a fast-forward push of a tested commit;
+a push refused because the target moved is reported (`TargetMoved`), never
+forced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from git import GitCommandError, Repo
+from git.cmd import Git
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.git import open_checkout
+from activities.heartbeats import heartbeating
+from activities.tmux import tail_of, terminate_tree
+from crds.refinery import CheckResult, ConflictResolution, MergeStrategy, check_argv
+from crds.rig import RigSpec
+
+IDENTITY = {"name": "Gas Town Refinery", "email": "refinery@gastown.invalid"}
+REMOTE_TIMEOUT = 120  # seconds a fetch or push may take
+# Settings that would make a commit depend on the machine it is made on: off.
+_FIXED_CONFIG = {
+    "commit.gpgsign": "false",
+    "rerere.enabled": "false",
+    "core.autocrlf": "false",
+    "merge.renames": "true",
+}
+
+
+class Part(BaseModel):
+    """One queued branch in a candidate."""
+
+    branch: str
+    head: str | None = None  # the commit taken; pinned when the candidate is prepared
+    polecat: str | None = None
+    namespace: str | None = None
+    bead_id: str | None = None
+
+
+class Recipe(BaseModel):
+    """Everything a candidate is made from; pinned (base and heads set), it always makes the same commit."""
+
+    rig: str
+    remote: str = ""  # the URL landed on; found when the candidate is prepared
+    target: str
+    strategy: MergeStrategy
+    resolution: ConflictResolution
+    refinery: str  # `<namespace>/<name>`, named in commit messages
+    when: datetime  # the commits' author and committer date
+    base: str | None = None
+    parts: list[Part]
+
+
+class Candidate(BaseModel):
+    recipe: Recipe
+    tip: str | None = None  # the commit to test and land; None: no part made it into the stack
+    stacked: list[str] = Field(default_factory=list)  # branches in the tip, in order
+    conflicts: dict[str, list[str]] = Field(default_factory=dict)  # branch -> conflicting files
+    missing: list[str] = Field(default_factory=list)  # branches not on the remote
+    already: list[str] = Field(default_factory=list)  # branches the target already holds
+
+
+class PrepareRequest(BaseModel):
+    rig: RigSpec
+    recipe: Recipe
+
+
+class CheckRequest(BaseModel):
+    candidate: Candidate
+    commands: list[str]
+    timeout: timedelta
+
+
+class Landed(BaseModel):
+    commit: str
+    remote_head: str  # what the remote's target branch showed after the push
+
+
+class Prune(BaseModel):
+    rig: str
+    remote: str
+    heads: dict[str, str]  # branch -> the commit landed; a branch that moved since is kept
+
+
+class MergeActivities:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def _root(self, rig: str) -> Path:
+        return self.home / "refinery" / rig
+
+    @activity.defn(name="merge.prepare")
+    @heartbeating
+    async def prepare(self, request: PrepareRequest) -> Candidate:
+        """Stack the recipe's branches on the target's latest commit; conflicts and gone branches are left out."""
+        return await asyncio.to_thread(self._prepare, request)
+
+    def _prepare(self, request: PrepareRequest) -> Candidate:
+        recipe = request.recipe.model_copy(update={"remote": remote_of(request.rig)})
+        with self._clone(recipe.rig, recipe.remote) as repo:
+            heads = _remote_heads(repo, [recipe.target, *(part.branch for part in recipe.parts)])
+            if recipe.target not in heads:
+                raise ApplicationError(
+                    f"targetBranch {recipe.target} does not exist on {recipe.remote}",
+                    type="TargetMissing",
+                    non_retryable=True,
+                )
+            _fetch(repo, list(heads.values()))
+            pinned = recipe.model_copy(
+                update={
+                    "base": heads[recipe.target],
+                    "parts": [
+                        part.model_copy(update={"head": heads.get(part.branch)}) for part in recipe.parts
+                    ],
+                }
+            )
+            return _build(repo, self._root(recipe.rig) / "build", pinned)
+
+    @activity.defn(name="merge.check")
+    @heartbeating
+    async def check(self, request: CheckRequest) -> list[CheckResult]:
+        """Run the checks in order in a clean worktree of the candidate; stops at the first that fails."""
+        root = self._root(request.candidate.recipe.rig)
+        worktree = await asyncio.to_thread(self._checkout, request.candidate, root / "check")
+        results: list[CheckResult] = []
+        for command in request.commands:
+            result = await _run_check(command, worktree, root / "check.pid", root / "check.log", request)
+            results.append(result)
+            if not result.passed:
+                break
+        return results
+
+    def _checkout(self, candidate: Candidate, worktree: Path) -> Path:
+        with self._clone(candidate.recipe.rig, candidate.recipe.remote) as repo:
+            tip = _ensure_tip(repo, self._root(candidate.recipe.rig) / "build", candidate)
+            _reset_worktree(repo, worktree, tip)
+        return worktree
+
+    @activity.defn(name="merge.land")
+    @heartbeating
+    async def land(self, candidate: Candidate) -> Landed:
+        """Fast-forward the remote's target to the candidate's tip; TargetMoved if it moved since."""
+        return await asyncio.to_thread(self._land, candidate)
+
+    def _land(self, candidate: Candidate) -> Landed:
+        recipe, tip = candidate.recipe, candidate.tip
+        assert tip is not None and recipe.base is not None
+        with self._clone(recipe.rig, recipe.remote) as repo:
+            now = _remote_heads(repo, [recipe.target]).get(recipe.target)
+            if now != recipe.base and not _landed(repo, tip, now):
+                raise ApplicationError(
+                    f"{recipe.target} moved on the remote ({recipe.base[:12]} -> {(now or 'gone')[:12]}) "
+                    "since the candidate was made",
+                    type="TargetMoved",
+                    non_retryable=True,
+                )
+            if now == recipe.base:
+                _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
+                try:
+                    repo.git.push(
+                        "origin", f"{tip}:refs/heads/{recipe.target}", kill_after_timeout=REMOTE_TIMEOUT
+                    )
+                except GitCommandError as error:
+                    now = _remote_heads(repo, [recipe.target]).get(recipe.target)
+                    if not _landed(repo, tip, now):  # not our own earlier push either
+                        raise ApplicationError(
+                            f"push to {recipe.target} refused: {str(error.stderr).strip()[-300:]}",
+                            type="TargetMoved",
+                            non_retryable=True,
+                        ) from None
+            # Verified, not assumed: what the remote shows now.
+            after = _remote_heads(repo, [recipe.target]).get(recipe.target)
+            if not _landed(repo, tip, after):
+                raise ApplicationError(
+                    f"{recipe.target} on the remote is {after} after the push, not {tip}", type="NotLanded"
+                )
+            assert after is not None
+            return Landed(commit=tip, remote_head=after)
+
+    @activity.defn(name="merge.prune")
+    async def prune(self, request: Prune) -> list[str]:
+        """Delete landed branches on the remote, each only if still at the commit landed; returns those deleted."""
+        return await asyncio.to_thread(self._prune, request)
+
+    def _prune(self, request: Prune) -> list[str]:
+        with self._clone(request.rig, request.remote) as repo:
+            now = _remote_heads(repo, list(request.heads))
+            gone = sorted(branch for branch, sha in request.heads.items() if now.get(branch) == sha)
+            if gone:
+                leases = [f"--force-with-lease=refs/heads/{b}:{request.heads[b]}" for b in gone]
+                repo.git.push("origin", *leases, *(f":refs/heads/{b}" for b in gone))
+            return gone
+
+    @contextlib.contextmanager
+    def _clone(self, rig: str, remote: str) -> Iterator[Repo]:
+        """The rig's bare clone (made on first use), locked against other processes on this machine."""
+        root = self._root(rig)
+        root.mkdir(parents=True, exist_ok=True)
+        with (root / "lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            path = root / "repo.git"
+            if not (path / "HEAD").exists():
+                Repo.init(path, bare=True)
+            repo = Repo(path)
+            if "origin" not in [remote.name for remote in repo.remotes]:
+                repo.create_remote("origin", remote)
+            elif repo.remotes.origin.url != remote:
+                repo.remotes.origin.set_url(remote)
+            yield repo
+
+
+def remote_of(rig: RigSpec) -> str:
+    """Where the rig's branches live: its gitURL, else its checkout's origin; RigHasNoRemote if neither."""
+    if rig.git_url:
+        return rig.git_url
+    if rig.local_path:
+        repo = open_checkout(rig)
+        if "origin" in [remote.name for remote in repo.remotes]:
+            return str(repo.remotes.origin.url)
+    raise ApplicationError(
+        "the rig has no remote to land on: set its spec.gitURL, or give its checkout an origin",
+        type="RigHasNoRemote",
+        non_retryable=True,
+    )
+
+
+def _environment(when: datetime) -> dict[str, str]:
+    """Fixed identity, dates and settings: the same inputs make the same commits anywhere."""
+    stamp = when.isoformat()
+    environment = {
+        "GIT_AUTHOR_NAME": IDENTITY["name"],
+        "GIT_AUTHOR_EMAIL": IDENTITY["email"],
+        "GIT_COMMITTER_NAME": IDENTITY["name"],
+        "GIT_COMMITTER_EMAIL": IDENTITY["email"],
+        "GIT_AUTHOR_DATE": stamp,
+        "GIT_COMMITTER_DATE": stamp,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_COUNT": str(len(_FIXED_CONFIG)),
+    }
+    for index, (key, value) in enumerate(_FIXED_CONFIG.items()):
+        environment[f"GIT_CONFIG_KEY_{index}"] = key
+        environment[f"GIT_CONFIG_VALUE_{index}"] = value
+    return environment
+
+
+def _remote_heads(repo: Repo, branches: list[str]) -> dict[str, str]:
+    """branch -> commit on the remote, for those of `branches` that exist there."""
+    try:
+        listing = str(
+            repo.git.ls_remote(
+                "--heads",
+                "origin",
+                *branches,
+                kill_after_timeout=REMOTE_TIMEOUT,
+                env={"GIT_TERMINAL_PROMPT": "0"},
+            )
+        )
+    except GitCommandError as error:
+        raise ApplicationError(
+            f"the rig's remote does not answer: {str(error.stderr).strip()[-300:]}", type="RemoteUnreachable"
+        ) from None
+    heads = {}
+    for line in listing.splitlines():
+        sha, ref = line.split("\t", 1)
+        heads[ref.removeprefix("refs/heads/")] = sha
+    return {branch: heads[branch] for branch in branches if branch in heads}
+
+
+def _has(repo: Repo, sha: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        return True
+    except GitCommandError:
+        return False
+
+
+def _fetch(repo: Repo, shas: list[str]) -> None:
+    """Bring the commits into the clone (by id: a branch may have moved since it was pinned)."""
+    wanted = sorted({sha for sha in shas if not _has(repo, sha)})
+    if wanted:
+        repo.git.fetch("--no-tags", "origin", *wanted, kill_after_timeout=REMOTE_TIMEOUT)
+
+
+def _landed(repo: Repo, tip: str, remote_head: str | None) -> bool:
+    """The remote's target holds `tip` (it is the tip, or something built on it)."""
+    if remote_head is None:
+        return False
+    if remote_head == tip:
+        return True
+    with contextlib.suppress(GitCommandError):
+        _fetch(repo, [remote_head])
+        repo.git.merge_base("--is-ancestor", tip, remote_head)
+        return True
+    return False
+
+
+def _reset_worktree(repo: Repo, worktree: Path, commit: str) -> None:
+    """A clean worktree at `commit` (made, or emptied of whatever an earlier attempt left)."""
+    if (worktree / ".git").exists():
+        tree = Repo(worktree).git
+        with contextlib.suppress(GitCommandError):  # a merge or rebase an earlier attempt left open
+            tree.merge("--abort")
+        with contextlib.suppress(GitCommandError):
+            tree.rebase("--abort")
+        tree.reset("--hard", "-q")
+        tree.clean("-ffdxq")
+        tree.checkout("-q", "--detach", commit)
+    else:
+        repo.git.worktree("prune")
+        repo.git.worktree("add", "--detach", str(worktree), commit)
+
+
+def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
+    """The candidate of a pinned recipe, made in `worktree`."""
+    assert recipe.base is not None
+    candidate = Candidate(recipe=recipe)
+    _reset_worktree(repo, worktree, recipe.base)
+    git = Repo(worktree).git
+    environment = _environment(recipe.when)
+    current = recipe.base
+    for part in recipe.parts:
+        if part.head is None:
+            candidate.missing.append(part.branch)
+            continue
+        if _is_ancestor(git, part.head, current):
+            candidate.already.append(part.branch)
+            continue
+        files = _apply(git, recipe, part, current, environment)
+        after = git.rev_parse("HEAD")
+        if files is not None:
+            candidate.conflicts[part.branch] = files
+            git.checkout("-q", "--detach", current)
+        elif after == current:  # nothing of it was new (a rebase dropped every commit)
+            candidate.already.append(part.branch)
+        else:
+            current = after
+            candidate.stacked.append(part.branch)
+    candidate.tip = current if candidate.stacked else None
+    return candidate
+
+
+def _is_ancestor(git: Git, commit: str, of: str) -> bool:
+    try:
+        git.merge_base("--is-ancestor", commit, of)
+        return True
+    except GitCommandError:
+        return False
+
+
+def _apply(
+    git: Git, recipe: Recipe, part: Part, current: str, environment: dict[str, str]
+) -> list[str] | None:
+    """Add one branch on top of `current` with the recipe's strategy; the conflicting files if it cannot.
+
+    conflictResolution names the side that wins a conflict: `theirs` the polecat's branch, `ours`
+    the target. git's `-X` means the same in all three strategies here, because a rebase replays
+    the branch onto the target (git's "ours" during a rebase is the target).
+    """
+    side = [] if recipe.resolution == "manual" else ["-X", recipe.resolution]
+    head = part.head
+    assert head is not None
+    try:
+        if recipe.strategy == "merge":
+            message = _message(recipe, part, f"Merge {part.branch} into {recipe.target}")
+            git.merge("--no-ff", "--no-edit", *side, "-m", message, head, env=environment)
+        elif recipe.strategy == "squash":
+            git.merge("--squash", *side, head, env=environment)
+            if _nothing_staged(git):
+                return None  # its changes are all in the target already
+            subjects = git.log("--reverse", "--format=- %s", f"{current}..{head}")
+            author = git.log("-1", "--format=%an <%ae>", head)
+            what = part.bead_id or part.branch
+            by = f"polecat {part.polecat}" if part.polecat else part.branch
+            message = _message(recipe, part, f"{what}: squashed work of {by}\n\n{subjects}")
+            git.commit("-q", f"--author={author}", "-m", message, env=environment)
+        else:  # rebase: the branch's commits replayed on the target, to be fast-forwarded
+            git.checkout("-q", "--detach", head)
+            git.rebase("-q", *side, current, env=environment)
+    except GitCommandError:
+        files = git.diff("--name-only", "--diff-filter=U").splitlines()
+        for abort in ("merge", "rebase"):
+            with contextlib.suppress(GitCommandError):
+                git.execute(["git", abort, "--abort"])
+        git.reset("--hard", "-q")
+        return sorted(files) or ["(git could not apply it; no single file is in conflict)"]
+    return None
+
+
+def _nothing_staged(git: Git) -> bool:
+    try:
+        git.diff("--cached", "--quiet")
+        return True
+    except GitCommandError:
+        return False
+
+
+def _message(recipe: Recipe, part: Part, subject: str) -> str:
+    """A commit message naming what landed: the bead, the polecat, the branch and the refinery."""
+    trailers = [f"Branch: {part.branch}"]
+    if part.bead_id:
+        trailers.append(f"Bead: {part.bead_id}")
+    if part.polecat:
+        trailers.append(f"Polecat: {part.namespace or 'default'}/{part.polecat}")
+    trailers.append(f"Refinery: {recipe.refinery}")
+    return f"{subject}\n\n" + "\n".join(trailers)
+
+
+def _ensure_tip(repo: Repo, worktree: Path, candidate: Candidate) -> str:
+    """The candidate's tip in the clone, rebuilt from its recipe if the clone lost it (the same commit)."""
+    tip = candidate.tip
+    assert tip is not None and candidate.recipe.base is not None
+    if _has(repo, tip):
+        return tip
+    heads = [part.head for part in candidate.recipe.parts if part.head]
+    try:
+        _fetch(repo, [candidate.recipe.base, *heads])
+    except GitCommandError:
+        raise ApplicationError(
+            "the candidate's commits are gone from the remote", type="CandidateLost", non_retryable=True
+        ) from None
+    rebuilt = _build(repo, worktree, candidate.recipe)
+    if rebuilt.tip != tip:
+        raise ApplicationError(
+            f"rebuilding the candidate gave {rebuilt.tip}, not {tip}",
+            type="CandidateLost",
+            non_retryable=True,
+        )
+    return tip
+
+
+async def _run_check(
+    command: str, worktree: Path, pid_file: Path, log: Path, request: CheckRequest
+) -> CheckResult:
+    """One check, in its own process group (so a retry after a crash can stop the one left running)."""
+    _stop_leftover(pid_file)
+    recipe = request.candidate.recipe
+    environment = {
+        **os.environ,
+        "GT_RIG": recipe.rig,
+        "GT_TARGET": recipe.target,
+        "GT_BRANCHES": " ".join(request.candidate.stacked),
+        "GT_COMMIT": request.candidate.tip or "",
+    }
+    with log.open("wb") as output:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *check_argv(command),
+                cwd=worktree,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                env=environment,
+                start_new_session=True,
+            )
+        except OSError as error:
+            return CheckResult(command=command, passed=False, output=f"cannot run: {error}")
+    pid_file.write_text(str(process.pid))
+    try:
+        code = await asyncio.wait_for(process.wait(), request.timeout.total_seconds())
+    except TimeoutError:
+        await asyncio.to_thread(terminate_tree, process.pid)
+        return CheckResult(
+            command=command, passed=False, output=f"{tail_of(log)}\n(stopped after {request.timeout})".strip()
+        )
+    except asyncio.CancelledError:
+        await asyncio.to_thread(terminate_tree, process.pid)
+        raise
+    finally:
+        pid_file.unlink(missing_ok=True)
+    return CheckResult(command=command, passed=code == 0, exit_code=code, output=tail_of(log))
+
+
+def _stop_leftover(pid_file: Path) -> None:
+    """A check an earlier attempt started and a crash left running: stopped before this one starts."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        pid = int(pid_file.read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        pid_file.unlink()
