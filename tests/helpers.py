@@ -104,7 +104,7 @@ class GitRig:
 
     def log(self, branch: str = "main") -> list[str]:
         """Subjects of the commits on the remote's branch, newest first (first parents only)."""
-        return Repo(self.remote).git.log("--first-parent", "--format=%s", branch).splitlines()
+        return str(Repo(self.remote).git.log("--first-parent", "--format=%s", branch)).splitlines()
 
 
 def make_git_rig(root: Path, with_remote: bool = True) -> GitRig:

@@ -62,7 +62,7 @@ async def test_merge_lands_a_merge_commit_that_names_bead_and_polecat(
     landed = await run(merges.land, candidate)
     assert git_rig.remote_branches()["main"] == landed.commit == candidate.tip
     assert git_rig.files_on("main")["nux.txt"] == "from nux\n"
-    message = Repo(git_rig.remote).commit("main").message
+    message = str(Repo(git_rig.remote).commit("main").message)
     assert message.startswith("Merge polecat/nux into main")
     assert "Bead: at-0" in message and "Polecat: default/nux" in message
     assert len(Repo(git_rig.remote).commit("main").parents) == 2
@@ -92,9 +92,10 @@ async def test_squash_makes_one_commit_naming_bead_and_polecat(git_rig: GitRig, 
     repo.git.push("-q", "origin", "polecat/nux")
     await run(merges.land, await prepare(merges, git_rig, recipe("polecat/nux", strategy="squash")))
     head = Repo(git_rig.remote).commit("main")
+    message = str(head.message)
     assert len(head.parents) == 1 and head.parents[0].message == "initial commit"
-    assert head.message.startswith("at-0: squashed work of polecat nux")
-    assert "- nux: second step" in head.message and "Polecat: default/nux" in head.message
+    assert message.startswith("at-0: squashed work of polecat nux")
+    assert "- nux: second step" in message and "Polecat: default/nux" in message
     assert head.author.name == "nux"
     assert set(git_rig.files_on("main")) == {"README.md", "a.txt", "b.txt"}
 
