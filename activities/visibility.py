@@ -7,15 +7,16 @@ count comes from visibility, one query however many workflows it covers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from datetime import timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from crds.polecat import LIVE_PHASES
+from crds.polecat import LIVE_PHASES, PolecatStatus
 from workflows import attributes
 
 
@@ -37,6 +38,31 @@ class CountWatch(BaseModel):
     limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
 
 
+class SucceededWatch(BaseModel):
+    rig: str
+    seen: str | None  # digest of what the refinery has; None: answer at once
+    poll: float = 1.0
+    limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
+
+
+class FinishedPolecat(BaseModel):
+    """A Succeeded polecat whose branch no refinery has merged yet."""
+
+    namespace: str
+    name: str
+    uid: str | None
+    branch: str
+    commit: str | None
+    bead_id: str | None
+
+
+class FinishedPolecats(BaseModel):
+    polecats: list[FinishedPolecat] = Field(default_factory=list)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
 class VisibilityActivities:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -54,5 +80,37 @@ class VisibilityActivities:
             count = (await self.client.count_workflows(query)).count
             if count != watch.seen or time.monotonic() >= deadline:
                 return count
+            activity.heartbeat()
+            await asyncio.sleep(watch.poll)
+
+    @activity.defn(name="visibility.watch_succeeded")
+    async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
+        """The rig's Succeeded polecats not yet merged, as soon as they differ from `seen`; one query a look."""
+        query = (
+            f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{watch.rig}'"
+            f" AND {attributes.PHASE.name} = 'Succeeded' AND ExecutionStatus = 'Running'"
+        )
+        deadline = time.monotonic() + watch.limit.total_seconds()
+        while True:
+            found = []
+            async for execution in self.client.list_workflows(query):
+                memo = await execution.memo()
+                metadata = memo.get(attributes.MEMO_METADATA, {})
+                status = PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+                merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
+                if status.branch and not merged:
+                    found.append(
+                        FinishedPolecat(
+                            namespace=metadata.get("namespace", "default"),
+                            name=metadata.get("name", execution.id.rsplit("/", 1)[-1]),
+                            uid=metadata.get("uid"),
+                            branch=status.branch,
+                            commit=status.commit,
+                            bead_id=status.bead_id,
+                        )
+                    )
+            finished = FinishedPolecats(polecats=sorted(found, key=lambda p: (p.namespace, p.name)))
+            if finished.digest() != watch.seen or time.monotonic() >= deadline:
+                return finished
             activity.heartbeat()
             await asyncio.sleep(watch.poll)

@@ -19,14 +19,16 @@ from typing import Any, NoReturn
 
 import click
 import yaml
+from temporalio.client import WorkflowUpdateFailedError
 
 from bridge import manifests, render
 from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
-from crds import InvalidResource, Polecat, Resource, kind_for
+from crds import InvalidResource, Polecat, Refinery, Resource, kind_for
 from crds.generate import generate
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, wait_for_server
 from worker.settings import Settings
+from workflows.refinery import EnqueueRequest
 
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
@@ -319,6 +321,77 @@ async def _print_log(path: Path, reconciler: Reconciler, follow: Polecat | None)
                 sys.stdout.buffer.write(stream.read())
                 return
             await asyncio.sleep(0.2)
+
+
+# --- the merge queue -----------------------------------------------------------
+
+
+@cli.group()
+def refinery() -> None:
+    """A Refinery's merge queue: queue a branch, approve one to land, take one out."""
+
+
+async def _refinery_update(name: str, namespace: str, update: str, argument: Any) -> Any:
+    """Send an update to a running Refinery; its refusal is a one-line error (exit 1)."""
+    reconciler = await _reconciler(_settings())
+    try:
+        handle = await reconciler.running(Refinery, namespace, name)
+    except NotFound:
+        _not_found(Refinery, name)
+    try:
+        return await handle.execute_update(update, argument)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise Refused(f"Refinery {namespace}/{name}: {getattr(cause, 'message', cause)}") from None
+
+
+@refinery.command("enqueue")
+@click.argument("name")
+@click.argument("branch")
+@click.option("--polecat", default=None, help="The polecat whose work it is (told the outcome).")
+@click.option("--bead", default=None, help="The bead it works on (named in the commit message).")
+@namespace_option
+@_run
+async def refinery_enqueue(
+    name: str, branch: str, polecat: str | None, bead: str | None, namespace: str
+) -> None:
+    """Queue BRANCH (or queue it again after fixing a conflict)."""
+    request = EnqueueRequest(
+        branch=branch, polecat=polecat, namespace=namespace if polecat else None, bead_id=bead
+    )
+    place = await _refinery_update(name, namespace, "enqueue", request)
+    click.echo(f"{branch} queued on refinery {name} (position {place})")
+
+
+@refinery.command("dequeue")
+@click.argument("name")
+@click.argument("branch")
+@namespace_option
+@_run
+async def refinery_dequeue(name: str, branch: str, namespace: str) -> None:
+    """Take BRANCH out of the queue."""
+    await _refinery_update(name, namespace, "dequeue", branch)
+    click.echo(f"{branch} dequeued from refinery {name}")
+
+
+@refinery.command("approve")
+@click.argument("name")
+@click.argument("branch")
+@namespace_option
+@_run
+async def refinery_approve(name: str, branch: str, namespace: str) -> None:
+    """Approve BRANCH to land (autoMerge false): the `approve` signal, as the Temporal UI sends it."""
+    reconciler = await _reconciler(_settings())
+    found = await reconciler.find(Refinery, namespace, name)
+    if not isinstance(found, Refinery):
+        _not_found(Refinery, name)
+    queued = [entry.branch for entry in found.status.queue] if found.status else []
+    if branch not in queued:
+        raise Refused(
+            f"Refinery {namespace}/{name}: {branch} is not in the queue (queued: {', '.join(queued) or 'none'})"
+        )
+    await reconciler.signal(Refinery, namespace, name, "approve", branch)
+    click.echo(f"{branch} approved on refinery {name}")
 
 
 # --- CRDs ----------------------------------------------------------------------

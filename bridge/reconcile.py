@@ -28,18 +28,19 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.beads import held_bead_store, rig_bead_store
+from activities.beads import held_bead_store
 from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
 from activities.visibility import describe_running
-from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Resource, Rig
+from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig
 from crds.common import rfc3339
 from crds.polecat import change_problems
 from workflows import attributes
 from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow
-from workflows.rig import BeadStoreClaim, RigInput, RigWorkflow
+from workflows.refinery import RefineryInput, RefineryWorkflow
+from workflows.rig import HOLDERS, RigClaim, RigInput, RigWorkflow
 
 # Order of apply within one batch: what others refer to comes first.
 APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
@@ -100,6 +101,12 @@ async def _convoy_input(reconciler: Reconciler, convoy: Convoy) -> ConvoyInput:
     return ConvoyInput(convoy=convoy, rig=rig, status_target=reconciler.status_target(convoy))
 
 
+async def _refinery_input(reconciler: Reconciler, refinery: Refinery) -> RefineryInput:
+    rig = await reconciler.get(Rig, None, refinery.spec.rig_ref)
+    await reconciler.claim_rig(refinery)
+    return RefineryInput(refinery=refinery, rig=rig, status_target=reconciler.status_target(refinery))
+
+
 CONTROLLERS: dict[str, Controller] = {
     "Rig": Controller(RigWorkflow, _rig_input, rig_of=lambda rig: rig.name),
     "Polecat": Controller(
@@ -110,6 +117,7 @@ CONTROLLERS: dict[str, Controller] = {
     ),
     "BeadStore": Controller(BeadStoreWorkflow, _beadstore_input, rig_of=lambda store: store.spec.rig_ref),
     "Convoy": Controller(ConvoyWorkflow, _convoy_input, rig_of=lambda convoy: convoy.spec.rig_ref),
+    "Refinery": Controller(RefineryWorkflow, _refinery_input, rig_of=lambda refinery: refinery.spec.rig_ref),
 }
 
 
@@ -174,7 +182,10 @@ class Reconciler:
         """
         lines = []
         rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
-        stores: dict[str, BeadStore] = {}
+        held: dict[str, dict[str, Resource]] = {
+            "BeadStore": {},
+            "Refinery": {},
+        }  # kind -> rig -> one in batch
         for resource in batch:
             kind = resource.INFO.kind
             if kind not in CONTROLLERS:
@@ -187,18 +198,18 @@ class Reconciler:
                 current = await self.find(Polecat, resource.namespace, resource.name)
                 if isinstance(current, Polecat):
                     lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
-            elif isinstance(resource, BeadStore):
+            elif isinstance(resource, BeadStore | Refinery):
                 rig = resource.spec.rig_ref
                 lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
-                in_batch = stores.get(rig)
-                held = await rig_bead_store(self.client, rig)
-                other = _key(in_batch) if in_batch else (held.key if held and held.spec else None)
+                in_batch = held[kind].get(rig)
+                holder, alive = await self._rig_holder(kind, rig)
+                other = _key(in_batch) if in_batch else (holder if alive else None)
                 if other is not None and other != _key(resource):
                     lines.append(
-                        f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a BeadStore ({other}); "
+                        f"{resource.ref}: spec.rigRef: Rig {rig!r} already has a {kind} ({other}); "
                         "a rig has one"
                     )
-                stores[rig] = resource
+                held[kind][rig] = resource
             elif isinstance(resource, Convoy) and resource.spec.rig_ref:
                 lines += await self._rig_problems(resource, "spec.rigRef", resource.spec.rig_ref, rigs)
         return lines
@@ -223,20 +234,31 @@ class Reconciler:
             if prefix and bead and not bead.startswith(f"{prefix}-")
         ]
 
-    async def claim_rig(self, store: BeadStore) -> None:
-        """Make `store` its rig's one BeadStore, or refuse (InvalidResource) if the rig has another."""
-        rig = store.spec.rig_ref
-        held = await rig_bead_store(self.client, rig)
-        stale = held.key if held and held.spec is None else None
+    async def _rig_holder(self, kind: str, rig: str) -> tuple[str | None, bool]:
+        """Which `kind` (BeadStore or Refinery) holds the rig, as `<namespace>/<name>`, and if it still exists."""
+        description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
+        memo = await description.memo() if description else {}
+        holder = memo.get(HOLDERS[kind][1])
+        if not isinstance(holder, str):
+            return None, False
+        namespace, name = holder.split("/", 1)
+        alive = await describe_running(self.client, attributes.workflow_id(kind, namespace, name))
+        return holder, alive is not None
+
+    async def claim_rig(self, resource: BeadStore | Refinery) -> None:
+        """Make `resource` its rig's one BeadStore or Refinery, or refuse (InvalidResource) if it has another."""
+        kind, rig = resource.INFO.kind, resource.spec.rig_ref
+        holder, alive = await self._rig_holder(kind, rig)
         handle = self.client.get_workflow_handle(workflow_id_of(Rig, None, rig))
         try:
             await handle.execute_update(
-                RigWorkflow.claim_bead_store, BeadStoreClaim(store=_key(store), replaces=stale)
+                f"claim_{HOLDERS[kind][0]}",
+                RigClaim(holder=_key(resource), replaces=None if alive else holder),
             )
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise InvalidResource(store.ref, [f"spec.rigRef: {rule}"]) from None
+            raise InvalidResource(resource.ref, [f"spec.rigRef: {rule}"]) from None
 
     # --- writes ---------------------------------------------------------------
 
@@ -289,13 +311,15 @@ class Reconciler:
         self, model: type[Resource], namespace: str | None, name: str, timeout: float = 60.0
     ) -> None:
         """Stop the resource's work and end its workflow; NotFound if there is none."""
-        handle = await self._running(model, namespace, name)
+        handle = await self.running(model, namespace, name)
         await handle.signal("delete")
         await asyncio.wait_for(handle.result(), timeout)
 
-    async def signal(self, model: type[Resource], namespace: str | None, name: str, signal: str) -> None:
-        handle = await self._running(model, namespace, name)
-        await handle.signal(signal)
+    async def signal(
+        self, model: type[Resource], namespace: str | None, name: str, signal: str, *args: Any
+    ) -> None:
+        handle = await self.running(model, namespace, name)
+        await handle.signal(signal, *args)
 
     # --- reads ----------------------------------------------------------------
 
@@ -319,7 +343,7 @@ class Reconciler:
             found.append(await _resource_from(model, execution))
         return sorted(found, key=lambda resource: (resource.namespace, resource.name))
 
-    async def _running(
+    async def running(
         self, model: type[Resource], namespace: str | None, name: str
     ) -> WorkflowHandle[Any, Any]:
         """The handle of the resource's running workflow; NotFound if there is none."""

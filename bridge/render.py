@@ -77,7 +77,7 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
     lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
-    tables = ("phase", "message", "conditions", "polecats")
+    tables = ("phase", "message", "conditions", "polecats", "queue", "recent")
     details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
@@ -86,6 +86,31 @@ def describe(resource: Resource, ui_link: str) -> str:
     if polecats:
         lines.append("Polecats:")
         lines += _rows([["NAME", "BEAD", "PHASE"]] + [[p["name"], p["beadID"], p["phase"]] for p in polecats])
+    queue = status.get("queue", [])  # a refinery's
+    if queue:
+        lines.append("Queue:")
+        rows = [["BRANCH", "POLECAT", "BEAD", "STATUS", "APPROVED", "MESSAGE"]]
+        rows += [
+            [
+                q["branch"],
+                q.get("polecat", ""),
+                q.get("beadID", ""),
+                q["status"],
+                "yes" if q.get("approved") else "",
+                _cell(q.get("message")),
+            ]
+            for q in queue
+        ]
+        lines += _rows(rows)
+    recent = status.get("recent", [])
+    if recent:
+        lines.append("Recent:")
+        rows = [["WHEN", "BRANCH", "OUTCOME", "COMMIT", "MESSAGE"]]
+        rows += [
+            [r["timestamp"], r["branch"], r["outcome"], r.get("commit", "")[:12], _cell(r.get("message"))]
+            for r in recent
+        ]
+        lines += _rows(rows)
     conditions = status.get("conditions", [])
     if conditions:
         lines.append("Conditions:")

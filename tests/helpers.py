@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import json
 import os
+import shlex
 import socket
 import sys
 import sysconfig
@@ -21,7 +22,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bridge.reconcile import Reconciler
-from crds import Polecat, Resource, Rig, parse_resource
+from crds import Polecat, Refinery, Resource, Rig, parse_resource
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -192,6 +193,27 @@ def convoy_manifest(name: str, rig: str, beads: list[str], *agent_args: str, **s
             **spec,
         },
     }
+
+
+def refinery_manifest(name: str, rig: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Refinery",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"rigRef": rig, **spec},
+    }
+
+
+def refinery(rig: str, **spec: Any) -> Refinery:
+    """The Refinery `default/refinery` of `rig`."""
+    resource = parse_resource(refinery_manifest("refinery", rig, **spec))
+    assert isinstance(resource, Refinery)
+    return resource
+
+
+def python_check(code: str) -> str:
+    """A requiredChecks entry running `code` with this Python (words split, no shell)."""
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def write_beads(path: Path, beads: list[dict[str, Any]]) -> None:

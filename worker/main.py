@@ -13,6 +13,7 @@ from activities.beads import BeadActivities
 from activities.convoys import ConvoyActivities
 from activities.git import GitActivities
 from activities.kube import KubeActivities, KubeConnection
+from activities.merges import MergeActivities
 from activities.pods import PodActivities
 from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
@@ -23,15 +24,24 @@ from worker.settings import Settings
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
+from workflows.refinery import RefineryWorkflow
 from workflows.rig import RigWorkflow
 
-WORKFLOWS = [PolecatWorkflow, RigWorkflow, BeadStoreWorkflow, BeadStoreTickWorkflow, ConvoyWorkflow]
+WORKFLOWS = [
+    PolecatWorkflow,
+    RigWorkflow,
+    BeadStoreWorkflow,
+    BeadStoreTickWorkflow,
+    ConvoyWorkflow,
+    RefineryWorkflow,
+]
 
 
 def build_worker(client: Client, settings: Settings) -> Worker:
     """A worker with every workflow and activity, configured by `settings`."""
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
+    merges = MergeActivities(settings.home)
     tmux = TmuxActivities(settings.home, settings.tmux_socket)
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
@@ -64,6 +74,11 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             convoys.watch,
             convoys.remove,
             visibility.watch_polecat_count,
+            visibility.watch_succeeded,
+            merges.prepare,
+            merges.check,
+            merges.land,
+            merges.prune,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

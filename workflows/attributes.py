@@ -21,6 +21,7 @@ MEMO_METADATA = "metadata"
 MEMO_SPEC = "spec"
 MEMO_STATUS = "status"
 MEMO_BEAD_STORE = "beadStore"  # a Rig's: `<namespace>/<name>` of the BeadStore that holds it
+MEMO_REFINERY = "refinery"  # a Rig's: `<namespace>/<name>` of the Refinery that serves it
 
 
 def initial(

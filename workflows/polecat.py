@@ -80,6 +80,15 @@ class PolecatState(BaseModel):
 PolecatInput.model_rebuild()
 
 
+class MergeVerdict(BaseModel):
+    """A refinery's word on the polecat's branch, for one run of the polecat (its uid)."""
+
+    uid: str | None  # None: whichever run holds the name (a branch queued by hand)
+    merged: bool
+    reason: str  # a condition reason: Merged, MergeConflict, ChecksFailed
+    message: str
+
+
 @workflow.defn(name="Polecat")
 class PolecatWorkflow:
     @workflow.init
@@ -126,6 +135,21 @@ class PolecatWorkflow:
         self.state.desired = "Terminated"
         self.polecat.spec.desired_state = "Terminated"
         workflow.upsert_memo({attributes.MEMO_SPEC: self.polecat.spec.to_wire()})
+
+    @workflow.signal
+    def merge_verdict(self, verdict: MergeVerdict) -> None:
+        """From the refinery: the branch landed (condition Merged), or it cannot (Succeeded -> Failed)."""
+        if self.state.status.phase != "Succeeded" or verdict.uid not in (None, self.polecat.metadata.uid):
+            return  # meant for an earlier run of this name, or already decided
+        if not verdict.merged:
+            self._set_phase("Failed", verdict.reason, verdict.message)
+            return
+        status = self.state.status
+        status.message = verdict.message
+        status.conditions = set_condition(
+            status.conditions, "Merged", "True", verdict.reason, verdict.message, workflow.now()
+        )
+        self._publish(EventNote(reason=verdict.reason, message=verdict.message))
 
     @workflow.signal
     def delete(self) -> None:

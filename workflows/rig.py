@@ -6,7 +6,8 @@ recovers when its remote comes back. It is also the rig's registry:
 
 - the one place that hands out polecat names from the rig's pools (an update,
   handled one at a time, so two concurrent spawns never get the same name);
-- the holder of the rig's one BeadStore, which reports each sync (lastSync).
+- the holder of the rig's one BeadStore, which reports each sync (lastSync),
+  and of its one Refinery.
 
 polecatCount comes from one visibility count, watched by a heartbeating
 activity that returns when the number changes: no polecat pays for it.
@@ -20,7 +21,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import cast
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -51,11 +52,22 @@ class NameRequest(BaseModel):
     taken: list[str] = Field(default_factory=list)  # names found in use (a polecat made by hand)
 
 
-class BeadStoreClaim(BaseModel):
-    """A BeadStore about to serve the rig; `replaces` names a claim whose BeadStore no longer exists."""
+class RigClaim(BaseModel):
+    """A BeadStore or Refinery about to serve the rig, which has one of each.
 
-    store: str  # `<namespace>/<name>`
+    `replaces` names an earlier holder that no longer exists.
+    """
+
+    # `<namespace>/<name>`; histories from before the Refinery call it "store".
+    holder: str = Field(validation_alias=AliasChoices("holder", "store"))
     replaces: str | None = None
+
+
+# The kinds a rig has one of: the state field and memo key that hold each.
+HOLDERS = {
+    "BeadStore": ("bead_store", attributes.MEMO_BEAD_STORE),
+    "Refinery": ("refinery", attributes.MEMO_REFINERY),
+}
 
 
 class RigState(BaseModel):
@@ -65,6 +77,7 @@ class RigState(BaseModel):
     checked_spec: RigSpec | None = None
     names: dict[str, str] = Field(default_factory=dict)  # polecat name -> its holder
     bead_store: str | None = None  # `<namespace>/<name>` of the rig's one BeadStore
+    refinery: str | None = None  # `<namespace>/<name>` of the rig's one Refinery
 
 
 class RigInput(BaseModel):
@@ -110,25 +123,49 @@ class RigWorkflow:
         return name
 
     @workflow.update
-    def claim_bead_store(self, claim: BeadStoreClaim) -> None:
-        """One BeadStore per rig: handled one at a time, so two at once cannot both win."""
-        self.state.bead_store = claim.store
-        workflow.upsert_memo({attributes.MEMO_BEAD_STORE: claim.store})
+    def claim_bead_store(self, claim: RigClaim) -> None:
+        self._claim("BeadStore", claim)
 
     @claim_bead_store.validator
-    def _one_bead_store(self, claim: BeadStoreClaim) -> None:
-        if self.state.bead_store not in (None, claim.store, claim.replaces):
+    def _one_bead_store(self, claim: RigClaim) -> None:
+        self._check_claim("BeadStore", claim)
+
+    @workflow.update
+    def claim_refinery(self, claim: RigClaim) -> None:
+        self._claim("Refinery", claim)
+
+    @claim_refinery.validator
+    def _one_refinery(self, claim: RigClaim) -> None:
+        self._check_claim("Refinery", claim)
+
+    @workflow.signal
+    def release_bead_store(self, holder: str) -> None:
+        self._release("BeadStore", holder)
+
+    @workflow.signal
+    def release_refinery(self, holder: str) -> None:
+        self._release("Refinery", holder)
+
+    # Claims are updates, handled one at a time: of two at once for one rig, one wins.
+    def _claim(self, kind: str, claim: RigClaim) -> None:
+        field, memo = HOLDERS[kind]
+        setattr(self.state, field, claim.holder)
+        workflow.upsert_memo({memo: claim.holder})
+
+    def _check_claim(self, kind: str, claim: RigClaim) -> None:
+        held = getattr(self.state, HOLDERS[kind][0])
+        if held not in (None, claim.holder, claim.replaces):
             raise ApplicationError(
-                f"Rig {self.rig.name!r} already has a BeadStore ({self.state.bead_store}); a rig has one",
-                type="BeadStoreTaken",
+                f"Rig {self.rig.name!r} already has a {kind} ({held}); a rig has one",
+                type=f"{kind}Taken",
                 non_retryable=True,
             )
 
-    @workflow.signal
-    def release_bead_store(self, store: str) -> None:
-        if self.state.bead_store == store:
-            self.state.bead_store = None
-            workflow.upsert_memo({attributes.MEMO_BEAD_STORE: None})
+    def _release(self, kind: str, holder: str) -> None:
+        field, memo = HOLDERS[kind]
+        if getattr(self.state, field) == holder:
+            setattr(self.state, field, None)
+            workflow.upsert_memo({memo: None})
 
     @workflow.signal
     def release_names(self, holder_prefix: str) -> None:

@@ -1,0 +1,627 @@
+"""The Refinery workflow: a rig's merge queue, `refinery/<namespace>/<name>`.
+
+Policy only; git work is in activities/merges.py. Branches join the queue in
+order: each Succeeded polecat of the rig (a heartbeating activity watches for
+them, one visibility query a look), and any branch enqueued by hand. The
+refinery takes up to `batchSize` Pending entries from the head, stacks them on
+the target's latest commit (a candidate), runs the required checks once on
+the candidate, and lands it with a fast-forward push. It lands one candidate
+at a time, so the target only ever moves to a commit whose checks passed.
+
+- A branch that conflicts is left out of the candidate: with
+  conflictResolution manual it becomes Conflict (its files in
+  `status.conflicts`) and its polecat goes Succeeded -> Failed; the queue
+  moves on.
+- A candidate whose checks fail is bisected (batches): each half is tried
+  again on the then-latest target, until the culprit stands alone; it is
+  rejected (its polecat Failed, ChecksFailed) and the others land.
+- With autoMerge false a tested candidate is Ready and waits for approval
+  (`gastown refinery approve`, the `approve` signal, or the Refinery's
+  `gastown.gastown.io/approve` annotation); the queue is Blocked meanwhile.
+- A target that moved under a tested candidate is never forced: the
+  candidate is made again on the new target and tested again.
+
+Phase: Processing while a candidate is prepared, checked or landed; Blocked
+while landing waits for a person (an approval) or for the remote (unusable;
+retried every 30 s); Idle otherwise (the queue is empty or holds only
+Conflict entries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import heartbeats
+    from activities.kube import EventNote, StatusTarget
+    from activities.merges import (
+        Candidate,
+        CheckRequest,
+        Landed,
+        MergeActivities,
+        Part,
+        PrepareRequest,
+        Prune,
+        Recipe,
+    )
+    from activities.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
+    from crds.common import check_branch_name, parse_duration
+    from crds.refinery import (
+        APPROVE_ANNOTATION,
+        RECENT,
+        CheckResult,
+        Landing,
+        LastMerge,
+        MergeConflict,
+        Outcome,
+        QueueEntry,
+        QueueEntryStatus,
+        Refinery,
+        RefineryPhase,
+        RefineryStatus,
+    )
+    from crds.rig import Rig
+    from workflows import attributes
+    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.polecat import MergeVerdict, PolecatWorkflow
+    from workflows.publisher import StatusPublisher, apply_outcome
+    from workflows.rig import RigWorkflow
+
+RETRY_BLOCKED = timedelta(seconds=30)
+FORGET_AFTER = timedelta(minutes=10)  # a polecat run unseen this long may be queued again if it reappears
+WATCH_HEARTBEAT = timedelta(seconds=10)
+GIT = RetryPolicy(
+    maximum_attempts=5,
+    non_retryable_error_types=["RigHasNoRemote", "TargetMissing", "TargetMoved", "CandidateLost"],
+)
+
+
+class EnqueueRequest(BaseModel):
+    """A branch queued by hand (`gastown refinery enqueue`)."""
+
+    branch: str
+    polecat: str | None = None
+    namespace: str | None = None
+    bead_id: str | None = None
+
+
+class RefineryState(BaseModel):
+    """All that continue-as-new carries."""
+
+    status: RefineryStatus = Field(default_factory=RefineryStatus)
+    runs: dict[str, str | None] = Field(default_factory=dict)  # branch -> uid of the polecat run queued
+    handled: dict[str, datetime] = Field(default_factory=dict)  # polecat run@commit -> last seen Succeeded
+    finished: str | None = None  # digest of the Succeeded polecats last seen
+
+
+class RefineryInput(BaseModel):
+    refinery: Refinery
+    rig: Rig
+    state: RefineryState | None = None
+    history_limit: int = HISTORY_LIMIT
+    status_target: StatusTarget | None = None
+    retry_blocked: timedelta = RETRY_BLOCKED
+
+
+@workflow.defn(name="Refinery")
+class RefineryWorkflow:
+    @workflow.init
+    def __init__(self, input: RefineryInput) -> None:
+        self.refinery = input.refinery
+        self.rig = input.rig
+        self.state = input.state or RefineryState()
+        self.fresh = input.state is None
+        self.deleted = False
+        self.nudged = False  # something a blocked wait should wake for
+        self.publisher = StatusPublisher(input.status_target)
+        self.retry_blocked = input.retry_blocked
+
+    # --- what people, the bridge and the Temporal UI send ---------------------
+
+    @workflow.update
+    def apply(self, refinery: Refinery) -> str:
+        refinery.metadata.uid = self.refinery.metadata.uid
+        outcome = apply_outcome(self.fresh, self.refinery.spec, refinery.spec)
+        if outcome == "unchanged" and _approvals(refinery) != _approvals(self.refinery):
+            outcome = "configured"
+        self.fresh = False
+        self.refinery = refinery
+        workflow.upsert_memo({attributes.MEMO_SPEC: refinery.spec.to_wire()})
+        for branch in _approvals(refinery):
+            self._approve(branch)
+        self.nudged = True
+        self._publish(None)
+        return outcome
+
+    @apply.validator
+    def _validate_apply(self, refinery: Refinery) -> None:
+        if refinery.spec.rig_ref != self.refinery.spec.rig_ref:
+            raise ApplicationError(
+                f"spec.rigRef: cannot change ({self.refinery.spec.rig_ref} -> {refinery.spec.rig_ref}); "
+                "delete the Refinery and create it for the other rig",
+                type="InvalidChange",
+                non_retryable=True,
+            )
+
+    @workflow.update
+    def enqueue(self, request: EnqueueRequest) -> int:
+        """Queue a branch (again, if it is in Conflict); returns its place in the queue, from 1."""
+        self._enqueue(request, uid=None, commit=None)
+        return 1 + [entry.branch for entry in self.state.status.queue].index(request.branch)
+
+    @enqueue.validator
+    def _validate_enqueue(self, request: EnqueueRequest) -> None:
+        try:
+            check_branch_name(request.branch)
+        except ValueError as error:
+            raise ApplicationError(f"branch: {error}", type="InvalidBranch", non_retryable=True) from None
+        if request.branch == self.refinery.spec.target_branch:
+            raise ApplicationError(
+                f"branch: {request.branch} is the target branch", type="InvalidBranch", non_retryable=True
+            )
+
+    @workflow.update
+    def dequeue(self, branch: str) -> None:
+        entry = self._entry(branch)
+        assert entry is not None  # validated
+        self.state.status.queue.remove(entry)
+        self._settle_conflicts()
+        self.nudged = True
+        self._publish(None)
+
+    @dequeue.validator
+    def _validate_dequeue(self, branch: str) -> None:
+        entry = self._entry(branch)
+        if entry is None:
+            raise ApplicationError(f"{branch} is not in the queue", type="NotQueued", non_retryable=True)
+        if entry.status == "Testing":
+            raise ApplicationError(
+                f"{branch} is being tested; dequeue it once its checks are done",
+                type="BeingTested",
+                non_retryable=True,
+            )
+
+    @workflow.signal
+    def approve(self, branch: str) -> None:
+        """Approve a queued branch to land (autoMerge false); the Temporal UI can send this."""
+        if self._entry(branch) is None:
+            workflow.logger.warning("approve: %s is not in the queue; ignored", branch)
+            return
+        self._approve(branch)
+        self.nudged = True
+        self._publish(None)
+
+    @workflow.signal
+    def delete(self) -> None:
+        self.deleted = True
+        self.nudged = True
+
+    @workflow.query
+    def status(self) -> RefineryStatus:
+        return self.state.status
+
+    # --- the loop -------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: RefineryInput) -> RefineryStatus:
+        publishing = asyncio.create_task(self.publisher.run())
+        following = asyncio.create_task(self._follow_succeeded())
+        if input.state is None:
+            self._publish(None)
+        while True:
+            batch = [] if self.deleted else self._next_batch()
+            if batch:
+                await self._process(batch)
+                continue
+            if self.deleted:
+                following.cancel()
+                await self._tell_rig()
+                return self.state.status
+            if self.state.status.phase != "Idle" or not self.state.status.message:
+                self._set_phase("Idle", self._idle_message())
+            self.nudged = False
+            await workflow.wait_condition(
+                lambda: self.deleted or bool(self._next_batch()) or history_full(input.history_limit)
+            )
+            if not self.deleted and not self._next_batch():  # only the history is full
+                following.cancel()
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                )
+                publishing.cancel()
+                workflow.continue_as_new(
+                    input.model_copy(update={"refinery": self.refinery, "state": self.state})
+                )
+
+    def _next_batch(self) -> list[str]:
+        pending = [entry.branch for entry in self.state.status.queue if entry.status == "Pending"]
+        return pending[: self.refinery.spec.batch_size]
+
+    async def _process(self, branches: list[str]) -> None:
+        """Land the branches, stacked, or find out which of them cannot land and why."""
+        while True:  # again when the target moved under a tested candidate
+            entries = [entry for entry in map(self._entry, branches) if entry is not None]
+            if not entries or self.deleted:
+                return
+            for entry in entries:
+                self._mark(entry, "Testing", f"being stacked on {self.refinery.spec.target_branch}")
+            self._set_phase("Processing", f"testing {', '.join(branches)}")
+            candidate = await self._prepare(entries)
+            if candidate is None:
+                return
+            await self._settle_left_out(candidate)
+            if candidate.tip is None:
+                return
+            stacked = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
+            results = await self._check(candidate, stacked)
+            if results is None:
+                return
+            if not all(result.passed for result in results):
+                await self._bisect(stacked, results)
+                return
+            for entry in stacked:
+                self._mark(entry, "Ready", f"checks passed on {candidate.tip[:12]}", checks=results)
+            if not await self._approved([entry.branch for entry in stacked]):
+                continue  # an entry was dequeued, or the spec changed: make the candidate again
+            landed = await self._land(candidate)
+            if landed is None:
+                continue
+            await self._record_landing(candidate, landed)
+            return
+
+    async def _bisect(self, stacked: list[QueueEntry], results: list[CheckResult]) -> None:
+        """Red: a lone entry is the culprit; a batch is split and each half tried on its own."""
+        if len(stacked) == 1:
+            failed = results[-1]
+            why = f"check `{failed.command}` failed"
+            why += f" (exit {failed.exit_code})" if failed.exit_code is not None else ""
+            detail = f"{why}; last output:\n{failed.output}" if failed.output else why
+            stacked[0].checks = results
+            await self._finish(stacked[0], "Rejected", "ChecksFailed", detail)
+            return
+        for entry in stacked:
+            self._mark(
+                entry, "Pending", "its batch failed its checks; trying it in a smaller one", checks=results
+            )
+        half = len(stacked) // 2
+        await self._process([entry.branch for entry in stacked[:half]])
+        await self._process([entry.branch for entry in stacked[half:]])
+
+    # --- activities -----------------------------------------------------------
+
+    async def _prepare(self, entries: list[QueueEntry]) -> Candidate | None:
+        spec = self.refinery.spec
+        recipe = Recipe(
+            rig=self.rig.name,
+            target=spec.target_branch,
+            strategy=spec.strategy,
+            resolution=spec.conflict_resolution,
+            refinery=f"{self.refinery.namespace}/{self.refinery.name}",
+            when=workflow.now(),
+            parts=[
+                Part(branch=e.branch, polecat=e.polecat, namespace=e.namespace, bead_id=e.bead_id)
+                for e in entries
+            ],
+        )
+        try:
+            return await workflow.execute_activity_method(
+                MergeActivities.prepare,
+                PrepareRequest(rig=self.rig.spec, recipe=recipe),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=GIT,
+            )
+        except ActivityError as error:
+            await self._blocked(entries, error)
+            return None
+
+    async def _check(self, candidate: Candidate, stacked: list[QueueEntry]) -> list[CheckResult] | None:
+        commands = self.refinery.spec.required_checks
+        if not commands:
+            return []
+        timeout = parse_duration(self.refinery.spec.check_timeout)
+        try:
+            return await workflow.execute_activity_method(
+                MergeActivities.check,
+                CheckRequest(candidate=candidate, commands=commands, timeout=timeout),
+                start_to_close_timeout=timeout * len(commands) + timedelta(minutes=5),
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=GIT,
+            )
+        except ActivityError as error:
+            if _error_type(error) == "CandidateLost":
+                return None  # made again by the next round
+            await self._blocked(stacked, error)
+            return None
+
+    async def _land(self, candidate: Candidate) -> Landed | None:
+        """The candidate on the remote's target; None if the target moved (it is made again, never forced)."""
+        try:
+            return await workflow.execute_activity_method(
+                MergeActivities.land,
+                candidate,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=GIT,
+            )
+        except ActivityError as error:
+            entries = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
+            if _error_type(error) in ("TargetMoved", "CandidateLost"):
+                for entry in entries:
+                    self._mark(entry, "Testing", f"{self.refinery.spec.target_branch} moved; testing again")
+                return None
+            await self._blocked(entries, error)
+            return None
+
+    async def _blocked(self, entries: list[QueueEntry], error: ActivityError) -> None:
+        """The remote cannot be used: Blocked, saying why, until a retry (or a new spec) a while later."""
+        for entry in entries:
+            self._mark(entry, "Pending", "waiting for the remote")
+        self._set_phase("Blocked", f"{_error_message(error)}; trying again every {self.retry_blocked}")
+        self.nudged = False
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self.nudged, timeout=self.retry_blocked)
+
+    async def _approved(self, branches: list[str]) -> bool:
+        """Wait (Blocked) until every branch is approved; False if one left the queue or the spec changed."""
+        spec = self.refinery.spec
+
+        def entries() -> list[QueueEntry | None]:
+            return [self._entry(branch) for branch in branches]
+
+        if spec.auto_merge or all(entry and entry.approved for entry in entries()):
+            return True
+        waiting = [
+            branch for branch, entry in zip(branches, entries(), strict=True) if entry and not entry.approved
+        ]
+        self._set_phase(
+            "Blocked",
+            f"waiting for approval of {', '.join(waiting)}: gastown refinery approve "
+            f"{self.refinery.name} BRANCH -n {self.refinery.namespace}",
+        )
+        before = spec
+        await workflow.wait_condition(
+            lambda: (
+                self.deleted
+                or self.refinery.spec != before
+                or None in entries()
+                or all(entry and entry.approved for entry in entries())
+            )
+        )
+        if self.deleted:
+            return False
+        self._set_phase("Processing", f"landing {', '.join(branches)}")
+        return self.refinery.spec == before and None not in entries()
+
+    async def _record_landing(self, candidate: Candidate, landed: Landed) -> None:
+        status = self.state.status
+        status.last_merge = LastMerge(
+            branch=candidate.stacked[-1], timestamp=workflow.now(), commit=landed.commit
+        )
+        heads = {part.branch: part.head for part in candidate.recipe.parts if part.head}
+        target = self.refinery.spec.target_branch
+        for branch in candidate.stacked:
+            entry = self._entry(branch)
+            if entry is not None:
+                message = f"merged into {target} as {landed.commit[:12]}"
+                await self._finish(entry, "Merged", "Merged", message, landed.commit)
+        status.merged += len(candidate.stacked)
+        await workflow.execute_activity_method(
+            MergeActivities.prune,
+            Prune(
+                rig=self.rig.name,
+                remote=candidate.recipe.remote,
+                heads={branch: heads[branch] for branch in candidate.stacked},
+            ),
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RetryPolicy(maximum_attempts=10),
+        )
+
+    # --- the queue --------------------------------------------------------------
+
+    async def _follow_succeeded(self) -> None:
+        """Queue each Succeeded polecat of the rig once (runs for the workflow's life)."""
+        while True:
+            found: FinishedPolecats = await workflow.execute_activity_method(
+                VisibilityActivities.watch_succeeded,
+                SucceededWatch(rig=self.rig.name, seen=self.state.finished),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=WATCH_HEARTBEAT,
+                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+            )
+            self.state.finished = found.digest()
+            now = workflow.now()
+            handled = self.state.handled
+            for polecat in found.polecats:
+                key = f"{polecat.uid}@{polecat.commit}"
+                if key not in handled:
+                    request = EnqueueRequest(
+                        branch=polecat.branch,
+                        polecat=polecat.name,
+                        namespace=polecat.namespace,
+                        bead_id=polecat.bead_id,
+                    )
+                    self._enqueue(request, uid=polecat.uid, commit=polecat.commit)
+                handled[key] = now
+            for key, seen in list(handled.items()):
+                if now - seen > FORGET_AFTER:
+                    del handled[key]
+
+    def _enqueue(self, request: EnqueueRequest, uid: str | None, commit: str | None) -> None:
+        entry = self._entry(request.branch)
+        if entry is None:
+            entry = QueueEntry(branch=request.branch, enqueued_at=workflow.now())
+            self.state.status.queue.append(entry)
+        elif entry.status in ("Testing", "Ready"):
+            return  # in the candidate being landed; what the branch holds then is what lands
+        entry.polecat = request.polecat or entry.polecat
+        entry.namespace = (
+            request.namespace or entry.namespace or (self.refinery.namespace if entry.polecat else None)
+        )
+        entry.bead_id = request.bead_id or entry.bead_id
+        entry.commit = commit or entry.commit
+        entry.approved = entry.approved or request.branch in _approvals(self.refinery)
+        self.state.runs[request.branch] = uid
+        self._mark(entry, "Pending", "queued")
+        self._settle_conflicts()
+        self._publish(None)
+
+    def _approve(self, branch: str) -> None:
+        entry = self._entry(branch)
+        if entry is not None and not entry.approved:
+            entry.approved = True
+            entry.message = f"{entry.message}; approved" if entry.message else "approved"
+
+    async def _settle_left_out(self, candidate: Candidate) -> None:
+        """The entries the candidate could not take: conflicts, gone branches, branches already in."""
+        target = self.refinery.spec.target_branch
+        for branch, files in candidate.conflicts.items():
+            entry = self._entry(branch)
+            if entry is None:
+                continue
+            listing = ", ".join(files)
+            how = (
+                ""
+                if self.refinery.spec.conflict_resolution == "manual"
+                else (f" that conflictResolution {self.refinery.spec.conflict_resolution} could not resolve")
+            )
+            message = f"conflicts with {target}{how}: {listing}"
+            await self._finish(entry, "Conflict", "MergeConflict", message, files=files)
+        for branch in candidate.missing:
+            entry = self._entry(branch)
+            if entry is not None:
+                await self._finish(entry, "Dropped", "BranchGone", f"{branch} is not on the rig's remote")
+        for branch in candidate.already:
+            entry = self._entry(branch)
+            if entry is not None:
+                await self._finish(entry, "Merged", "Merged", f"already in {target}")
+
+    async def _finish(
+        self,
+        entry: QueueEntry,
+        outcome: Outcome,
+        reason: str,
+        message: str,
+        commit: str | None = None,
+        files: list[str] | None = None,
+    ) -> None:
+        """An entry's outcome: recorded, told to its polecat, and the entry out of the queue (a Conflict stays)."""
+        status = self.state.status
+        landing = Landing(
+            branch=entry.branch,
+            polecat=entry.polecat,
+            bead_id=entry.bead_id,
+            outcome=outcome,
+            commit=commit,
+            reason=reason,
+            message=message,
+            timestamp=workflow.now(),
+        )
+        status.recent = [landing, *status.recent][:RECENT]
+        uid = self.state.runs.get(entry.branch)
+        if outcome == "Conflict":
+            self._mark(entry, "Conflict", message)
+            self._settle_conflicts(files_of={entry.branch: files or []})
+        else:
+            status.queue.remove(entry)
+            self.state.runs.pop(entry.branch, None)
+            self._settle_conflicts()
+        kind = "Normal" if outcome == "Merged" else "Warning"
+        self._publish(EventNote(reason=reason, message=f"{entry.branch}: {message}", type=kind))
+        if outcome != "Dropped" and entry.polecat:
+            verdict = MergeVerdict(
+                uid=uid,
+                merged=outcome == "Merged",
+                reason=reason,
+                message=f"{message} (refinery {self.refinery.namespace}/{self.refinery.name})",
+            )
+            await self._tell_polecat(entry, verdict)
+
+    def _settle_conflicts(self, files_of: dict[str, list[str]] | None = None) -> None:
+        """status.conflicts: one line per Conflict entry still queued."""
+        known = {conflict.branch: conflict.files for conflict in self.state.status.conflicts}
+        known.update(files_of or {})
+        self.state.status.conflicts = [
+            MergeConflict(branch=entry.branch, files=known.get(entry.branch, []))
+            for entry in self.state.status.queue
+            if entry.status == "Conflict"
+        ]
+
+    async def _tell_polecat(self, entry: QueueEntry, verdict: MergeVerdict) -> None:
+        namespace = entry.namespace or self.refinery.namespace
+        workflow_id = attributes.workflow_id("Polecat", namespace, entry.polecat or "")
+        polecat = workflow.get_external_workflow_handle_for(PolecatWorkflow.run, workflow_id)
+        with contextlib.suppress(FailureError):  # the polecat is gone: nothing to tell
+            await polecat.signal(PolecatWorkflow.merge_verdict, verdict)
+
+    async def _tell_rig(self) -> None:
+        rig = workflow.get_external_workflow_handle_for(
+            RigWorkflow.run, attributes.workflow_id("Rig", None, self.rig.name)
+        )
+        with contextlib.suppress(FailureError):
+            await rig.signal(RigWorkflow.release_refinery, f"{self.refinery.namespace}/{self.refinery.name}")
+
+    # --- status -------------------------------------------------------------------
+
+    def _entry(self, branch: str) -> QueueEntry | None:
+        return next((entry for entry in self.state.status.queue if entry.branch == branch), None)
+
+    def _mark(
+        self,
+        entry: QueueEntry,
+        status: QueueEntryStatus,
+        message: str,
+        checks: list[CheckResult] | None = None,
+    ) -> None:
+        entry.status = status
+        entry.message = message + ("; approved" if entry.approved and status != "Conflict" else "")
+        if checks is not None:
+            entry.checks = checks
+        self._publish(None)
+
+    def _idle_message(self) -> str:
+        conflicts = len(self.state.status.conflicts)
+        merged = self.state.status.merged
+        text = (
+            f"queue empty; {merged} merged" if not conflicts else f"{conflicts} in conflict; {merged} merged"
+        )
+        return text
+
+    def _set_phase(self, phase: RefineryPhase, message: str) -> None:
+        status = self.state.status
+        event = None
+        if phase != status.phase:
+            workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
+            event = EventNote(
+                reason=phase, message=message, type="Warning" if phase == "Blocked" else "Normal"
+            )
+        status.phase = phase
+        status.message = message
+        self._publish(event)
+
+    def _publish(self, event: EventNote | None) -> None:
+        self.publisher.publish(self.state.status, self.refinery.metadata.generation, event)
+
+
+def _approvals(refinery: Refinery) -> set[str]:
+    """Branches the Refinery's approve annotation names."""
+    value = refinery.metadata.annotations.get(APPROVE_ANNOTATION, "")
+    return {branch for branch in re.split(r"[,\s]+", value) if branch}
+
+
+def _error_type(error: ActivityError) -> str | None:
+    cause = error.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _error_message(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
