@@ -26,7 +26,8 @@ Outcome = Literal["Merged", "Rejected", "Conflict", "Dropped"]
 # How many past outcomes `status.recent` keeps (newest first).
 RECENT = 20
 # On a Refinery, branches approved to land (comma- or space-separated): how a cluster approves.
-APPROVE_ANNOTATION = "gastown.gastown.io/approve"
+# Not under `gastown.gastown.io/`: kopf keeps its own state there and ignores changes to it.
+APPROVE_ANNOTATION = "refinery.gastown.gastown.io/approve"
 
 
 def check_argv(command: str) -> list[str]:

@@ -17,7 +17,7 @@ at a time, so the target only ever moves to a commit whose checks passed.
   rejected (its polecat Failed, ChecksFailed) and the others land.
 - With autoMerge false a tested candidate is Ready and waits for approval
   (`gastown refinery approve`, the `approve` signal, or the Refinery's
-  `gastown.gastown.io/approve` annotation); the queue is Blocked meanwhile.
+  `refinery.gastown.gastown.io/approve` annotation); the queue is Blocked meanwhile.
 - A target that moved under a tested candidate is never forced: the
   candidate is made again on the new target and tested again.
 

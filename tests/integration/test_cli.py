@@ -19,6 +19,7 @@ from tests.helpers import (
     convoy_manifest,
     free_port,
     polecat_manifest,
+    refinery_manifest,
     rig_manifest,
     wait_until,
     worker_env,
@@ -253,3 +254,44 @@ async def test_convoy_progress_in_get_and_describe(
     described = (await gastown(settings, "describe", "convoy", "wave")).out
     assert "Message:      2/2 completed" in described
     assert "Polecats:" in described and "gt-1" in described and "Succeeded" in described
+
+
+async def test_refinery_queue_from_the_command_line(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`gastown refinery enqueue/approve/dequeue` drive the queue; `get`/`describe refinery` show it; bad input exits 1."""
+    refinery = refinery_manifest("ref", rig_name, autoMerge=False)
+    applied = await gastown(
+        settings, "apply", "-f", write(tmp_path / "r.yaml", rig_manifest(rig_name, git_rig), refinery)
+    )
+    assert applied.code == 0, applied.err
+    git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
+    git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"})
+
+    queued = await gastown(settings, "refinery", "enqueue", "ref", "polecat/nux", "--bead", "gt-1")
+    assert (queued.code, queued.out.strip()) == (0, "polecat/nux queued on refinery ref (position 1)")
+    await gastown(settings, "refinery", "enqueue", "ref", "polecat/slit")
+    bad = await gastown(settings, "refinery", "enqueue", "ref", "no..dots")
+    assert bad.code == 1 and "branch: not a valid git branch name" in bad.err
+    unknown = await gastown(settings, "refinery", "approve", "ref", "polecat/ace")
+    assert unknown.code == 1 and "polecat/ace is not in the queue" in unknown.err
+
+    async def ready() -> str | None:
+        described = (await gastown(settings, "describe", "refinery", "ref")).out
+        return described if "Phase:        Blocked" in described else None
+
+    described = await wait_until(ready, "polecat/nux tested and waiting for approval")
+    assert "Queue:" in described and "polecat/nux" in described and "Ready" in described
+    dequeued = await gastown(settings, "refinery", "dequeue", "ref", "polecat/slit")
+    assert dequeued.code == 0, dequeued.err
+    approved = await gastown(settings, "refinery", "approve", "ref", "polecat/nux")
+    assert approved.code == 0, approved.err
+
+    async def merged() -> str | None:
+        table = (await gastown(settings, "get", "refineries")).out
+        return table if len(table.splitlines()) == 2 and table.splitlines()[1].split()[5] == "1" else None
+
+    header, row = (await wait_until(merged, "the refinery to merge one")).splitlines()
+    assert header.split() == ["NAME", "RIG", "TARGET", "STRATEGY", "PHASE", "MERGED", "AGE"]
+    assert row.split()[:6] == ["ref", rig_name, "main", "merge", "Idle", "1"]
+    assert set(git_rig.files_on("main")) == {"README.md", "nux.txt"}  # slit was dequeued

@@ -30,6 +30,7 @@ from tests.helpers import (
     GitRig,
     convoy_manifest,
     polecat_manifest,
+    refinery_manifest,
     rig_manifest,
     terminate_running,
     wait_until,
@@ -335,3 +336,37 @@ async def test_convoy_spawns_polecats_owned_by_it_and_kubectl_lists_them(
     code, _, err = await cluster.kubectl("delete", "convoy", "wave", "--timeout=60s")
     assert code == 0, err
     await wait_until(lambda: not cluster.api.objects("polecats", "default"), "the convoy's polecats deleted")
+
+
+async def test_refinery_merges_a_polecat_approved_by_annotation(
+    cluster: Cluster, git_rig: GitRig, rig_name: str
+) -> None:
+    """kubectl apply of a Refinery (autoMerge false): a polecat's branch waits Ready, `kubectl annotate`
+    approves it, it lands, and the Refinery's status shows the merge."""
+    refinery = refinery_manifest("ref", rig_name, autoMerge=False)
+    await cluster.apply(rig_manifest(rig_name, git_rig), refinery)
+    await cluster.apply(polecat_manifest("nux", rig_name, "--commit", "nux.txt=n"))
+
+    async def status_of(phase: str) -> dict[str, Any] | None:
+        found = await cluster.get("refineries", "ref")
+        status = found.get("status", {}) if found else {}
+        return status if status.get("phase") == phase and status.get("queue") else None
+
+    blocked = await wait_until(lambda: status_of("Blocked"), "the branch Ready, waiting for approval", 60)
+    assert [(e["branch"], e["status"]) for e in blocked["queue"]] == [("polecat/nux", "Ready")]
+    code, _, err = await cluster.kubectl(
+        "annotate", "refinery", "ref", "refinery.gastown.gastown.io/approve=polecat/nux"
+    )
+    assert code == 0, err
+
+    async def merged() -> dict[str, Any] | None:
+        found = await cluster.get("refineries", "ref")
+        status = found.get("status", {}) if found else {}
+        return status if status.get("merged") == 1 else None
+
+    done = await wait_until(merged, "the approved branch merged", 60)
+    assert done["lastMerge"]["commit"] == git_rig.remote_branches()["main"]
+    assert "nux.txt" in git_rig.files_on("main")
+    polecat = await cluster.get("polecats", "nux")
+    assert polecat is not None
+    assert {c["type"]: c["status"] for c in polecat["status"]["conditions"]}["Merged"] == "True"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from git import Repo
 
 from bridge.reconcile import Reconciler
-from crds import Polecat, Refinery
+from crds import InvalidResource, Polecat, Refinery, parse_resource
 from tests.helpers import (
     GitRig,
     polecat,
@@ -17,6 +18,7 @@ from tests.helpers import (
     python_check,
     reach,
     refinery,
+    refinery_manifest,
     rig,
     rig_manifest,
     wait_until,
@@ -219,3 +221,20 @@ async def test_a_batch_bisects_to_the_culprit(
     # first; then the four at once (red), a+b (green), bad+d (red), bad alone (red), d alone (green).
     assert len(runs.read_text().splitlines()) == 6
     assert "bad" not in Repo(git_rig.remote).git.log("--format=%s", "main")
+
+
+async def test_a_rig_has_one_refinery(reconciler: Reconciler, git_rig: GitRig, rig_name: str) -> None:
+    """A second Refinery for the same rig is refused, naming the first, up front and when applied at once."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    first, second, third = (
+        parse_resource(refinery_manifest(name, rig_name)) for name in ("first", "second", "third")
+    )
+    assert await reconciler.apply(first) == "created"
+    assert await reconciler.problems([second]) == [
+        f"Refinery default/second: spec.rigRef: Rig {rig_name!r} already has a Refinery (default/first); "
+        "a rig has one"
+    ]
+    await reconciler.delete(Refinery, "default", "first")
+    outcomes = await asyncio.gather(*(reconciler.apply(r) for r in (second, third)), return_exceptions=True)
+    refused = [outcome for outcome in outcomes if isinstance(outcome, InvalidResource)]
+    assert len(refused) == 1 and "already has a Refinery" in str(refused[0])
