@@ -419,7 +419,7 @@ class RefineryWorkflow:
             Prune(
                 rig=self.rig.name,
                 remote=candidate.recipe.remote,
-                heads={branch: heads[branch] for branch in candidate.stacked},
+                heads={branch: heads[branch] for branch in candidate.stacked if branch in heads},
             ),
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=10),
