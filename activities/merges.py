@@ -98,12 +98,7 @@ class CheckRequest(BaseModel):
 class Landed(BaseModel):
     commit: str
     remote_head: str  # what the remote's target branch showed after the push
-
-
-class Prune(BaseModel):
-    rig: str
-    remote: str
-    heads: dict[str, str]  # branch -> the commit landed; a branch that moved since is kept
+    pruned: list[str] = Field(default_factory=list)  # landed branches, deleted unless they moved since
 
 
 class MergeActivities:
@@ -169,51 +164,33 @@ class MergeActivities:
     def _land(self, candidate: Candidate) -> Landed:
         recipe, tip = candidate.recipe, candidate.tip
         assert tip is not None and recipe.base is not None
+        target = recipe.target
+        heads = {
+            part.branch: part.head for part in recipe.parts if part.branch in candidate.stacked and part.head
+        }
         with self._clone(recipe.rig, recipe.remote) as repo:
-            now = _remote_heads(repo, [recipe.target]).get(recipe.target)
-            if now != recipe.base and not _landed(repo, tip, now):
+            remote = _remote_heads(repo, [target, *heads])
+            if remote.get(target) == recipe.base:
+                _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
+                # One atomic push: the target moves and the landed branches go, or nothing happens.
+                if not _push(repo, f"{tip}:refs/heads/{target}", _deletions(heads, remote), atomic=True):
+                    remote = _remote_heads(repo, [target, *heads])
+                    if remote.get(target) == recipe.base:  # a branch moved since: land, keep that branch
+                        _push(repo, f"{tip}:refs/heads/{target}", [], atomic=True)
+            # Verified, not assumed: what the remote shows now (our push, or an earlier attempt's).
+            after = _remote_heads(repo, [target, *heads])
+            if not _landed(repo, tip, after.get(target)):
+                now = (after.get(target) or "nothing")[:12]
                 raise ApplicationError(
-                    f"{recipe.target} moved on the remote ({recipe.base[:12]} -> {(now or 'gone')[:12]}) "
-                    "since the candidate was made",
+                    f"{target} moved on the remote ({recipe.base[:12]} -> {now}) since the candidate was made",
                     type="TargetMoved",
                     non_retryable=True,
                 )
-            if now == recipe.base:
-                _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
-                try:
-                    repo.git.push(
-                        "origin", f"{tip}:refs/heads/{recipe.target}", kill_after_timeout=REMOTE_TIMEOUT
-                    )
-                except GitCommandError as error:
-                    now = _remote_heads(repo, [recipe.target]).get(recipe.target)
-                    if not _landed(repo, tip, now):  # not our own earlier push either
-                        raise ApplicationError(
-                            f"push to {recipe.target} refused: {str(error.stderr).strip()[-300:]}",
-                            type="TargetMoved",
-                            non_retryable=True,
-                        ) from None
-            # Verified, not assumed: what the remote shows now.
-            after = _remote_heads(repo, [recipe.target]).get(recipe.target)
-            if not _landed(repo, tip, after):
-                raise ApplicationError(
-                    f"{recipe.target} on the remote is {after} after the push, not {tip}", type="NotLanded"
-                )
-            assert after is not None
-            return Landed(commit=tip, remote_head=after)
-
-    @activity.defn(name="merge.prune")
-    async def prune(self, request: Prune) -> list[str]:
-        """Delete landed branches on the remote, each only if still at the commit landed; returns those deleted."""
-        return await asyncio.to_thread(self._prune, request)
-
-    def _prune(self, request: Prune) -> list[str]:
-        with self._clone(request.rig, request.remote) as repo:
-            now = _remote_heads(repo, list(request.heads))
-            gone = sorted(branch for branch, sha in request.heads.items() if now.get(branch) == sha)
-            if gone:
-                leases = [f"--force-with-lease=refs/heads/{b}:{request.heads[b]}" for b in gone]
-                repo.git.push("origin", *leases, *(f":refs/heads/{b}" for b in gone))
-            return gone
+            moved = {branch for branch, head in heads.items() if after.get(branch) not in (None, head)}
+            leftover = _deletions(heads, after)  # landed by an earlier attempt that did not delete them
+            if leftover:
+                _push(repo, None, leftover, atomic=False)
+            return Landed(commit=tip, remote_head=after[target], pruned=sorted(set(heads) - moved))
 
     @contextlib.contextmanager
     def _clone(self, rig: str, remote: str) -> Iterator[Repo]:
@@ -290,9 +267,10 @@ def _remote_heads(repo: Repo, branches: list[str]) -> dict[str, str]:
     return {branch: heads[branch] for branch in branches if branch in heads}
 
 
-def _has(repo: Repo, sha: str) -> bool:
+def _has(repo: Repo, *shas: str) -> bool:
+    """The clone holds every one of these commits."""
     try:
-        repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        repo.git.rev_parse("-q", *(f"{sha}^{{commit}}" for sha in shas))
         return True
     except GitCommandError:
         return False
@@ -300,9 +278,32 @@ def _has(repo: Repo, sha: str) -> bool:
 
 def _fetch(repo: Repo, shas: list[str]) -> None:
     """Bring the commits into the clone (by id: a branch may have moved since it was pinned)."""
-    wanted = sorted({sha for sha in shas if not _has(repo, sha)})
-    if wanted:
-        repo.git.fetch("--no-tags", "origin", *wanted, kill_after_timeout=REMOTE_TIMEOUT)
+    if shas and not _has(repo, *shas):
+        repo.git.fetch("--no-tags", "origin", *sorted(set(shas)), kill_after_timeout=REMOTE_TIMEOUT)
+
+
+def _deletions(heads: dict[str, str], remote: dict[str, str]) -> list[str]:
+    """Push arguments deleting each landed branch, only while it is still at the commit landed."""
+    still = [branch for branch, head in heads.items() if remote.get(branch) == head]
+    return [f"--force-with-lease=refs/heads/{b}:{heads[b]}" for b in still] + [
+        f":refs/heads/{b}" for b in still
+    ]
+
+
+def _push(repo: Repo, update: str | None, deletions: list[str], atomic: bool) -> bool:
+    """Push to origin (never forced: a lease guards each deletion); False if the remote refused."""
+    try:
+        repo.git.push(
+            "--porcelain",
+            *(["--atomic"] if atomic else []),
+            "origin",
+            *([update] if update else []),
+            *deletions,
+            kill_after_timeout=REMOTE_TIMEOUT,
+        )
+    except GitCommandError:
+        return False
+    return True
 
 
 def _landed(repo: Repo, tip: str, remote_head: str | None) -> bool:
@@ -321,14 +322,14 @@ def _landed(repo: Repo, tip: str, remote_head: str | None) -> bool:
 def _reset_worktree(repo: Repo, worktree: Path, commit: str) -> None:
     """A clean worktree at `commit` (made, or emptied of whatever an earlier attempt left)."""
     if (worktree / ".git").exists():
-        tree = Repo(worktree).git
-        with contextlib.suppress(GitCommandError):  # a merge or rebase an earlier attempt left open
-            tree.merge("--abort")
-        with contextlib.suppress(GitCommandError):
-            tree.rebase("--abort")
-        tree.reset("--hard", "-q")
-        tree.clean("-ffdxq")
-        tree.checkout("-q", "--detach", commit)
+        tree = Repo(worktree)
+        state = Path(tree.git_dir)
+        if any((state / name).exists() for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply")):
+            for abort in ("merge", "rebase"):  # left open by an attempt that was cut short
+                with contextlib.suppress(GitCommandError):
+                    tree.git.execute(["git", abort, "--abort"])
+        tree.git.checkout("-q", "-f", "--detach", commit)
+        tree.git.clean("-ffdxq")
     else:
         repo.git.worktree("prune")
         repo.git.worktree("add", "--detach", str(worktree), commit)
@@ -346,29 +347,18 @@ def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
         if part.head is None:
             candidate.missing.append(part.branch)
             continue
-        if _is_ancestor(git, part.head, current):
-            candidate.already.append(part.branch)
-            continue
         files = _apply(git, recipe, part, current, environment)
         after = git.rev_parse("HEAD")
         if files is not None:
             candidate.conflicts[part.branch] = files
             git.checkout("-q", "--detach", current)
-        elif after == current:  # nothing of it was new (a rebase dropped every commit)
+        elif after == current:  # nothing of it was new: the target holds it already
             candidate.already.append(part.branch)
         else:
             current = after
             candidate.stacked.append(part.branch)
     candidate.tip = current if candidate.stacked else None
     return candidate
-
-
-def _is_ancestor(git: Git, commit: str, of: str) -> bool:
-    try:
-        git.merge_base("--is-ancestor", commit, of)
-        return True
-    except GitCommandError:
-        return False
 
 
 def _apply(

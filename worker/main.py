@@ -78,7 +78,6 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             merges.prepare,
             merges.check,
             merges.land,
-            merges.prune,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

@@ -49,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
         MergeActivities,
         Part,
         PrepareRequest,
-        Prune,
         Recipe,
     )
     from activities.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
@@ -406,7 +405,6 @@ class RefineryWorkflow:
         status.last_merge = LastMerge(
             branch=candidate.stacked[-1], timestamp=workflow.now(), commit=landed.commit
         )
-        heads = {part.branch: part.head for part in candidate.recipe.parts if part.head}
         target = self.refinery.spec.target_branch
         for branch in candidate.stacked:
             entry = self._entry(branch)
@@ -414,16 +412,6 @@ class RefineryWorkflow:
                 message = f"merged into {target} as {landed.commit[:12]}"
                 await self._finish(entry, "Merged", "Merged", message, landed.commit)
         status.merged += len(candidate.stacked)
-        await workflow.execute_activity_method(
-            MergeActivities.prune,
-            Prune(
-                rig=self.rig.name,
-                remote=candidate.recipe.remote,
-                heads={branch: heads[branch] for branch in candidate.stacked if branch in heads},
-            ),
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(maximum_attempts=10),
-        )
 
     # --- the queue --------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from git import Actor, Repo
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.merges import Candidate, CheckRequest, MergeActivities, Part, PrepareRequest, Prune, Recipe
+from activities.merges import Candidate, CheckRequest, MergeActivities, Part, PrepareRequest, Recipe
 from crds.rig import RigSpec
 from tests.helpers import GitRig
 
@@ -209,25 +209,31 @@ async def test_a_check_that_runs_too_long_fails(git_rig: GitRig, tmp_path: Path)
 async def test_gone_and_merged_branches_are_left_out(git_rig: GitRig, tmp_path: Path) -> None:
     """A branch not on the remote is missing; one main already holds is already merged; neither is stacked."""
     merges = MergeActivities(tmp_path / "home")
-    git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
+    nux = git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
     await run(merges.land, await prepare(merges, git_rig, recipe("polecat/nux")))
+    Repo(git_rig.checkout).git.push("-q", "origin", f"{nux}:refs/heads/polecat/nux")  # back, as it was
     candidate = await prepare(merges, git_rig, recipe("polecat/gone", "polecat/nux"))
     assert candidate.missing == ["polecat/gone"] and candidate.already == ["polecat/nux"]
     assert candidate.tip is None
 
 
-async def test_prune_deletes_only_branches_still_at_the_landed_commit(
+async def test_landing_deletes_only_branches_still_at_the_landed_commit(
     git_rig: GitRig, tmp_path: Path
 ) -> None:
-    """After landing, the polecat branch goes from the remote, unless someone pushed more to it."""
+    """Landed branches leave the remote with the same push, except one someone pushed more to since."""
     merges = MergeActivities(tmp_path / "home")
-    nux = git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
+    git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
     git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"}, author="slit")
-    old_slit = git_rig.remote_branches()["polecat/slit"]
-    git_rig.push_branch("polecat/slit", {"slit.txt": "more\n"}, author="slit")
-    prune = Prune(
-        rig="athena", remote=str(git_rig.remote), heads={"polecat/nux": nux, "polecat/slit": old_slit}
-    )
-    assert await run(merges.prune, prune) == ["polecat/nux"]
+    candidate = await prepare(merges, git_rig, recipe("polecat/nux", "polecat/slit"))
+    repo = Repo(git_rig.checkout)
+    repo.git.checkout("-q", "polecat/slit")
+    (git_rig.checkout / "more.txt").write_text("more\n")
+    repo.index.add(["more.txt"])
+    repo.index.commit("slit: more")
+    repo.git.push("-q", "origin", "polecat/slit")
+    landed = await run(merges.land, candidate)
+    assert landed.pruned == ["polecat/nux"]
     assert set(git_rig.remote_branches()) == {"main", "polecat/slit"}
-    assert await run(merges.prune, prune) == []
+    assert git_rig.remote_branches()["main"] == candidate.tip
+    again = await run(merges.land, candidate)  # a retry: nothing more to do, nothing more deleted
+    assert again.commit == candidate.tip and set(git_rig.remote_branches()) == {"main", "polecat/slit"}

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest, Prune
+from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest
 from activities.visibility import FinishedPolecats, SucceededWatch
 from crds import Refinery, Rig, parse_resource
 from crds.refinery import CheckResult, RefineryStatus
@@ -68,10 +68,6 @@ class Remote:
         assert candidate.tip is not None
         return Landed(commit=candidate.tip, remote_head=candidate.tip)
 
-    @activity.defn(name="merge.prune")
-    async def prune(self, request: Prune) -> list[str]:
-        return sorted(request.heads)
-
     @activity.defn(name="visibility.watch_succeeded")
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
         while True:  # no polecats in this world: answer once, then only heartbeat
@@ -82,7 +78,7 @@ class Remote:
             await asyncio.sleep(0.05)
 
     def all(self) -> list[Any]:
-        return [self.prepare, self.check, self.land, self.prune, self.watch_succeeded]
+        return [self.prepare, self.check, self.land, self.watch_succeeded]
 
 
 def a_refinery(**spec: Any) -> Refinery:
