@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from git import GitCommandError, Repo
+from git import GitCommandError, Repo, SymbolicReference
 from git.cmd import Git
 from pydantic import BaseModel, Field
 from temporalio import activity
@@ -117,14 +117,13 @@ class MergeActivities:
     def _prepare(self, request: PrepareRequest) -> Candidate:
         recipe = request.recipe.model_copy(update={"remote": remote_of(request.rig)})
         with self._clone(recipe.rig, recipe.remote) as repo:
-            heads = _remote_heads(repo, [recipe.target, *(part.branch for part in recipe.parts)])
+            heads = _fetch_branches(repo, [recipe.target, *(part.branch for part in recipe.parts)])
             if recipe.target not in heads:
                 raise ApplicationError(
                     f"targetBranch {recipe.target} does not exist on {recipe.remote}",
                     type="TargetMissing",
                     non_retryable=True,
                 )
-            _fetch(repo, list(heads.values()))
             pinned = recipe.model_copy(
                 update={
                     "base": heads[recipe.target],
@@ -152,7 +151,7 @@ class MergeActivities:
     def _checkout(self, candidate: Candidate, worktree: Path) -> Path:
         with self._clone(candidate.recipe.rig, candidate.recipe.remote) as repo:
             tip = _ensure_tip(repo, self._root(candidate.recipe.rig) / "build", candidate)
-            _reset_worktree(repo, worktree, tip)
+            _reset_worktree(repo, worktree, tip, scrub=True)
         return worktree
 
     @activity.defn(name="merge.land")
@@ -169,14 +168,15 @@ class MergeActivities:
             part.branch: part.head for part in recipe.parts if part.branch in candidate.stacked and part.head
         }
         with self._clone(recipe.rig, recipe.remote) as repo:
-            remote = _remote_heads(repo, [target, *heads])
-            if remote.get(target) == recipe.base:
-                _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
-                # One atomic push: the target moves and the landed branches go, or nothing happens.
-                if not _push(repo, f"{tip}:refs/heads/{target}", _deletions(heads, remote), atomic=True):
-                    remote = _remote_heads(repo, [target, *heads])
-                    if remote.get(target) == recipe.base:  # a branch moved since: land, keep that branch
-                        _push(repo, f"{tip}:refs/heads/{target}", [], atomic=True)
+            # One atomic push, each ref leased to what the candidate was made from: the target moves
+            # from its base to the tip (a fast-forward) and the landed branches go, or nothing happens.
+            update = f"{tip}:refs/heads/{target}"
+            main_lease = f"--force-with-lease=refs/heads/{target}:{recipe.base}"
+            if not _push(repo, [main_lease, update, *_deletions(heads, heads)], atomic=True):
+                remote = _remote_heads(repo, [target, *heads])
+                if remote.get(target) == recipe.base:  # not landed: the clone lost the tip, or a branch moved
+                    _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
+                    _push(repo, [main_lease, update, *_deletions(heads, remote)], atomic=True)
             # Verified, not assumed: what the remote shows now (our push, or an earlier attempt's).
             after = _remote_heads(repo, [target, *heads])
             if not _landed(repo, tip, after.get(target)):
@@ -189,7 +189,7 @@ class MergeActivities:
             moved = {branch for branch, head in heads.items() if after.get(branch) not in (None, head)}
             leftover = _deletions(heads, after)  # landed by an earlier attempt that did not delete them
             if leftover:
-                _push(repo, None, leftover, atomic=False)
+                _push(repo, leftover, atomic=False)
             return Landed(commit=tip, remote_head=after[target], pruned=sorted(set(heads) - moved))
 
     @contextlib.contextmanager
@@ -267,6 +267,22 @@ def _remote_heads(repo: Repo, branches: list[str]) -> dict[str, str]:
     return {branch: heads[branch] for branch in branches if branch in heads}
 
 
+def _fetch_branches(repo: Repo, branches: list[str]) -> dict[str, str]:
+    """Fetch the branches that exist on the remote; branch -> its commit. One fetch when all exist."""
+    wanted = list(dict.fromkeys(branches))
+    try:
+        _fetch_refs(repo, wanted)
+    except GitCommandError:  # some branch is not there: ask which are, fetch those
+        wanted = list(_remote_heads(repo, wanted))
+        _fetch_refs(repo, wanted)
+    return {b: SymbolicReference.dereference_recursive(repo, f"refs/remotes/origin/{b}") for b in wanted}
+
+
+def _fetch_refs(repo: Repo, branches: list[str]) -> None:
+    refspecs = [f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in branches]
+    repo.git.fetch("-q", "--no-tags", "origin", *refspecs, kill_after_timeout=REMOTE_TIMEOUT)
+
+
 def _has(repo: Repo, *shas: str) -> bool:
     """The clone holds every one of these commits."""
     try:
@@ -290,16 +306,11 @@ def _deletions(heads: dict[str, str], remote: dict[str, str]) -> list[str]:
     ]
 
 
-def _push(repo: Repo, update: str | None, deletions: list[str], atomic: bool) -> bool:
-    """Push to origin (never forced: a lease guards each deletion); False if the remote refused."""
+def _push(repo: Repo, arguments: list[str], atomic: bool) -> bool:
+    """Push to origin; False if the remote refused (a lease did not hold, or a ref was not a fast-forward)."""
     try:
         repo.git.push(
-            "--porcelain",
-            *(["--atomic"] if atomic else []),
-            "origin",
-            *([update] if update else []),
-            *deletions,
-            kill_after_timeout=REMOTE_TIMEOUT,
+            *(["--atomic"] if atomic else []), "origin", *arguments, kill_after_timeout=REMOTE_TIMEOUT
         )
     except GitCommandError:
         return False
@@ -319,20 +330,27 @@ def _landed(repo: Repo, tip: str, remote_head: str | None) -> bool:
     return False
 
 
-def _reset_worktree(repo: Repo, worktree: Path, commit: str) -> None:
+def _reset_worktree(repo: Repo, worktree: Path, commit: str, scrub: bool = False) -> None:
     """A clean worktree at `commit` (made, or emptied of whatever an earlier attempt left)."""
     if (worktree / ".git").exists():
         tree = Repo(worktree)
         state = Path(tree.git_dir)
-        if any((state / name).exists() for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply")):
+        interrupted = any((state / name).exists() for name in ("MERGE_HEAD", "rebase-merge", "rebase-apply"))
+        if interrupted:
             for abort in ("merge", "rebase"):  # left open by an attempt that was cut short
                 with contextlib.suppress(GitCommandError):
                     tree.git.execute(["git", abort, "--abort"])
         tree.git.checkout("-q", "-f", "--detach", commit)
-        tree.git.clean("-ffdxq")
+        if interrupted or scrub:  # untracked leftovers: what a cut-short merge or any check may leave
+            tree.git.clean("-ffdxq")
     else:
         repo.git.worktree("prune")
         repo.git.worktree("add", "--detach", str(worktree), commit)
+
+
+def _head(tree: Repo) -> str:
+    """The worktree's HEAD commit, read from its files (no git process)."""
+    return SymbolicReference.dereference_recursive(tree, "HEAD")
 
 
 def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
@@ -340,7 +358,8 @@ def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
     assert recipe.base is not None
     candidate = Candidate(recipe=recipe)
     _reset_worktree(repo, worktree, recipe.base)
-    git = Repo(worktree).git
+    tree = Repo(worktree)
+    git = tree.git
     environment = _environment(recipe.when)
     current = recipe.base
     for part in recipe.parts:
@@ -348,7 +367,7 @@ def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
             candidate.missing.append(part.branch)
             continue
         files = _apply(git, recipe, part, current, environment)
-        after = git.rev_parse("HEAD")
+        after = _head(tree)
         if files is not None:
             candidate.conflicts[part.branch] = files
             git.checkout("-q", "--detach", current)
