@@ -87,6 +87,9 @@ class Candidate(BaseModel):
 class PrepareRequest(BaseModel):
     rig: RigSpec
     recipe: Recipe
+    # Stack on this candidate's tip instead of the target's latest commit: it is being landed now,
+    # and this one is made meanwhile, to land right after it.
+    on: Candidate | None = None
 
 
 class CheckRequest(BaseModel):
@@ -116,23 +119,23 @@ class MergeActivities:
 
     def _prepare(self, request: PrepareRequest) -> Candidate:
         recipe = request.recipe.model_copy(update={"remote": remote_of(request.rig)})
-        with self._clone(recipe.rig, recipe.remote) as repo:
-            heads = _fetch_branches(repo, [recipe.target, *(part.branch for part in recipe.parts)])
-            if recipe.target not in heads:
+        branches = [part.branch for part in recipe.parts]
+        with self._clone(recipe.rig, recipe.remote, lock="worktrees") as repo:
+            build = self._root(recipe.rig) / "build"
+            if request.on is not None:
+                base: str | None = _ensure_tip(repo, build, request.on)
+                heads = _fetch_branches(repo, branches)
+            else:
+                heads = _fetch_branches(repo, [recipe.target, *branches])
+                base = heads.get(recipe.target)
+            if base is None:
                 raise ApplicationError(
                     f"targetBranch {recipe.target} does not exist on {recipe.remote}",
                     type="TargetMissing",
                     non_retryable=True,
                 )
-            pinned = recipe.model_copy(
-                update={
-                    "base": heads[recipe.target],
-                    "parts": [
-                        part.model_copy(update={"head": heads.get(part.branch)}) for part in recipe.parts
-                    ],
-                }
-            )
-            return _build(repo, self._root(recipe.rig) / "build", pinned)
+            parts = [part.model_copy(update={"head": heads.get(part.branch)}) for part in recipe.parts]
+            return _build(repo, build, recipe.model_copy(update={"base": base, "parts": parts}))
 
     @activity.defn(name="merge.check")
     @heartbeating
@@ -149,7 +152,7 @@ class MergeActivities:
         return results
 
     def _checkout(self, candidate: Candidate, worktree: Path) -> Path:
-        with self._clone(candidate.recipe.rig, candidate.recipe.remote) as repo:
+        with self._clone(candidate.recipe.rig, candidate.recipe.remote, lock="worktrees") as repo:
             tip = _ensure_tip(repo, self._root(candidate.recipe.rig) / "build", candidate)
             _reset_worktree(repo, worktree, tip, scrub=True)
         return worktree
@@ -175,7 +178,8 @@ class MergeActivities:
             if not _push(repo, [main_lease, update, *_deletions(heads, heads)], atomic=True):
                 remote = _remote_heads(repo, [target, *heads])
                 if remote.get(target) == recipe.base:  # not landed: the clone lost the tip, or a branch moved
-                    _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
+                    with _file_lock(self._root(recipe.rig) / "worktrees.lock"):
+                        _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
                     _push(repo, [main_lease, update, *_deletions(heads, remote)], atomic=True)
             # Verified, not assumed: what the remote shows now (our push, or an earlier attempt's).
             after = _remote_heads(repo, [target, *heads])
@@ -193,21 +197,37 @@ class MergeActivities:
             return Landed(commit=tip, remote_head=after[target], pruned=sorted(set(heads) - moved))
 
     @contextlib.contextmanager
-    def _clone(self, rig: str, remote: str) -> Iterator[Repo]:
-        """The rig's bare clone (made on first use), locked against other processes on this machine."""
+    def _clone(self, rig: str, remote: str, lock: str | None = None) -> Iterator[Repo]:
+        """The rig's bare clone (made on first use).
+
+        `lock` names a file lock held meanwhile, against other activities and processes on this
+        machine: "worktrees" for work in the build and check worktrees. A landing takes none (it
+        pushes, and may run while the next candidate is made), but for rebuilding a lost tip.
+        """
         root = self._root(rig)
         root.mkdir(parents=True, exist_ok=True)
-        with (root / "lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            path = root / "repo.git"
-            if not (path / "HEAD").exists():
-                Repo.init(path, bare=True)
-            repo = Repo(path)
-            if "origin" not in [remote.name for remote in repo.remotes]:
-                repo.create_remote("origin", remote)
-            elif repo.remotes.origin.url != remote:
-                repo.remotes.origin.set_url(remote)
+        with _file_lock(root / "setup.lock"):
+            repo = _bare_clone(root / "repo.git", remote)
+        with _file_lock(root / f"{lock}.lock") if lock else contextlib.nullcontext():
             yield repo
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _bare_clone(path: Path, remote: str) -> Repo:
+    if not (path / "HEAD").exists():
+        Repo.init(path, bare=True)
+    repo = Repo(path)
+    if "origin" not in [each.name for each in repo.remotes]:
+        repo.create_remote("origin", remote)
+    elif repo.remotes.origin.url != remote:
+        repo.remotes.origin.set_url(remote)
+    return repo
 
 
 def remote_of(rig: RigSpec) -> str:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
@@ -90,6 +91,14 @@ class EnqueueRequest(BaseModel):
     polecat: str | None = None
     namespace: str | None = None
     bead_id: str | None = None
+
+
+@dataclass
+class Ahead:
+    """The next branches' candidate, being made on the tip of the candidate being landed."""
+
+    branches: list[str]
+    candidate: asyncio.Task[Candidate | None]
 
 
 class RefineryState(BaseModel):
@@ -215,10 +224,15 @@ class RefineryWorkflow:
         following = asyncio.create_task(self._follow_succeeded())
         if input.state is None:
             self._publish(None)
+        ahead: Ahead | None = None  # the next candidate, made while the last one landed
         while True:
-            batch = [] if self.deleted else self._next_batch()
-            if batch:
-                await self._process(batch)
+            if ahead is not None:
+                batch, prepared = ahead.branches, await ahead.candidate
+                ahead = None
+            else:
+                batch, prepared = ([] if self.deleted else self._next_batch()), None
+            if batch and not self.deleted:
+                ahead = await self._process(batch, prepared)
                 continue
             if self.deleted:
                 following.cancel()
@@ -244,37 +258,69 @@ class RefineryWorkflow:
         pending = [entry.branch for entry in self.state.status.queue if entry.status == "Pending"]
         return pending[: self.refinery.spec.batch_size]
 
-    async def _process(self, branches: list[str]) -> None:
-        """Land the branches, stacked, or find out which of them cannot land and why."""
+    async def _process(
+        self, branches: list[str], prepared: Candidate | None = None, ahead: bool = True
+    ) -> Ahead | None:
+        """Land the branches, stacked, or find out which of them cannot land and why.
+
+        `prepared`: their candidate, made while the one before them landed; used if it still fits.
+        With `ahead`, the next branches' candidate is made on this one's tip while this one lands
+        (returned, for the next round): what overlaps the landing with the next merge.
+        """
         while True:  # again when the target moved under a tested candidate
             entries = [entry for entry in map(self._entry, branches) if entry is not None]
             if not entries or self.deleted:
-                return
+                return None
             for entry in entries:
                 self._mark(entry, "Testing", f"being stacked on {self.refinery.spec.target_branch}")
             self._set_phase("Processing", f"testing {', '.join(branches)}")
-            candidate = await self._prepare(entries)
+            fits = prepared is not None and [part.branch for part in prepared.recipe.parts] == branches
+            candidate = prepared if fits else await self._prepare(entries)
+            prepared = None
             if candidate is None:
-                return
+                return None
             await self._settle_left_out(candidate)
             if candidate.tip is None:
-                return
+                return None
             stacked = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
             results = await self._check(candidate, stacked)
             if results is None:
-                return
+                return None
             if not all(result.passed for result in results):
                 await self._bisect(stacked, results)
-                return
+                return None
             for entry in stacked:
                 self._mark(entry, "Ready", f"checks passed on {candidate.tip[:12]}", checks=results)
             if not await self._approved([entry.branch for entry in stacked]):
                 continue  # an entry was dequeued, or the spec changed: make the candidate again
+            next_one = self._prepare_ahead(candidate) if ahead else None
             landed = await self._land(candidate)
             if landed is None:
+                await self._discard(next_one)
                 continue
             await self._record_landing(candidate, landed)
+            return next_one
+
+    def _prepare_ahead(self, landing: Candidate) -> Ahead | None:
+        """Start making the next batch's candidate on the tip of the one being landed."""
+        branches = self._next_batch()
+        entries = [entry for entry in map(self._entry, branches) if entry is not None]
+        if not entries:
+            return None
+        for entry in entries:
+            self._mark(
+                entry, "Testing", f"being stacked on {landing.tip and landing.tip[:12]}, which is landing"
+            )
+        return Ahead(branches=branches, candidate=asyncio.create_task(self._prepare(entries, on=landing)))
+
+    async def _discard(self, ahead: Ahead | None) -> None:
+        """A candidate made on a tip that did not land: of no use; its branches wait again."""
+        if ahead is None:
             return
+        await ahead.candidate
+        for entry in map(self._entry, ahead.branches):
+            if entry is not None and entry.status == "Testing":
+                self._mark(entry, "Pending", "queued")
 
     async def _bisect(self, stacked: list[QueueEntry], results: list[CheckResult]) -> None:
         """Red: a lone entry is the culprit; a batch is split and each half tried on its own."""
@@ -291,12 +337,13 @@ class RefineryWorkflow:
                 entry, "Pending", "its batch failed its checks; trying it in a smaller one", checks=results
             )
         half = len(stacked) // 2
-        await self._process([entry.branch for entry in stacked[:half]])
-        await self._process([entry.branch for entry in stacked[half:]])
+        await self._process([entry.branch for entry in stacked[:half]], ahead=False)
+        await self._process([entry.branch for entry in stacked[half:]], ahead=False)
 
     # --- activities -----------------------------------------------------------
 
-    async def _prepare(self, entries: list[QueueEntry]) -> Candidate | None:
+    async def _prepare(self, entries: list[QueueEntry], on: Candidate | None = None) -> Candidate | None:
+        """The entries' candidate; None if it cannot be made now (Blocked a while, unless made ahead)."""
         spec = self.refinery.spec
         recipe = Recipe(
             rig=self.rig.name,
@@ -313,14 +360,15 @@ class RefineryWorkflow:
         try:
             return await workflow.execute_activity_method(
                 MergeActivities.prepare,
-                PrepareRequest(rig=self.rig.spec, recipe=recipe),
+                PrepareRequest(rig=self.rig.spec, recipe=recipe, on=on),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=GIT,
             )
         except ActivityError as error:
-            await self._blocked(entries, error)
-            return None
+            if on is None:
+                await self._blocked(entries, error)
+            return None  # made ahead: it is made again, the usual way, when its turn comes
 
     async def _check(self, candidate: Candidate, stacked: list[QueueEntry]) -> list[CheckResult] | None:
         commands = self.refinery.spec.required_checks
