@@ -374,23 +374,34 @@ def _head(tree: Repo) -> str:
 
 
 def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
-    """The candidate of a pinned recipe, made in `worktree`."""
+    """The candidate of a pinned recipe.
+
+    merge and squash with manual conflict resolution are made in the object store alone
+    (`git merge-tree`, then `git commit-tree`): no files are written. A rebase, or `-X ours` /
+    `-X theirs` (which this git's merge-tree lacks), is made in the build worktree.
+    """
     assert recipe.base is not None
     candidate = Candidate(recipe=recipe)
-    _reset_worktree(repo, worktree, recipe.base)
-    tree = Repo(worktree)
-    git = tree.git
+    in_store = recipe.resolution == "manual" and recipe.strategy != "rebase"
+    tree: Repo | None = None
+    if not in_store:
+        _reset_worktree(repo, worktree, recipe.base)
+        tree = Repo(worktree)
     environment = _environment(recipe.when)
     current = recipe.base
     for part in recipe.parts:
         if part.head is None:
             candidate.missing.append(part.branch)
             continue
-        files = _apply(git, recipe, part, current, environment)
-        after = _head(tree)
+        if tree is None:
+            files, after = _merge_in_store(repo, recipe, part, current, environment)
+        else:
+            files = _apply(tree.git, recipe, part, current, environment)
+            after = _head(tree)
+            if files is not None:
+                tree.git.checkout("-q", "--detach", current)
         if files is not None:
             candidate.conflicts[part.branch] = files
-            git.checkout("-q", "--detach", current)
         elif after == current:  # nothing of it was new: the target holds it already
             candidate.already.append(part.branch)
         else:
@@ -398,6 +409,47 @@ def _build(repo: Repo, worktree: Path, recipe: Recipe) -> Candidate:
             candidate.stacked.append(part.branch)
     candidate.tip = current if candidate.stacked else None
     return candidate
+
+
+def _merge_in_store(
+    repo: Repo, recipe: Recipe, part: Part, current: str, environment: dict[str, str]
+) -> tuple[list[str] | None, str]:
+    """merge or squash of one branch onto `current` without a worktree: (conflicting files, new commit)."""
+    head = part.head
+    assert head is not None
+    status, out, _ = repo.git.merge_tree(
+        "--write-tree",
+        "--name-only",
+        "--no-messages",
+        current,
+        head,
+        with_extended_output=True,
+        with_exceptions=False,
+    )
+    lines = str(out).splitlines()
+    if status == 1:
+        return sorted(lines[1:]) or ["(git could not apply it; no single file is in conflict)"], current
+    if status != 0:
+        raise GitCommandError(["git", "merge-tree", current, head], status)
+    if lines[0] == repo.git.rev_parse(f"{current}^{{tree}}"):
+        return None, current  # nothing of it was new
+    if recipe.strategy == "merge":
+        message = _message(recipe, part, f"Merge {part.branch} into {recipe.target}")
+        parents = ["-p", current, "-p", head]
+    else:
+        message = _message(recipe, part, _squash_subject(repo.git, part, current))
+        parents = ["-p", current]
+        name, email = str(repo.git.log("-1", "--format=%an%x00%ae", head)).split("\0")
+        environment = {**environment, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
+    return None, str(repo.git.commit_tree(lines[0], *parents, "-m", message, env=environment))
+
+
+def _squash_subject(git: Git, part: Part, current: str) -> str:
+    """A squash commit's message body: the bead, the polecat, and the subjects of the commits squashed."""
+    subjects = git.log("--reverse", "--format=- %s", f"{current}..{part.head}")
+    what = part.bead_id or part.branch
+    by = f"polecat {part.polecat}" if part.polecat else part.branch
+    return f"{what}: squashed work of {by}\n\n{subjects}"
 
 
 def _apply(
@@ -420,11 +472,8 @@ def _apply(
             git.merge("--squash", *side, head, env=environment)
             if _nothing_staged(git):
                 return None  # its changes are all in the target already
-            subjects = git.log("--reverse", "--format=- %s", f"{current}..{head}")
             author = git.log("-1", "--format=%an <%ae>", head)
-            what = part.bead_id or part.branch
-            by = f"polecat {part.polecat}" if part.polecat else part.branch
-            message = _message(recipe, part, f"{what}: squashed work of {by}\n\n{subjects}")
+            message = _message(recipe, part, _squash_subject(git, part, current))
             git.commit("-q", f"--author={author}", "-m", message, env=environment)
         else:  # rebase: the branch's commits replayed on the target, to be fast-forwarded
             git.checkout("-q", "--detach", head)

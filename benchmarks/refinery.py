@@ -3,7 +3,8 @@
 - queue vs a plain loop: N independent branches (each adds a file) merged
   into main of a bare remote, (a) by a plain git loop (fetch, merge --no-ff,
   push, delete the branch) and (b) through a Refinery (no checks, autoMerge),
-  batchSize 1 and batchSize 8; each on its own copy of the same remote;
+  batchSize 1 and batchSize 8; each on its own copy of the same remote,
+  medians of --repeats runs;
 - checks: the same N branches with one 2-second required check, batchSize 1
   (one check per branch) and batchSize 8 (one check per batch).
 
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -101,31 +103,27 @@ async def through_queue(
     return elapsed
 
 
-async def run(count: int, check_seconds: float) -> dict[str, Any]:
+async def run(count: int, check_seconds: float, repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gastown-bench-") as scratch:
         work = Path(scratch)
         original = branches_repo(work / "original", count)
         branches = [f"polecat/p{n:03}" for n in range(count)]
-        plain = plain_loop(copy_of(original, work / "plain"), branches)
+        plain = [plain_loop(copy_of(original, work / f"plain{i}"), branches) for i in range(repeats)]
         check = python_check(f"import time; time.sleep({check_seconds})")
+        queued: dict[int, list[float]] = {1: [], 8: []}
+        checked: dict[int, float] = {}
         async with embedded(work) as (_, reconciler):
-            queued = {
-                size: await through_queue(
-                    reconciler, copy_of(original, work / f"q{size}"), f"q{size}", branches, batchSize=size
-                )
-                for size in (1, 8)
-            }
-            checked = {
-                size: await through_queue(
-                    reconciler,
-                    copy_of(original, work / f"c{size}"),
-                    f"c{size}",
-                    branches,
-                    batchSize=size,
-                    requiredChecks=[check],
-                )
-                for size in (1, 8)
-            }
+            for i in range(repeats):
+                for size, samples in queued.items():
+                    name = f"q{size}-{i}"
+                    rig = copy_of(original, work / name)
+                    samples.append(await through_queue(reconciler, rig, name, branches, batchSize=size))
+            for size in (1, 8):
+                name = f"c{size}"
+                rig = copy_of(original, work / name)
+                spec = {"batchSize": size, "requiredChecks": [check]}
+                checked[size] = await through_queue(reconciler, rig, name, branches, **spec)
+    loop = statistics.median(plain)
     return {
         "machine": {
             "cpus": os.cpu_count(),
@@ -133,9 +131,12 @@ async def run(count: int, check_seconds: float) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "branches": count,
-        "plain_loop_s": round(plain, 2),
-        "queue_s": {str(size): round(seconds, 2) for size, seconds in queued.items()},
-        "queue_over_plain": {str(size): round(seconds / plain, 2) for size, seconds in queued.items()},
+        "repeats": repeats,
+        "plain_loop_s": round(loop, 2),
+        "plain_loop_samples_s": [round(x, 2) for x in plain],
+        "queue_s": {str(size): round(statistics.median(x), 2) for size, x in queued.items()},
+        "queue_samples_s": {str(size): [round(v, 2) for v in x] for size, x in queued.items()},
+        "queue_over_plain": {str(size): round(statistics.median(x) / loop, 2) for size, x in queued.items()},
         "check_seconds": check_seconds,
         "checked_s": {str(size): round(seconds, 2) for size, seconds in checked.items()},
     }
@@ -149,7 +150,8 @@ def table(result: dict[str, Any]) -> str:
         [
             "| metric | value | goal |",
             "|---|---|---|",
-            f"| {n} branches, plain git loop (fetch, merge, push, delete) | {plain} s | |",
+            f"| {n} branches, plain git loop (fetch, merge, push, delete; median of {result['repeats']}) "
+            f"| {plain} s | |",
             f"| {n} branches through the queue, batchSize 1 | {queue['1']} s ({ratio['1']}x the loop) | <= 1.5x |",
             f"| {n} branches through the queue, batchSize 8 | {queue['8']} s ({ratio['8']}x the loop) | |",
             f"| {n} branches, {check:g} s check, batchSize 1 ({n} checks) | {checked['1']} s | |",
@@ -164,8 +166,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--branches", type=int, default=50)
     parser.add_argument("--check-seconds", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the loop and the queue (medians)")
     options = parser.parse_args()
-    result = asyncio.run(run(options.branches, options.check_seconds))
+    result = asyncio.run(run(options.branches, options.check_seconds, options.repeats))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(table(result))

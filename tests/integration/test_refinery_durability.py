@@ -137,7 +137,12 @@ async def test_a_merge_survives_a_worker_killed(
     try:
         await sub.apply(rig(rig_manifest(rig_name, git_rig)))
         check = python_check(CHECK.format(here=str(control), name="check"))
-        await sub.apply(refinery(rig=rig_name, autoMerge=True, requiredChecks=[check]))
+        # git runs the post-merge hook where it merges in a worktree: with -X theirs (a merge made
+        # in the object store alone runs no hook, and its commit is unreferenced until returned).
+        resolution = "theirs" if point == "post-merge" else "manual"
+        await sub.apply(
+            refinery(rig=rig_name, autoMerge=True, requiredChecks=[check], conflictResolution=resolution)
+        )
         await reach(sub, Refinery, "refinery", "Idle")
         git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
         (control / f"armed-{point}").touch()
