@@ -82,15 +82,15 @@ def describe(resource: Resource, ui_link: str) -> str:
     if details:
         lines.append("Status:")
         lines += ["  " + line for line in yaml.safe_dump(details, sort_keys=False).splitlines()]
-    polecats = status.get("polecats", [])  # a convoy's
-    if polecats:
-        lines.append("Polecats:")
-        lines += _rows([["NAME", "BEAD", "PHASE"]] + [[p["name"], p["beadID"], p["phase"]] for p in polecats])
-    queue = status.get("queue", [])  # a refinery's
-    if queue:
-        lines.append("Queue:")
-        rows = [["BRANCH", "POLECAT", "BEAD", "STATUS", "APPROVED", "MESSAGE"]]
-        rows += [
+    lines += _section(
+        "Polecats",  # a convoy's
+        ["NAME", "BEAD", "PHASE"],
+        [[p["name"], p["beadID"], p["phase"]] for p in status.get("polecats", [])],
+    )
+    lines += _section(
+        "Queue",  # a refinery's
+        ["BRANCH", "POLECAT", "BEAD", "STATUS", "APPROVED", "MESSAGE"],
+        [
             [
                 q["branch"],
                 q.get("polecat", ""),
@@ -99,23 +99,21 @@ def describe(resource: Resource, ui_link: str) -> str:
                 "yes" if q.get("approved") else "",
                 _cell(q.get("message")),
             ]
-            for q in queue
-        ]
-        lines += _rows(rows)
-    recent = status.get("recent", [])
-    if recent:
-        lines.append("Recent:")
-        rows = [["WHEN", "BRANCH", "OUTCOME", "COMMIT", "MESSAGE"]]
-        rows += [
+            for q in status.get("queue", [])
+        ],
+    )
+    lines += _section(
+        "Recent",
+        ["WHEN", "BRANCH", "OUTCOME", "COMMIT", "MESSAGE"],
+        [
             [r["timestamp"], r["branch"], r["outcome"], r.get("commit", "")[:12], _cell(r.get("message"))]
-            for r in recent
-        ]
-        lines += _rows(rows)
-    conditions = status.get("conditions", [])
-    if conditions:
-        lines.append("Conditions:")
-        rows = [["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]]
-        rows += [
+            for r in status.get("recent", [])
+        ],
+    )
+    lines += _section(
+        "Conditions",
+        ["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],
+        [
             [
                 c["type"],
                 c["status"],
@@ -123,11 +121,16 @@ def describe(resource: Resource, ui_link: str) -> str:
                 c.get("lastTransitionTime", ""),
                 _cell(c.get("message")),
             ]
-            for c in conditions
-        ]
-        lines += _rows(rows)
+            for c in status.get("conditions", [])
+        ],
+    )
     lines.append(f"Temporal UI:  {ui_link}")
     return "\n".join(lines)
+
+
+def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A titled table of a describe, or nothing when it has no rows."""
+    return [f"{title}:", *_rows([header, *rows])] if rows else []
 
 
 def _rows(rows: list[list[str]]) -> list[str]:

@@ -20,6 +20,9 @@ at a time, so the target only ever moves to a commit whose checks passed.
   `refinery.gastown.gastown.io/approve` annotation); the queue is Blocked meanwhile.
 - A target that moved under a tested candidate is never forced: the
   candidate is made again on the new target and tested again.
+- While a candidate lands, the next batch's candidate is made on its tip
+  (`Ahead`), so landing and the next merge overlap; a landing that fails
+  discards it.
 
 Phase: Processing while a candidate is prepared, checked or landed; Blocked
 while landing waits for a person (an approval) or for the remote (unusable;
@@ -131,6 +134,7 @@ class RefineryWorkflow:
         self.nudged = False  # something a blocked wait should wake for
         self.publisher = StatusPublisher(input.status_target)
         self.retry_blocked = input.retry_blocked
+        self.history_limit = input.history_limit
 
     # --- what people, the bridge and the Temporal UI send ---------------------
 
@@ -231,11 +235,11 @@ class RefineryWorkflow:
                 ahead = None
             else:
                 batch, prepared = ([] if self.deleted else self._next_batch()), None
-            if batch and not self.deleted:
+            if batch and not self.deleted and (prepared is not None or not history_full(input.history_limit)):
                 ahead = await self._process(batch, prepared)
                 continue
             if self.deleted:
-                following.cancel()
+                await _stop(following)
                 await self._tell_rig()
                 return self.state.status
             if self.state.status.phase != "Idle" or not self.state.status.message:
@@ -244,8 +248,8 @@ class RefineryWorkflow:
             await workflow.wait_condition(
                 lambda: self.deleted or bool(self._next_batch()) or history_full(input.history_limit)
             )
-            if not self.deleted and not self._next_batch():  # only the history is full
-                following.cancel()
+            if not self.deleted and history_full(input.history_limit):
+                await _stop(following)
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
@@ -278,14 +282,14 @@ class RefineryWorkflow:
             candidate = prepared if fits else await self._prepare(entries)
             prepared = None
             if candidate is None:
-                return None
+                return None  # Blocked a while; its entries are Pending again
             await self._settle_left_out(candidate)
             if candidate.tip is None:
                 return None
             stacked = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
             results = await self._check(candidate, stacked)
             if results is None:
-                return None
+                return None  # as above
             if not all(result.passed for result in results):
                 await self._bisect(stacked, results)
                 return None
@@ -293,7 +297,10 @@ class RefineryWorkflow:
                 self._mark(entry, "Ready", f"checks passed on {candidate.tip[:12]}", checks=results)
             if not await self._approved([entry.branch for entry in stacked]):
                 continue  # an entry was dequeued, or the spec changed: make the candidate again
-            next_one = self._prepare_ahead(candidate) if ahead else None
+            # Not when the history is full: the run then ends after this landing, and carries no candidate over.
+            next_one = (
+                self._prepare_ahead(candidate) if ahead and not history_full(self.history_limit) else None
+            )
             landed = await self._land(candidate)
             if landed is None:
                 await self._discard(next_one)
@@ -385,7 +392,9 @@ class RefineryWorkflow:
             )
         except ActivityError as error:
             if _error_type(error) == "CandidateLost":
-                return None  # made again by the next round
+                for entry in stacked:
+                    self._mark(entry, "Pending", "queued")  # made again when taken next
+                return None
             await self._blocked(stacked, error)
             return None
 
@@ -645,6 +654,13 @@ class RefineryWorkflow:
 
     def _publish(self, event: EventNote | None) -> None:
         self.publisher.publish(self.state.status, self.refinery.metadata.generation, event)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a task that waits on an activity, and let the cancellation finish."""
+    task.cancel()
+    with contextlib.suppress(ActivityError, asyncio.CancelledError):
+        await task
 
 
 def _approvals(refinery: Refinery) -> set[str]:
