@@ -80,7 +80,10 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]]:
             except OSError:
                 return
             with conn, conn.makefile("rwb") as stream:
-                request = json.loads(stream.readline())
+                line = stream.readline()
+                if not line:  # a client that connected and left (a read cut short): nothing to answer
+                    continue
+                request = json.loads(line)
                 seen.append(request)
                 wanted = set(request["args"].get("labels") or [])
                 items = [r for r in data if wanted <= set(r.get("labels") or [])]  # type: ignore[call-overload]
