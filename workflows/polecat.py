@@ -138,9 +138,16 @@ class PolecatWorkflow:
 
     @workflow.signal
     def merge_verdict(self, verdict: MergeVerdict) -> None:
-        """From the refinery: the branch landed (condition Merged), or it cannot (Succeeded -> Failed)."""
-        if self.state.status.phase != "Succeeded" or verdict.uid not in (None, self.polecat.metadata.uid):
-            return  # meant for an earlier run of this name, or already decided
+        """From the refinery: the branch landed (condition Merged), or it cannot (Succeeded -> Failed).
+
+        A branch fixed by hand after a conflict and queued again may land later: the Failed polecat
+        then gains the Merged condition too.
+        """
+        phase = self.state.status.phase
+        if verdict.uid not in (None, self.polecat.metadata.uid):
+            return  # meant for an earlier run of this name
+        if phase not in ("Succeeded", "Failed") or (phase == "Failed" and not verdict.merged):
+            return
         if not verdict.merged:
             self._set_phase("Failed", verdict.reason, verdict.message)
             return

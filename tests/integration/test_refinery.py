@@ -116,7 +116,8 @@ async def test_without_auto_merge_a_tested_branch_waits_for_approval(
 async def test_a_conflict_fails_its_polecat_and_the_queue_moves_on(
     reconciler: Reconciler, git_rig: GitRig, rig_name: str
 ) -> None:
-    """manual: the conflicting branch becomes Conflict with its files, its polecat Failed; later ones still land."""
+    """manual: the conflicting branch becomes Conflict with its files, its polecat Failed; later ones still
+    land; fixed and queued again, it lands too."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     # All three start from the same main; the refinery, applied after, queues them by name.
     await work(reconciler, rig_name, "nux", {"README.md": "nux's readme"})
@@ -135,6 +136,18 @@ async def test_a_conflict_fails_its_polecat_and_the_queue_moves_on(
     reason = next(c.reason for c in failed.status.conditions if c.type == "Failed")
     assert reason == "MergeConflict" and "README.md" in failed.status.message
     assert "polecat/slit" in git_rig.remote_branches()  # kept, for a person to resolve
+
+    # A person resolves it on the branch and queues it again: it lands, and the polecat says so.
+    git_rig.push_branch("polecat/slit", {"README.md": "slit's readme, after nux's"}, author="slit")
+    handle = await reconciler.running(Refinery, "default", "refinery")
+    await handle.execute_update(
+        "enqueue", {"branch": "polecat/slit", "polecat": "slit", "namespace": "default"}
+    )
+    done = await queue_settles(reconciler, merged=3)
+    assert done.status is not None and done.status.queue == [] and done.status.conflicts == []
+    assert git_rig.files_on("main")["README.md"] == "slit's readme, after nux's"
+    slit = await reconciler.get(Polecat, "default", "slit")
+    assert slit.status is not None and slit.status.phase == "Failed" and merged_condition(slit) == "True"
 
 
 async def test_a_failing_check_rejects_the_branch(
