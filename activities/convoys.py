@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import time
 from datetime import timedelta
 from typing import Any, Protocol, cast
@@ -18,8 +19,9 @@ from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
@@ -89,6 +91,26 @@ class RemoveRequest(BaseModel):
     kubernetes: bool
 
 
+async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[str]) -> str:
+    """A polecat name from the rig for `holder`.
+
+    The server keeps at most a few updates of one workflow in flight (10 on the dev server) and
+    refuses more; a convoy spawning many polecats at once asks again shortly, not as a failure.
+    """
+    delay = 0.05
+    while True:
+        try:
+            name: str = await rig.execute_update(
+                "allocate_name", {"holder": holder, "taken": taken}, result_type=str
+            )
+            return name
+        except RPCError as error:
+            if error.status != RPCStatusCode.RESOURCE_EXHAUSTED:
+                raise
+        await asyncio.sleep(delay * (1 + random.random()))  # jitter: many spawns do not retry in step
+        delay = min(delay * 2, 2.0)
+
+
 def holder_prefix(convoy: Convoy) -> str:
     """How the rig knows the names a convoy holds: `convoy/<ns>/<name>#` + the bead."""
     return f"convoy/{convoy.namespace}/{convoy.name}#"
@@ -131,9 +153,7 @@ class ConvoyActivities:
         holder = f"{holder_prefix(convoy)}{request.bead_id}"
         taken: list[str] = []
         while True:
-            name: str = await rig.execute_update(
-                "allocate_name", {"holder": holder, "taken": taken}, result_type=str
-            )
+            name = await allocate_name(rig, holder, taken)
             existing = await store.find(convoy.namespace, name)
             if existing is None:
                 try:

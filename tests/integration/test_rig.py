@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
+from activities.convoys import allocate_name
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig
 from tests.helpers import GitRig, polecat, polecat_manifest, rig, rig_manifest, wait_until
 from workflows.name_themes import RESERVED
-from workflows.rig import NameRequest, RigWorkflow
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -89,16 +89,15 @@ async def test_polecat_count_follows_live_polecats(
 async def test_concurrent_spawns_never_share_a_name(
     client: Client, reconciler: Reconciler, git_rig: GitRig, rig_name: str
 ) -> None:
-    """40 concurrent name requests get 40 different names, none reserved; asking again gives the same name."""
+    """40 concurrent name requests (as a convoy's spawns ask: more than the server keeps in flight at once)
+    get 40 different names, none reserved; asking again gives the same name."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig, namePools=["minerals", "mad-max"])))
     handle = client.get_workflow_handle(workflow_id_of(Rig, None, rig_name))
-    requests = [NameRequest(holder=f"test#{index}") for index in range(40)]
-    names = await asyncio.gather(
-        *(handle.execute_update(RigWorkflow.allocate_name, request) for request in requests)
-    )
+    holders = [f"test#{index}" for index in range(40)]
+    names = await asyncio.gather(*(allocate_name(handle, holder, []) for holder in holders))
     assert len(set(names)) == 40
     assert not set(names) & RESERVED
-    again = await handle.execute_update(RigWorkflow.allocate_name, requests[7])
+    again = await allocate_name(handle, holders[7], [])
     assert again == names[7]
 
 
