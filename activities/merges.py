@@ -1,8 +1,10 @@
 """Merges: candidates built in a refinery's own clone, checks run on them, and landing.
 
 A refinery never works in a person's checkout. It keeps a bare clone of the
-rig's remote under `<home>/refinery/<rig>/` with two worktrees: `build`,
-where candidates are made, and `check`, where the required checks run.
+rig's remote under `<home>/refinery/<rig>/`. Merge and squash candidates are
+made in its object store alone (`git merge-tree`, `git commit-tree`); a
+rebase, or a conflict resolved with `-X ours|theirs`, in the `build`
+worktree; the required checks run in the `check` worktree.
 
 Candidates are deterministic. A `Recipe` pins the target's commit and each
 branch's commit, and commits are made with a fixed identity and the

@@ -295,6 +295,7 @@ class RefineryWorkflow:
                 return None
             for entry in stacked:
                 self._mark(entry, "Ready", f"checks passed on {candidate.tip[:12]}", checks=results)
+            self._publish(None)
             if not await self._approved([entry.branch for entry in stacked]):
                 continue  # an entry was dequeued, or the spec changed: make the candidate again
             # Not when the history is full: the run then ends after this landing, and carries no candidate over.
@@ -318,6 +319,7 @@ class RefineryWorkflow:
             self._mark(
                 entry, "Testing", f"being stacked on {landing.tip and landing.tip[:12]}, which is landing"
             )
+        self._publish(None)
         return Ahead(branches=branches, candidate=asyncio.create_task(self._prepare(entries, on=landing)))
 
     async def _discard(self, ahead: Ahead | None) -> None:
@@ -328,6 +330,7 @@ class RefineryWorkflow:
         for entry in map(self._entry, ahead.branches):
             if entry is not None and entry.status == "Testing":
                 self._mark(entry, "Pending", "queued")
+        self._publish(None)
 
     async def _bisect(self, stacked: list[QueueEntry], results: list[CheckResult]) -> None:
         """Red: a lone entry is the culprit; a batch is split and each half tried on its own."""
@@ -521,9 +524,8 @@ class RefineryWorkflow:
 
     def _approve(self, branch: str) -> None:
         entry = self._entry(branch)
-        if entry is not None and not entry.approved:
+        if entry is not None:
             entry.approved = True
-            entry.message = f"{entry.message}; approved" if entry.message else "approved"
 
     async def _settle_left_out(self, candidate: Candidate) -> None:
         """The entries the candidate could not take: conflicts, gone branches, branches already in."""
@@ -626,19 +628,15 @@ class RefineryWorkflow:
         message: str,
         checks: list[CheckResult] | None = None,
     ) -> None:
+        """An entry's status and message (published by the caller, once for all it marks)."""
         entry.status = status
-        entry.message = message + ("; approved" if entry.approved and status != "Conflict" else "")
+        entry.message = message
         if checks is not None:
             entry.checks = checks
-        self._publish(None)
 
     def _idle_message(self) -> str:
-        conflicts = len(self.state.status.conflicts)
-        merged = self.state.status.merged
-        text = (
-            f"queue empty; {merged} merged" if not conflicts else f"{conflicts} in conflict; {merged} merged"
-        )
-        return text
+        conflicts, merged = len(self.state.status.conflicts), self.state.status.merged
+        return f"{conflicts} in conflict; {merged} merged" if conflicts else f"queue empty; {merged} merged"
 
     def _set_phase(self, phase: RefineryPhase, message: str) -> None:
         status = self.state.status
