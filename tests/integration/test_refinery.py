@@ -173,7 +173,8 @@ async def test_a_failing_check_rejects_the_branch(
 async def test_a_push_refused_because_main_moved_is_retried_on_the_new_main(
     reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """Someone pushes to main while the checks run: the candidate is made again on their commit, never forced."""
+    """Someone pushes to main while the checks run: the candidate is made again on their commit, never
+    forced; the next branch's candidate, made ahead on the refused one, is made again too."""
     marker = tmp_path / "pushed-once"
     human = git_rig.checkout
     push = (
@@ -182,19 +183,30 @@ async def test_a_push_refused_because_main_moved_is_retried_on_the_new_main(
         "if not marker.exists():\n"
         "    marker.touch()\n"
         f"    git = ['git', '-C', {str(human)!r}]\n"
+        "    subprocess.run(git + ['fetch', '-q', 'origin'], check=True)\n"
         "    subprocess.run(git + ['checkout', '-q', '-B', 'hotfix', 'origin/main'], check=True)\n"
         f"    pathlib.Path({str(human / 'hotfix.txt')!r}).write_text('h\\n')\n"
         "    subprocess.run(git + ['add', 'hotfix.txt'], check=True)\n"
         "    subprocess.run(git + ['commit', '-q', '-m', 'human hotfix'], check=True)\n"
         "    subprocess.run(git + ['push', '-q', 'origin', 'hotfix:main'], check=True)\n"
     )
-    await start(reconciler, git_rig, rig_name, autoMerge=True, requiredChecks=[python_check(push)])
-    await work(reconciler, rig_name, "nux", {"nux.txt": "n"})
-    await queue_settles(reconciler, merged=1)
+    await start(reconciler, git_rig, rig_name, autoMerge=False, requiredChecks=[python_check(push)])
+    git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
+    git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"}, author="slit")
+    handle = await reconciler.running(Refinery, "default", "refinery")
+    await handle.execute_update("enqueue", {"branch": "polecat/nux"})
+    await wait_until(marker.exists, "the checks of polecat/nux to run (and the hotfix to be pushed)")
+    await handle.execute_update("enqueue", {"branch": "polecat/slit"})
+    for branch in ("polecat/nux", "polecat/slit"):  # nux lands with slit's candidate made ahead on it
+        await handle.signal("approve", branch)
+    await queue_settles(reconciler, merged=2)
 
-    log = git_rig.log()
-    assert log[:2] == ["Merge polecat/nux into main", "human hotfix"]
-    assert set(git_rig.files_on("main")) >= {"hotfix.txt", "nux.txt"}
+    assert git_rig.log()[:3] == [
+        "Merge polecat/slit into main",
+        "Merge polecat/nux into main",
+        "human hotfix",
+    ]
+    assert set(git_rig.files_on("main")) >= {"hotfix.txt", "nux.txt", "slit.txt"}
 
 
 async def test_a_batch_bisects_to_the_culprit(
@@ -251,3 +263,31 @@ async def test_a_rig_has_one_refinery(reconciler: Reconciler, git_rig: GitRig, r
     outcomes = await asyncio.gather(*(reconciler.apply(r) for r in (second, third)), return_exceptions=True)
     refused = [outcome for outcome in outcomes if isinstance(outcome, InvalidResource)]
     assert len(refused) == 1 and "already has a Refinery" in str(refused[0])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "subjects"),
+    [
+        ("merge", ["Merge polecat/slit into main", "Merge polecat/nux into main"]),
+        ("rebase", ["slit: write slit.txt", "nux: write nux.txt"]),
+        ("squash", ["polecat/slit: squashed work of polecat/slit", "gt-7: squashed work of polecat nux"]),
+    ],
+)
+async def test_each_strategy_shapes_main_as_it_says(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, strategy: str, subjects: list[str]
+) -> None:
+    """merge: a merge commit a branch; rebase: the branches' own commits, in a line; squash: one commit a
+    branch, naming its bead and polecat."""
+    await start(reconciler, git_rig, rig_name, autoMerge=True, strategy=strategy)
+    git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
+    git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"}, author="slit")
+    handle = await reconciler.running(Refinery, "default", "refinery")
+    nux = {"branch": "polecat/nux", "polecat": "nux", "namespace": "default", "bead_id": "gt-7"}
+    await handle.execute_update("enqueue", nux)
+    await handle.execute_update("enqueue", {"branch": "polecat/slit"})
+    await queue_settles(reconciler, merged=2)
+
+    assert git_rig.log()[:3] == [*subjects, "initial commit"]
+    assert {"nux.txt", "slit.txt"} <= set(git_rig.files_on("main"))
+    linear = all(len(commit.parents) <= 1 for commit in Repo(git_rig.remote).iter_commits("main"))
+    assert linear == (strategy != "merge")
