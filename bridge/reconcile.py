@@ -182,10 +182,8 @@ class Reconciler:
         """
         lines = []
         rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
-        held: dict[str, dict[str, Resource]] = {
-            "BeadStore": {},
-            "Refinery": {},
-        }  # kind -> rig -> one in batch
+        # BeadStore or Refinery -> rig -> the one of that kind for that rig in this batch
+        held: dict[str, dict[str, Resource]] = {kind: {} for kind in HOLDERS}
         for resource in batch:
             kind = resource.INFO.kind
             if kind not in CONTROLLERS:

@@ -13,6 +13,7 @@ from crds.polecat import Polecat
 from crds.refinery import Refinery
 from crds.rig import Rig
 from crds.witness import Witness
+from workflows.rig import RigClaim
 
 API = "gastown.gastown.io/v1alpha1"
 
@@ -186,6 +187,22 @@ def test_spec_names_round_trip() -> None:
             {"rigRef": "a", "targetBranch": "-main"},
             "spec.targetBranch: not a valid git branch name",
         ),
+        (
+            "Refinery",
+            {"rigRef": "a", "requiredChecks": ["make 'test"]},
+            "spec.requiredChecks.0: cannot be split into words (No closing quotation)",
+        ),
+        (
+            "Refinery",
+            {"rigRef": "a", "requiredChecks": ["  "]},
+            "spec.requiredChecks.0: must name a program",
+        ),
+        (
+            "Refinery",
+            {"rigRef": "a", "batchSize": 0},
+            "spec.batchSize: Input should be greater than or equal to 1",
+        ),
+        ("Refinery", {"rigRef": "a", "checkTimeout": "soon"}, "spec.checkTimeout: must be a Go duration"),
         ("Rig", {"defaultBranch": "ma in"}, "spec.defaultBranch: not a valid git branch name"),
         (
             "BeadStore",
@@ -288,3 +305,12 @@ def test_bad_go_durations(text: str) -> None:
     """What Go's time.ParseDuration refuses (or we refuse: negatives), we refuse."""
     with pytest.raises(ValueError, match="Go duration"):
         parse_duration(text)
+
+
+def test_a_bead_store_claim_of_the_previous_version_is_read() -> None:
+    """A rig's history from before the Refinery holds BeadStore claims with the field `store`: still read."""
+    assert RigClaim.model_validate_json('{"store": "default/beads"}').holder == "default/beads"
+    assert RigClaim(holder="default/refinery").model_dump() == {
+        "holder": "default/refinery",
+        "replaces": None,
+    }
