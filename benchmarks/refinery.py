@@ -8,7 +8,8 @@
 - checks: the same N branches with one 2-second required check, batchSize 1
   (one check per branch) and batchSize 8 (one check per batch).
 
-Times run from the first enqueue to the last merge visible in `gastown get`.
+Times run from the enqueue of all N (one update, as `gastown refinery enqueue NAME
+BRANCH...` sends them) to the last merge visible in `gastown get`.
 Prints a markdown table and writes benchmarks/results/refinery.json.
 
     .venv/bin/python -m benchmarks.refinery [--branches 50] [--check-seconds 2]
@@ -88,8 +89,9 @@ async def through_queue(
     await reach(reconciler, Refinery, name, "Idle")
     handle = await reconciler.running(Refinery, "default", name)
     start = time.perf_counter()
-    for branch in branches:
-        await handle.execute_update("enqueue", {"branch": branch})
+    await handle.execute_update(
+        "enqueue", [{"branch": branch} for branch in branches]
+    )  # as `enqueue NAME B...`
 
     async def all_merged() -> bool:
         found = await reconciler.find(Refinery, "default", name)

@@ -347,20 +347,24 @@ async def _refinery_update(name: str, namespace: str, update: str, argument: Any
 
 @refinery.command("enqueue")
 @click.argument("name")
-@click.argument("branch")
-@click.option("--polecat", default=None, help="The polecat whose work it is (told the outcome).")
-@click.option("--bead", default=None, help="The bead it works on (named in the commit message).")
+@click.argument("branches", metavar="BRANCH...", nargs=-1, required=True)
+@click.option("--polecat", default=None, help="The polecat whose work it is (told the outcome); one BRANCH.")
+@click.option("--bead", default=None, help="The bead it works on (named in the commit message); one BRANCH.")
 @namespace_option
 @_run
 async def refinery_enqueue(
-    name: str, branch: str, polecat: str | None, bead: str | None, namespace: str
+    name: str, branches: tuple[str, ...], polecat: str | None, bead: str | None, namespace: str
 ) -> None:
-    """Queue BRANCH (or queue it again after fixing a conflict)."""
-    request = EnqueueRequest(
-        branch=branch, polecat=polecat, namespace=namespace if polecat else None, bead_id=bead
-    )
-    place = await _refinery_update(name, namespace, "enqueue", request)
-    click.echo(f"{branch} queued on refinery {name} (position {place})")
+    """Queue BRANCHes, in order (or queue one again after fixing a conflict)."""
+    if (polecat or bead) and len(branches) > 1:
+        raise Refused("error: --polecat and --bead describe one branch; give one BRANCH with them")
+    requests = [
+        EnqueueRequest(branch=branch, polecat=polecat, namespace=namespace if polecat else None, bead_id=bead)
+        for branch in branches
+    ]
+    places = await _refinery_update(name, namespace, "enqueue", requests)
+    for branch, place in zip(branches, places, strict=True):
+        click.echo(f"{branch} queued on refinery {name} (position {place})")
 
 
 @refinery.command("dequeue")

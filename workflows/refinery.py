@@ -164,21 +164,29 @@ class RefineryWorkflow:
             )
 
     @workflow.update
-    def enqueue(self, request: EnqueueRequest) -> int:
-        """Queue a branch (again, if it is in Conflict); returns its place in the queue, from 1."""
-        self._enqueue(request, uid=None, commit=None)
-        return 1 + [entry.branch for entry in self.state.status.queue].index(request.branch)
+    def enqueue(self, requests: list[EnqueueRequest]) -> list[int]:
+        """Queue branches, in order (a branch in Conflict again); returns each one's place, from 1."""
+        for request in requests:
+            self._enqueue(request, uid=None, commit=None)
+        queued = [entry.branch for entry in self.state.status.queue]
+        return [1 + queued.index(request.branch) for request in requests]
 
     @enqueue.validator
-    def _validate_enqueue(self, request: EnqueueRequest) -> None:
-        try:
-            check_branch_name(request.branch)
-        except ValueError as error:
-            raise ApplicationError(f"branch: {error}", type="InvalidBranch", non_retryable=True) from None
-        if request.branch == self.refinery.spec.target_branch:
-            raise ApplicationError(
-                f"branch: {request.branch} is the target branch", type="InvalidBranch", non_retryable=True
-            )
+    def _validate_enqueue(self, requests: list[EnqueueRequest]) -> None:
+        """All of them are valid, or none is queued."""
+        for request in requests:
+            try:
+                check_branch_name(request.branch)
+            except ValueError as error:
+                raise ApplicationError(
+                    f"branch {request.branch!r}: {error}", type="InvalidBranch", non_retryable=True
+                ) from None
+            if request.branch == self.refinery.spec.target_branch:
+                raise ApplicationError(
+                    f"branch {request.branch!r}: is the target branch",
+                    type="InvalidBranch",
+                    non_retryable=True,
+                )
 
     @workflow.update
     def dequeue(self, branch: str) -> None:

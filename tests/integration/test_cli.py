@@ -267,14 +267,21 @@ async def test_refinery_queue_from_the_command_line(
     assert applied.code == 0, applied.err
     git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
     git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"})
+    git_rig.push_branch("polecat/ace", {"ace.txt": "a\n"})
 
     queued = await gastown(settings, "refinery", "enqueue", "ref", "polecat/nux", "--bead", "gt-1")
     assert (queued.code, queued.out.strip()) == (0, "polecat/nux queued on refinery ref (position 1)")
-    await gastown(settings, "refinery", "enqueue", "ref", "polecat/slit")
-    bad = await gastown(settings, "refinery", "enqueue", "ref", "no..dots")
-    assert bad.code == 1 and "branch: not a valid git branch name" in bad.err
-    unknown = await gastown(settings, "refinery", "approve", "ref", "polecat/ace")
-    assert unknown.code == 1 and "polecat/ace is not in the queue" in unknown.err
+    both = await gastown(settings, "refinery", "enqueue", "ref", "polecat/slit", "polecat/ace")
+    assert both.out.splitlines() == [
+        "polecat/slit queued on refinery ref (position 2)",
+        "polecat/ace queued on refinery ref (position 3)",
+    ]
+    bad = await gastown(settings, "refinery", "enqueue", "ref", "polecat/x", "no..dots")
+    assert bad.code == 1 and "branch 'no..dots': not a valid git branch name" in bad.err
+    mixed = await gastown(settings, "refinery", "enqueue", "ref", "polecat/x", "polecat/y", "--bead", "gt-2")
+    assert mixed.code == 1 and "give one BRANCH" in mixed.err
+    unknown = await gastown(settings, "refinery", "approve", "ref", "polecat/zed")
+    assert unknown.code == 1 and "polecat/zed is not in the queue" in unknown.err
 
     async def ready() -> str | None:
         described = (await gastown(settings, "describe", "refinery", "ref")).out
@@ -282,8 +289,9 @@ async def test_refinery_queue_from_the_command_line(
 
     described = await wait_until(ready, "polecat/nux tested and waiting for approval")
     assert "Queue:" in described and "polecat/nux" in described and "Ready" in described
-    dequeued = await gastown(settings, "refinery", "dequeue", "ref", "polecat/slit")
-    assert dequeued.code == 0, dequeued.err
+    for branch in ("polecat/slit", "polecat/ace"):
+        dequeued = await gastown(settings, "refinery", "dequeue", "ref", branch)
+        assert dequeued.code == 0, dequeued.err
     approved = await gastown(settings, "refinery", "approve", "ref", "polecat/nux")
     assert approved.code == 0, approved.err
 
@@ -294,4 +302,4 @@ async def test_refinery_queue_from_the_command_line(
     header, row = (await wait_until(merged, "the refinery to merge one")).splitlines()
     assert header.split() == ["NAME", "RIG", "TARGET", "STRATEGY", "PHASE", "MERGED", "AGE"]
     assert row.split()[:6] == ["ref", rig_name, "main", "merge", "Idle", "1"]
-    assert set(git_rig.files_on("main")) == {"README.md", "nux.txt"}  # slit was dequeued
+    assert set(git_rig.files_on("main")) == {"README.md", "nux.txt"}  # slit and ace were dequeued

@@ -141,7 +141,7 @@ async def test_a_conflict_fails_its_polecat_and_the_queue_moves_on(
     git_rig.push_branch("polecat/slit", {"README.md": "slit's readme, after nux's"}, author="slit")
     handle = await reconciler.running(Refinery, "default", "refinery")
     await handle.execute_update(
-        "enqueue", {"branch": "polecat/slit", "polecat": "slit", "namespace": "default"}
+        "enqueue", [{"branch": "polecat/slit", "polecat": "slit", "namespace": "default"}]
     )
     done = await queue_settles(reconciler, merged=3)
     assert done.status is not None and done.status.queue == [] and done.status.conflicts == []
@@ -194,9 +194,9 @@ async def test_a_push_refused_because_main_moved_is_retried_on_the_new_main(
     git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
     git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"}, author="slit")
     handle = await reconciler.running(Refinery, "default", "refinery")
-    await handle.execute_update("enqueue", {"branch": "polecat/nux"})
+    await handle.execute_update("enqueue", [{"branch": "polecat/nux"}])
     await wait_until(marker.exists, "the checks of polecat/nux to run (and the hotfix to be pushed)")
-    await handle.execute_update("enqueue", {"branch": "polecat/slit"})
+    await handle.execute_update("enqueue", [{"branch": "polecat/slit"}])
     for branch in ("polecat/nux", "polecat/slit"):  # nux lands with slit's candidate made ahead on it
         await handle.signal("approve", branch)
     await queue_settles(reconciler, merged=2)
@@ -222,12 +222,12 @@ async def test_a_batch_bisects_to_the_culprit(
     handle = await reconciler.running(Refinery, "default", "refinery")
     # A first branch holds the queue (tested, waiting for approval) while the four are queued and approved.
     git_rig.push_branch("polecat/first", {"first.txt": "1\n"})
-    await handle.execute_update("enqueue", {"branch": "polecat/first"})
+    await handle.execute_update("enqueue", [{"branch": "polecat/first"}])
     await wait_until(lambda: runs.exists(), "the first branch's checks")
     branches = {"polecat/a": "a.txt", "polecat/b": "b.txt", "polecat/bad": "bad.txt", "polecat/d": "d.txt"}
     for branch, path in branches.items():
         git_rig.push_branch(branch, {path: "x\n"})
-        await handle.execute_update("enqueue", {"branch": branch})
+        await handle.execute_update("enqueue", [{"branch": branch}])
         await handle.signal("approve", branch)
     await handle.signal("approve", "polecat/first")
     done = await queue_settles(reconciler, merged=4)
@@ -283,8 +283,8 @@ async def test_each_strategy_shapes_main_as_it_says(
     git_rig.push_branch("polecat/slit", {"slit.txt": "s\n"}, author="slit")
     handle = await reconciler.running(Refinery, "default", "refinery")
     nux = {"branch": "polecat/nux", "polecat": "nux", "namespace": "default", "bead_id": "gt-7"}
-    await handle.execute_update("enqueue", nux)
-    await handle.execute_update("enqueue", {"branch": "polecat/slit"})
+    await handle.execute_update("enqueue", [nux])
+    await handle.execute_update("enqueue", [{"branch": "polecat/slit"}])
     await queue_settles(reconciler, merged=2)
 
     assert git_rig.log()[:3] == [*subjects, "initial commit"]

@@ -147,7 +147,7 @@ async def test_a_merge_survives_a_worker_killed(
         git_rig.push_branch("polecat/nux", {"nux.txt": "n\n"})
         (control / f"armed-{point}").touch()
         handle = await sub.running(Refinery, "default", "refinery")
-        await handle.execute_update("enqueue", {"branch": "polecat/nux"})
+        await handle.execute_update("enqueue", [{"branch": "polecat/nux"}])
 
         await wait_until(lambda: (control / f"reached-{point}").exists(), f"the merge to get {POINTS[point]}")
         os.killpg(workers[0].pid, signal.SIGKILL)

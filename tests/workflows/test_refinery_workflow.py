@@ -131,7 +131,7 @@ async def settled(handle: WorkflowHandle[Any, Any], merged: int) -> RefineryStat
 
 async def enqueue(handle: WorkflowHandle[Any, Any], *branches: str) -> None:
     for branch in branches:
-        await handle.execute_update(RefineryWorkflow.enqueue, EnqueueRequest(branch=branch))
+        await handle.execute_update(RefineryWorkflow.enqueue, [EnqueueRequest(branch=branch)])
 
 
 async def test_a_batch_with_two_culprits_lands_the_rest(run: Any) -> None:
