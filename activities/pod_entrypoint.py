@@ -28,9 +28,12 @@ TERMINATION_LOG = "/dev/termination-log"
 PUSH_FAILED = 90  # distinct from any agent's own exit codes in practice
 
 
-def _ssh_environment(git_secret: str | None) -> dict[str, str]:
-    """Environment that makes git use the polecat's key and the pinned known_hosts."""
-    if git_secret is None:
+def ssh_environment(git_secret: str | None) -> dict[str, str]:
+    """Environment that makes git use the key of a mounted secret and its pinned known_hosts.
+
+    Empty without a secret, or when the secret holds no key (an optional mount left empty).
+    """
+    if git_secret is None or not (Path(git_secret) / "ssh-privatekey").exists():
         return {}
     ssh_dir = Path(os.environ.get("HOME", "/tmp")) / ".ssh"
     ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -45,7 +48,7 @@ def _ssh_environment(git_secret: str | None) -> dict[str, str]:
 
 
 def clone(repository: str, base: str, branch: str, into: str, git_secret: str | None) -> int:
-    env = {**os.environ, **_ssh_environment(git_secret)}
+    env = {**os.environ, **ssh_environment(git_secret)}
     steps = [
         ["git", "clone", "--depth=1", "--branch", base, "--", repository, into],
         ["git", "-C", into, "checkout", "-b", branch],
@@ -58,7 +61,7 @@ def clone(repository: str, base: str, branch: str, into: str, git_secret: str | 
 
 
 def run(branch: str, argv: list[str], git_secret: str | None, claude_creds: str | None) -> int:
-    env = {**os.environ, **_ssh_environment(git_secret)}
+    env = {**os.environ, **ssh_environment(git_secret)}
     prompt = env.pop("GT_PROMPT", "")
     prompt_file = Path(env.get("HOME", "/tmp")) / "gastown-prompt.md"
     prompt_file.write_text(prompt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from temporalio.client import Client
@@ -14,6 +15,7 @@ from activities.convoys import ConvoyActivities
 from activities.git import GitActivities
 from activities.kube import KubeActivities, KubeConnection
 from activities.merges import MergeActivities
+from activities.pod_entrypoint import ssh_environment
 from activities.pods import PodActivities
 from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
@@ -87,6 +89,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish gracefully."""
+    os.environ.update(ssh_environment(settings.git_secret))  # for the git the refinery runs
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")
     # The image of kubernetes-mode polecats, unless a polecat names its own.
     polecat_image: str = Field("gastown/polecat:0.1.0", validation_alias="GASTOWN_POLECAT_IMAGE")
+    # A mounted secret (`ssh-privatekey`, `known_hosts`) for the worker's own git: what a Refinery
+    # fetches and pushes with on a cluster. Unset: git as the environment has it.
+    git_secret: str | None = Field(None, validation_alias="GASTOWN_GIT_SECRET")
 
     @property
     def ui_url(self) -> str:

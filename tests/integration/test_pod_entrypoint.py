@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.pod_entrypoint import _ssh_environment
+from activities.pod_entrypoint import ssh_environment
 from tests.helpers import SCRIPTED_AGENT, GitRig, make_git_rig
 
 ENTRYPOINT = [sys.executable, "-m", "activities.pod_entrypoint"]
@@ -105,9 +105,15 @@ def test_git_key_is_copied_private(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (secret / "known_hosts").write_text("github.com ssh-ed25519 AAAA\n")
     (secret / "ssh-privatekey").chmod(0o440)  # as the kubelet leaves it with fsGroup
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    env = _ssh_environment(str(secret))
+    env = ssh_environment(str(secret))
     key = tmp_path / "home" / ".ssh" / "id_gastown"
     assert key.stat().st_mode & 0o777 == 0o600
     assert env["GIT_SSH_COMMAND"] == (
         f"ssh -i {key} -o IdentitiesOnly=yes -o UserKnownHostsFile={secret / 'known_hosts'} -o StrictHostKeyChecking=yes"
     )
+
+
+def test_an_empty_secret_sets_nothing(tmp_path: Path) -> None:
+    """An optional secret mounted empty (the worker's, when nobody created it) leaves git as it is."""
+    assert ssh_environment(str(tmp_path)) == {}
+    assert ssh_environment(None) == {}

@@ -101,3 +101,19 @@ def test_dockerfile_copies_what_exists() -> None:
     assert 'CMD ["worker"]' in dockerfile
     project = (REPO_ROOT / "pyproject.toml").read_text()
     assert 'gastown = "bridge.cli:main"' in project
+
+
+def test_the_worker_can_have_a_git_key(rendered: list[dict[str, Any]]) -> None:
+    """The worker mounts the optional Secret gastown-git where GASTOWN_GIT_SECRET says (the Refinery pushes
+    with it), and the Deployment still starts without it."""
+    (worker,) = [
+        d for d in rendered if d["kind"] == "Deployment" and d["metadata"]["name"] == "gastown-worker"
+    ]
+    pod = worker["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    (volume,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "gastown-git"]
+    assert volume["secret"]["optional"] is True
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == env["GASTOWN_GIT_SECRET"] and mount["readOnly"] is True
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]  # so it can read the key
