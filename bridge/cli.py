@@ -19,7 +19,6 @@ from typing import Any, NoReturn
 
 import click
 import yaml
-from temporalio.client import WorkflowUpdateFailedError
 
 from bridge import manifests, render
 from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
@@ -335,14 +334,9 @@ async def _refinery_update(name: str, namespace: str, update: str, argument: Any
     """Send an update to a running Refinery; its refusal is a one-line error (exit 1)."""
     reconciler = await _reconciler(_settings())
     try:
-        handle = await reconciler.running(Refinery, namespace, name)
+        return await reconciler.update(Refinery, namespace, name, update, argument)
     except NotFound:
         _not_found(Refinery, name)
-    try:
-        return await handle.execute_update(update, argument)
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise Refused(f"Refinery {namespace}/{name}: {getattr(cause, 'message', cause)}") from None
 
 
 @refinery.command("enqueue")

@@ -254,9 +254,7 @@ class Reconciler:
                 RigClaim(holder=_key(resource), replaces=None if alive else holder),
             )
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise InvalidResource(resource.ref, [f"spec.rigRef: {rule}"]) from None
+            raise InvalidResource(resource.ref, [f"spec.rigRef: {_refusal(error)}"]) from None
 
     # --- writes ---------------------------------------------------------------
 
@@ -300,9 +298,7 @@ class Reconciler:
                 f"(task queue {self.task_queue}); is a worker running? `gastown up` starts one"
             ) from None
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            rule = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise InvalidResource(resource.ref, [rule]) from None
+            raise InvalidResource(resource.ref, [_refusal(error)]) from None
         return outcome
 
     async def delete(
@@ -318,6 +314,16 @@ class Reconciler:
     ) -> None:
         handle = await self.running(model, namespace, name)
         await handle.signal(signal, *args)
+
+    async def update(
+        self, model: type[Resource], namespace: str | None, name: str, update: str, argument: Any
+    ) -> Any:
+        """Send an update to the resource's workflow; NotFound if none runs, InvalidResource if it refuses."""
+        handle = await self.running(model, namespace, name)
+        try:
+            return await handle.execute_update(update, argument)
+        except WorkflowUpdateFailedError as error:
+            raise InvalidResource(model.ref_of(namespace, name), [_refusal(error)]) from None
 
     # --- reads ----------------------------------------------------------------
 
@@ -349,6 +355,12 @@ class Reconciler:
         if await describe_running(self.client, workflow_id) is None:
             raise NotFound(name)
         return self.client.get_workflow_handle(workflow_id)
+
+
+def _refusal(error: WorkflowUpdateFailedError) -> str:
+    """Why a workflow refused an update, in its own words."""
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause)
 
 
 def _key(resource: Resource) -> str:

@@ -283,9 +283,14 @@ class Resource(BaseModel):
     @property
     def ref(self) -> str:
         """How a person names this resource: `Polecat default/p1`, `Rig athena`."""
-        if self.INFO.namespaced:
-            return f"{self.INFO.kind} {self.namespace}/{self.name}"
-        return f"{self.INFO.kind} {self.name}"
+        return self.ref_of(self.namespace, self.name)
+
+    @classmethod
+    def ref_of(cls, namespace: str | None, name: str) -> str:
+        """How a person names a resource of this kind (`Rig athena`: cluster-scoped kinds have no namespace)."""
+        if cls.INFO.namespaced:
+            return f"{cls.INFO.kind} {namespace or 'default'}/{name}"
+        return f"{cls.INFO.kind} {name}"
 
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
