@@ -23,7 +23,7 @@ from typing import TypeVar
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher, apply_outcome
+    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
@@ -90,13 +90,7 @@ class BeadStoreWorkflow:
 
     @apply.validator
     def _validate_apply(self, store: BeadStore) -> None:
-        if store.spec.rig_ref != self.store.spec.rig_ref:
-            raise ApplicationError(
-                f"spec.rigRef: cannot change ({self.store.spec.rig_ref} -> {store.spec.rig_ref}); "
-                "delete the BeadStore and create it for the other rig",
-                type="InvalidChange",
-                non_retryable=True,
-            )
+        refuse_rig_change("BeadStore", self.store.spec.rig_ref, store.spec.rig_ref)
 
     @workflow.signal
     def sync_due(self) -> None:

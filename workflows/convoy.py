@@ -28,7 +28,7 @@ from datetime import timedelta
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
@@ -47,8 +47,9 @@ with workflow.unsafe.imports_passed_through():
     from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
     from workflows import attributes
+    from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher, apply_outcome
+    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
@@ -106,12 +107,7 @@ class ConvoyWorkflow:
 
     @apply.validator
     def _validate_apply(self, convoy: Convoy) -> None:
-        if convoy.spec.rig_ref != self.convoy.spec.rig_ref:
-            raise ApplicationError(
-                f"spec.rigRef: cannot change ({self.convoy.spec.rig_ref} -> {convoy.spec.rig_ref})",
-                type="InvalidChange",
-                non_retryable=True,
-            )
+        refuse_rig_change("Convoy", self.convoy.spec.rig_ref, convoy.spec.rig_ref)
 
     @workflow.signal
     def delete(self) -> None:
@@ -195,10 +191,7 @@ class ConvoyWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
             except ActivityError as error:
-                cause = error.cause
-                self.state.refused[bead] = (
-                    cause.message if isinstance(cause, ApplicationError) else str(cause)
-                )
+                self.state.refused[bead] = message_of(error)
                 return
             self.state.spawned[bead] = Spawned(name=name)
 

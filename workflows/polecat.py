@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from workflows import attributes
+    from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome
 
@@ -410,11 +411,7 @@ class PolecatWorkflow:
 
     def _fail(self, error: ActivityError) -> None:
         """Failed, with the activity's error type as the reason and its message."""
-        cause = error.cause
-        if isinstance(cause, ApplicationError):
-            self._set_phase("Failed", cause.type or "ActivityFailed", cause.message)
-        else:
-            self._set_phase("Failed", "ActivityFailed", str(cause or error))
+        self._set_phase("Failed", reason_of(error) or "ActivityFailed", message_of(error))
 
     def _set_phase(self, phase: PolecatPhase, reason: str, message: str) -> None:
         status = self.state.status

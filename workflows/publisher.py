@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.kube import EventNote, KubeActivities, StatusTarget, StatusUpdate
@@ -26,6 +27,16 @@ def apply_outcome(fresh: bool, before: ApiModel, after: ApiModel) -> str:
     if fresh:
         return "created"
     return "unchanged" if after == before else "configured"
+
+
+def refuse_rig_change(kind: str, before: str | None, after: str | None) -> None:
+    """An `apply` validator's rule: a resource serves the rig it was made for, for life."""
+    if after != before:
+        raise ApplicationError(
+            f"spec.rigRef: cannot change ({before} -> {after}); delete the {kind} and create it for the other rig",
+            type="InvalidChange",
+            non_retryable=True,
+        )
 
 
 class StatusPublisher:

@@ -73,9 +73,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from workflows import attributes
+    from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow
-    from workflows.publisher import StatusPublisher, apply_outcome
+    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
 RETRY_BLOCKED = timedelta(seconds=30)
@@ -155,13 +156,7 @@ class RefineryWorkflow:
 
     @apply.validator
     def _validate_apply(self, refinery: Refinery) -> None:
-        if refinery.spec.rig_ref != self.refinery.spec.rig_ref:
-            raise ApplicationError(
-                f"spec.rigRef: cannot change ({self.refinery.spec.rig_ref} -> {refinery.spec.rig_ref}); "
-                "delete the Refinery and create it for the other rig",
-                type="InvalidChange",
-                non_retryable=True,
-            )
+        refuse_rig_change("Refinery", self.refinery.spec.rig_ref, refinery.spec.rig_ref)
 
     @workflow.update
     def enqueue(self, requests: list[EnqueueRequest]) -> list[int]:
@@ -402,7 +397,7 @@ class RefineryWorkflow:
                 retry_policy=GIT,
             )
         except ActivityError as error:
-            if _error_type(error) == "CandidateLost":
+            if reason_of(error) == "CandidateLost":
                 for entry in stacked:
                     self._mark(entry, "Pending", "queued")  # made again when taken next
                 return None
@@ -421,7 +416,7 @@ class RefineryWorkflow:
             )
         except ActivityError as error:
             entries = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
-            if _error_type(error) in ("TargetMoved", "CandidateLost"):
+            if reason_of(error) in ("TargetMoved", "CandidateLost"):
                 for entry in entries:
                     self._mark(entry, "Testing", f"{self.refinery.spec.target_branch} moved; testing again")
                 return None
@@ -432,7 +427,7 @@ class RefineryWorkflow:
         """The remote cannot be used: Blocked, saying why, until a retry (or a new spec) a while later."""
         for entry in entries:
             self._mark(entry, "Pending", "waiting for the remote")
-        self._set_phase("Blocked", f"{_error_message(error)}; trying again every {self.retry_blocked}")
+        self._set_phase("Blocked", f"{message_of(error)}; trying again every {self.retry_blocked}")
         self.nudged = False
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self.nudged, timeout=self.retry_blocked)
@@ -673,13 +668,3 @@ def _approvals(refinery: Refinery) -> set[str]:
     """Branches the Refinery's approve annotation names."""
     value = refinery.metadata.annotations.get(APPROVE_ANNOTATION, "")
     return {branch for branch in re.split(r"[,\s]+", value) if branch}
-
-
-def _error_type(error: ActivityError) -> str | None:
-    cause = error.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _error_message(error: ActivityError) -> str:
-    cause = error.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
