@@ -25,6 +25,7 @@ from bridge.reconcile import Reconciler
 from crds import Polecat, Refinery, Resource, Rig, parse_resource
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Resource)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPTED_AGENT = REPO_ROOT / "examples" / "agents" / "scripted_agent.py"
 # Binaries installed by the locked wheels beside our Python, never from PATH.
@@ -155,16 +156,19 @@ def polecat_manifest(name: str, rig: str, *agent_args: str, **spec: Any) -> dict
     }
 
 
-def rig(manifest: dict[str, Any]) -> Rig:
+def parsed(model: type[R], manifest: dict[str, Any]) -> R:
+    """A test's own manifest as its kind (another kind is a bug in the test)."""
     resource = parse_resource(manifest)
-    assert isinstance(resource, Rig)
+    assert isinstance(resource, model)
     return resource
+
+
+def rig(manifest: dict[str, Any]) -> Rig:
+    return parsed(Rig, manifest)
 
 
 def polecat(manifest: dict[str, Any]) -> Polecat:
-    resource = parse_resource(manifest)
-    assert isinstance(resource, Polecat)
-    return resource
+    return parsed(Polecat, manifest)
 
 
 def beadstore_manifest(name: str, rig: str, path: str, kind: str = "jsonl", **spec: Any) -> dict[str, Any]:
@@ -206,9 +210,7 @@ def refinery_manifest(name: str, rig: str, **spec: Any) -> dict[str, Any]:
 
 def refinery(rig: str, **spec: Any) -> Refinery:
     """The Refinery `default/refinery` of `rig`."""
-    resource = parse_resource(refinery_manifest("refinery", rig, **spec))
-    assert isinstance(resource, Refinery)
-    return resource
+    return parsed(Refinery, refinery_manifest("refinery", rig, **spec))
 
 
 def python_check(code: str) -> str:
@@ -252,9 +254,6 @@ def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: 
         "GASTOWN_HOME": str(home),
         "GASTOWN_TMUX_SOCKET": tmux_socket,
     }
-
-
-R = TypeVar("R", bound=Resource)
 
 
 async def reach(reconciler: Reconciler, model: type[R], name: str, *phases: str, timeout: float = 30.0) -> R:

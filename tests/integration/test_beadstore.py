@@ -6,16 +6,18 @@ import asyncio
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bridge.reconcile import Reconciler
-from crds import BeadStore, InvalidResource, Polecat, Rig, parse_resource
+from crds import BeadStore, InvalidResource, Polecat, Rig
 from tests.helpers import (
     GitRig,
     beadstore_manifest,
+    parsed,
     polecat,
     polecat_manifest,
     reach,
@@ -29,10 +31,8 @@ from tests.integration.conftest import GASTOWN_EXPORT, records
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def store(manifest: dict[str, object]) -> BeadStore:
-    resource = parse_resource(manifest)
-    assert isinstance(resource, BeadStore)
-    return resource
+def store(manifest: dict[str, Any]) -> BeadStore:
+    return parsed(BeadStore, manifest)
 
 
 async def store_phase(reconciler: Reconciler, name: str, phase: str) -> BeadStore:

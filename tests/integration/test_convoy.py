@@ -17,6 +17,7 @@ from tests.helpers import (
     beadstore_manifest,
     convoy_manifest,
     max_concurrent,
+    parsed,
     polecat,
     polecat_manifest,
     reach,
@@ -33,10 +34,8 @@ from workflows.names import pool_names
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def convoy(manifest: dict[str, object]) -> Convoy:
-    resource = parse_resource(manifest)
-    assert isinstance(resource, Convoy)
-    return resource
+def convoy(manifest: dict[str, Any]) -> Convoy:
+    return parsed(Convoy, manifest)
 
 
 async def convoy_phase(reconciler: Reconciler, name: str, *phases: str, timeout: float = 30.0) -> Convoy:

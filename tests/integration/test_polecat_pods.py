@@ -20,7 +20,7 @@ from temporalio.client import Client
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig, parse_resource
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import reach, terminate_running
+from tests.helpers import parsed, reach, terminate_running
 from worker.main import build_worker
 from worker.settings import Settings
 
@@ -91,7 +91,8 @@ def decoded(node: Any) -> str:
 
 
 def pod_polecat(name: str, reconciler: Reconciler, deadline: int = 3600, **spec: Any) -> Polecat:
-    resource = parse_resource(
+    return parsed(
+        Polecat,
         {
             "apiVersion": "gastown.gastown.io/v1alpha1",
             "kind": "Polecat",
@@ -109,10 +110,8 @@ def pod_polecat(name: str, reconciler: Reconciler, deadline: int = 3600, **spec:
                 },
                 **spec,
             },
-        }
+        },
     )
-    assert isinstance(resource, Polecat)
-    return resource
 
 
 async def phase_of(reconciler: Reconciler, name: str, *phases: str) -> Polecat:

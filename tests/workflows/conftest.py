@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 
 class Starter(Protocol):
@@ -63,3 +63,13 @@ async def start_workflow(time_skipping: WorkflowEnvironment) -> AsyncIterator[St
             await handle.terminate("test finished")
     for worker in workers:
         await worker.shutdown()
+
+
+async def rolled_over_and_replays(client: Client, workflow_id: str, workflow: type, first_run: str) -> None:
+    """The workflow continued as new (its run is no longer `first_run`); deleted, its history replays."""
+    latest = client.get_workflow_handle(workflow_id)
+    assert (await latest.describe()).run_id != first_run
+    await latest.signal("delete")
+    await latest.result()
+    history = await latest.fetch_history()
+    await Replayer(workflows=[workflow], data_converter=client.data_converter).replay_workflow(history)

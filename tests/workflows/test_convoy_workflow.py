@@ -14,16 +14,15 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from activities.convoys import ConvoySnapshot, PolecatSeen, RemoveRequest, SpawnRequest, WatchRequest
-from crds import Convoy, parse_resource
+from crds import Convoy
 from crds.convoy import ConvoyStatus
-from tests.helpers import wait_until
-from tests.workflows.conftest import Starter
+from tests.helpers import parsed, wait_until
+from tests.workflows.conftest import Starter, rolled_over_and_replays
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 
 
@@ -82,16 +81,15 @@ class World:
 
 
 def a_convoy(beads: list[str], **spec: Any) -> Convoy:
-    resource = parse_resource(
+    return parsed(
+        Convoy,
         {
             "apiVersion": "gastown.gastown.io/v1alpha1",
             "kind": "Convoy",
             "metadata": {"name": "wave", "namespace": "default", "uid": "c0nv0y"},
             "spec": {"rigRef": "athena", "trackedBeads": beads, "autoSpawn": True, **spec},
-        }
+        },
     )
-    assert isinstance(resource, Convoy)
-    return resource
 
 
 @pytest.fixture
@@ -190,10 +188,4 @@ async def test_history_replays_and_rolls_over(run: Any, time_skipping: WorkflowE
         world.move(bead, "Succeeded")
     done = await status_where(handle, "Completed", lambda s: s.phase == "Completed")
     assert world.peak <= 3 and done.completed == 8 and len(world.spawned) == 8
-    client: Client = time_skipping.client
-    latest = client.get_workflow_handle(handle.id)
-    assert (await latest.describe()).run_id != first_run
-    await latest.signal(ConvoyWorkflow.delete)
-    await latest.result()
-    history = await latest.fetch_history()
-    await Replayer(workflows=[ConvoyWorkflow], data_converter=client.data_converter).replay_workflow(history)
+    await rolled_over_and_replays(time_skipping.client, handle.id, ConvoyWorkflow, first_run)

@@ -14,17 +14,16 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest
 from activities.visibility import FinishedPolecats, SucceededWatch
-from crds import Refinery, Rig, parse_resource
+from crds import Refinery, Rig
 from crds.refinery import CheckResult, RefineryStatus
-from tests.helpers import wait_until
-from tests.workflows.conftest import Starter
+from tests.helpers import parsed, wait_until
+from tests.workflows.conftest import Starter, rolled_over_and_replays
 from workflows import attributes
 from workflows.refinery import RETRY_BLOCKED, EnqueueRequest, RefineryInput, RefineryWorkflow
 
@@ -37,7 +36,6 @@ class Remote:
     conflicting: set[str] = field(default_factory=set)
     no_remote: bool = False
     landed: list[str] = field(default_factory=list)  # branches, in landing order
-    checked: list[list[str]] = field(default_factory=list)  # the stack of each check run
 
     @activity.defn(name="merge.prepare")
     async def prepare(self, request: PrepareRequest) -> Candidate:
@@ -59,7 +57,6 @@ class Remote:
 
     @activity.defn(name="merge.check")
     async def check(self, request: CheckRequest) -> list[CheckResult]:
-        self.checked.append(request.candidate.stacked)
         passed = not self.bad & set(request.candidate.stacked)
         return [CheckResult(command=request.commands[0], passed=passed, exit_code=0 if passed else 1)]
 
@@ -83,16 +80,15 @@ class Remote:
 
 
 def a_refinery(**spec: Any) -> Refinery:
-    resource = parse_resource(
+    return parsed(
+        Refinery,
         {
             "apiVersion": "gastown.gastown.io/v1alpha1",
             "kind": "Refinery",
             "metadata": {"name": "refinery", "namespace": "default", "uid": "r3f1n3ry"},
             "spec": {"rigRef": "athena", "autoMerge": True, "requiredChecks": ["make test"], **spec},
-        }
+        },
     )
-    assert isinstance(resource, Refinery)
-    return resource
 
 
 RIG = Rig.model_validate({"metadata": {"name": "athena"}, "spec": {"gitURL": "fake"}})
@@ -187,12 +183,4 @@ async def test_history_replays_and_rolls_over(run: Any, time_skipping: WorkflowE
         await enqueue(handle, branch)
     status = await settled(handle, merged=12)
     assert remote.landed == branches and len(status.recent) == 12
-    client: Client = time_skipping.client
-    latest = client.get_workflow_handle(handle.id)
-    assert (await latest.describe()).run_id != first_run
-    await latest.signal(RefineryWorkflow.delete)
-    await latest.result()
-    history = await latest.fetch_history()
-    await Replayer(workflows=[RefineryWorkflow], data_converter=client.data_converter).replay_workflow(
-        history
-    )
+    await rolled_over_and_replays(time_skipping.client, handle.id, RefineryWorkflow, first_run)
