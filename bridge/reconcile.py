@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -91,8 +91,7 @@ async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
 
 
 async def _beadstore_input(reconciler: Reconciler, store: BeadStore) -> BeadStoreInput:
-    rig = await reconciler.get(Rig, None, store.spec.rig_ref)
-    await reconciler.claim_rig(store)
+    rig = await reconciler.claim_rig(store)
     return BeadStoreInput(store=store, rig=rig, status_target=reconciler.status_target(store))
 
 
@@ -102,8 +101,7 @@ async def _convoy_input(reconciler: Reconciler, convoy: Convoy) -> ConvoyInput:
 
 
 async def _refinery_input(reconciler: Reconciler, refinery: Refinery) -> RefineryInput:
-    rig = await reconciler.get(Rig, None, refinery.spec.rig_ref)
-    await reconciler.claim_rig(refinery)
+    rig = await reconciler.claim_rig(refinery)
     return RefineryInput(refinery=refinery, rig=rig, status_target=reconciler.status_target(refinery))
 
 
@@ -200,7 +198,9 @@ class Reconciler:
                 rig = resource.spec.rig_ref
                 lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
                 in_batch = held[kind].get(rig)
-                holder, alive = await self._rig_holder(kind, rig)
+                description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
+                memo = await description.memo() if description else {}
+                holder, alive = await self._rig_holder(kind, memo)
                 other = _key(in_batch) if in_batch else (holder if alive else None)
                 if other is not None and other != _key(resource):
                     lines.append(
@@ -232,21 +232,26 @@ class Reconciler:
             if prefix and bead and not bead.startswith(f"{prefix}-")
         ]
 
-    async def _rig_holder(self, kind: str, rig: str) -> tuple[str | None, bool]:
-        """Which `kind` (BeadStore or Refinery) holds the rig, as `<namespace>/<name>`, and if it still exists."""
-        description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
-        memo = await description.memo() if description else {}
-        holder = memo.get(HOLDERS[kind][1])
+    async def _rig_holder(self, kind: str, rig_memo: Mapping[str, Any]) -> tuple[str | None, bool]:
+        """Which `kind` (BeadStore or Refinery) the rig's memo says holds it, as `<namespace>/<name>`,
+        and whether that resource still exists."""
+        holder = rig_memo.get(HOLDERS[kind][1])
         if not isinstance(holder, str):
             return None, False
         namespace, name = holder.split("/", 1)
         alive = await describe_running(self.client, attributes.workflow_id(kind, namespace, name))
         return holder, alive is not None
 
-    async def claim_rig(self, resource: BeadStore | Refinery) -> None:
-        """Make `resource` its rig's one BeadStore or Refinery, or refuse (InvalidResource) if it has another."""
+    async def claim_rig(self, resource: BeadStore | Refinery) -> Rig:
+        """Make `resource` its rig's one BeadStore or Refinery, or refuse (InvalidResource) if it has another.
+
+        Returns the rig (one description of it serves both); NotFound if there is none.
+        """
         kind, rig = resource.INFO.kind, resource.spec.rig_ref
-        holder, alive = await self._rig_holder(kind, rig)
+        description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
+        if description is None:
+            raise NotFound(rig)
+        holder, alive = await self._rig_holder(kind, await description.memo())
         handle = self.client.get_workflow_handle(workflow_id_of(Rig, None, rig))
         try:
             await handle.execute_update(
@@ -255,6 +260,7 @@ class Reconciler:
             )
         except WorkflowUpdateFailedError as error:
             raise InvalidResource(resource.ref, [f"spec.rigRef: {_refusal(error)}"]) from None
+        return await _resource_from(Rig, description)
 
     # --- writes ---------------------------------------------------------------
 
