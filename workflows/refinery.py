@@ -242,7 +242,7 @@ class RefineryWorkflow:
                 ahead = await self._process(batch, prepared)
                 continue
             if self.deleted:
-                await _stop(following)
+                _stop(following)
                 await self._tell_rig()
                 return self.state.status
             if self.state.status.phase != "Idle" or not self.state.status.message:
@@ -252,7 +252,7 @@ class RefineryWorkflow:
                 lambda: self.deleted or bool(self._next_batch()) or history_full(input.history_limit)
             )
             if not self.deleted and history_full(input.history_limit):
-                await _stop(following)
+                _stop(following)
                 await workflow.wait_condition(
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
@@ -657,11 +657,12 @@ class RefineryWorkflow:
         self.publisher.publish(self.state.status, self.refinery.metadata.generation, event)
 
 
-async def _stop(task: asyncio.Task[None]) -> None:
-    """Cancel a task that waits on an activity, and let the cancellation finish."""
+def _stop(task: asyncio.Task[None]) -> None:
+    """Cancel a task that waits on an activity, without waiting for it: the workflow goes on (or ends)
+    at once. Its outcome, the activity's cancellation, is read when it comes, so it is not logged as
+    an exception nobody retrieved."""
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     task.cancel()
-    with contextlib.suppress(ActivityError, asyncio.CancelledError):
-        await task
 
 
 def _approvals(refinery: Refinery) -> set[str]:
