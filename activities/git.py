@@ -63,6 +63,12 @@ class BranchResult(BaseModel):
     pushed: bool
 
 
+def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
+    """Where a polecat's worktree lives: one per incarnation (uid), so a re-created
+    polecat of the same name never inherits a stale worktree, not even one of another repo."""
+    return home / "worktrees" / rig / namespace / f"{polecat}-{short_uid(uid)}"
+
+
 def open_checkout(rig: RigSpec) -> Repo:
     """The rig's checkout, or a non-retryable RigNotReady error saying why."""
     if not rig.local_path:
@@ -107,10 +113,7 @@ class GitActivities:
 
     def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         repo = open_checkout(request.rig)
-        # One worktree per incarnation (uid): a re-created polecat of the same
-        # name never inherits a stale worktree, not even one of another repo.
-        stem = f"{request.polecat}-{short_uid(request.uid)}"
-        path = self.home / "worktrees" / request.rig_name / request.namespace / stem
+        path = worktree_path(self.home, request.rig_name, request.namespace, request.polecat, request.uid)
         with _repo_locks[str(repo.common_dir)]:
             if (path / ".git").exists():
                 return _adopt(repo, path, request.branch)

@@ -40,9 +40,11 @@ LABEL_POLECAT = "gastown.gastown.io/polecat"
 LABEL_UID = "gastown.gastown.io/polecat-uid"
 
 
-def pod_name(polecat: Polecat) -> str:
-    """Deterministic and unique per incarnation, so a restarted worker adopts its pod."""
-    return f"polecat-{polecat.name}-{short_uid(polecat.metadata.uid)}"
+def pod_name(polecat: Polecat, attempt: int = 0) -> str:
+    """Deterministic and unique per incarnation and attempt, so a restarted worker adopts its pod
+    and a Witness's restart never meets the pod it replaces."""
+    name = f"polecat-{polecat.name}-{short_uid(polecat.metadata.uid)}"
+    return f"{name}-r{attempt}" if attempt else name
 
 
 def _resources(polecat: Polecat) -> dict[str, dict[str, str]]:
@@ -65,7 +67,9 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def build_pod(polecat: Polecat, default_image: str, bead: Bead | None = None) -> dict[str, Any]:
+def build_pod(
+    polecat: Polecat, default_image: str, bead: Bead | None = None, attempt: int = 0
+) -> dict[str, Any]:
     """The Pod of a kubernetes-mode polecat."""
     k8s = polecat.spec.kubernetes
     if k8s is None or k8s.git_repository is None or k8s.active_deadline_seconds is None:
@@ -149,7 +153,7 @@ def build_pod(polecat: Polecat, default_image: str, bead: Bead | None = None) ->
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(polecat),
+            "name": pod_name(polecat, attempt),
             "namespace": polecat.namespace,
             "labels": {
                 "app.kubernetes.io/name": "gastown-polecat",
@@ -198,6 +202,7 @@ WATCH_SLICE_SECONDS = 5
 class PodLaunch(BaseModel):
     polecat: Polecat
     bead: Bead | None = None
+    attempt: int = 0  # restarts so far: each attempt is a pod of its own
 
 
 class PodRef(BaseModel):
@@ -280,7 +285,7 @@ class PodActivities:
     @activity.defn(name="pods.start_pod")
     async def start_pod(self, launch: PodLaunch) -> PodRef:
         """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
-        manifest = build_pod(launch.polecat, self.default_image, launch.bead)
+        manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt)
         meta = manifest["metadata"]
         ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
         async with self.connection.api() as api:
@@ -324,6 +329,7 @@ class PodActivities:
                     core.list_namespaced_pod,
                     ref.namespace,
                     label_selector=f"{LABEL_UID}={ref.uid_label}",
+                    field_selector=f"metadata.name={ref.name}",  # not the pod of an earlier attempt
                     resource_version=pod["metadata"].get("resourceVersion"),
                     timeout_seconds=WATCH_SLICE_SECONDS,
                 )

@@ -80,7 +80,7 @@ async def _reconciler(settings: Settings) -> Reconciler:
         raise RuntimeUnavailable(
             f"cannot reach Temporal at {settings.temporal_address} ({error}); start it with `gastown up`"
         ) from None
-    return Reconciler(client, settings.task_queue)
+    return Reconciler(client, settings.task_queue, home=settings.home)
 
 
 def _kind(word: str) -> type[Resource]:

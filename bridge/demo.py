@@ -104,7 +104,7 @@ async def run_demo(settings: Settings) -> None:
     say(f"   project {checkout} (remote {remote})")
     say(f"   manifests {manifest_file}")
 
-    reconciler = Reconciler(await connect(settings), settings.task_queue)
+    reconciler = Reconciler(await connect(settings), settings.task_queue, home=settings.home)
     with contextlib.suppress(NotFound):  # the demo can run again: its previous polecat goes first
         await reconciler.delete(Polecat, NAMESPACE, POLECAT)
     say(click.style("3. Applying (the same path as `gastown apply -f`)", bold=True))

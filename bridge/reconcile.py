@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -31,8 +32,9 @@ from temporalio.exceptions import ApplicationError
 from activities.beads import held_bead_store
 from activities.convoys import PolecatRefused
 from activities.kube import StatusTarget
+from activities.notify import forget_webhook, store_webhook
 from activities.visibility import describe_running
-from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig
+from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig, Witness
 from crds.common import rfc3339
 from crds.polecat import change_problems
 from workflows import attributes
@@ -41,6 +43,7 @@ from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow
 from workflows.refinery import RefineryInput, RefineryWorkflow
 from workflows.rig import HOLDERS, RigClaim, RigInput, RigWorkflow
+from workflows.witness import WitnessInput, WitnessWorkflow
 
 # Order of apply within one batch: what others refer to comes first.
 APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
@@ -69,6 +72,10 @@ class Controller:
     start_input: Callable[[Reconciler, Any], Awaitable[BaseModel]]
     rig_of: Callable[[Any], str | None]
     bead_of: Callable[[Any], str | None] = lambda resource: None
+    # The resource as it may enter a workflow history: its secrets kept aside, replaced by references.
+    keep_secrets: Callable[[Reconciler, Any], Any] = lambda reconciler, resource: resource
+    # Forget what keep_secrets kept, once the resource is deleted.
+    forget_secrets: Callable[[Reconciler, str, str], None] = lambda reconciler, namespace, name: None
 
 
 async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
@@ -105,6 +112,32 @@ async def _refinery_input(reconciler: Reconciler, refinery: Refinery) -> Refiner
     return RefineryInput(refinery=refinery, rig=rig, status_target=reconciler.status_target(refinery))
 
 
+async def _witness_input(reconciler: Reconciler, witness: Witness) -> WitnessInput:
+    await reconciler.claim_rig(witness)
+    return WitnessInput(witness=witness, status_target=reconciler.status_target(witness))
+
+
+def _witness_secrets(reconciler: Reconciler, witness: Witness) -> Witness:
+    """A Slack webhook URL goes to the secret store; the workflow gets a digest of it.
+
+    On a cluster the CR is the store: the notifying activity reads the URL from it.
+    """
+    url = witness.webhook_url
+    if url is None or reconciler.kubernetes or url == witness.without_secrets().webhook_url:
+        return witness.without_secrets()
+    if reconciler.home is None:
+        raise InvalidResource(
+            witness.ref, ["spec.notifications.slack.webhookURL: this bridge has nowhere safe to keep it"]
+        )
+    store_webhook(reconciler.home, _key(witness), url)
+    return witness.without_secrets()
+
+
+def _forget_witness_secrets(reconciler: Reconciler, namespace: str, name: str) -> None:
+    if reconciler.home is not None:
+        forget_webhook(reconciler.home, f"{namespace}/{name}")
+
+
 CONTROLLERS: dict[str, Controller] = {
     "Rig": Controller(RigWorkflow, _rig_input, rig_of=lambda rig: rig.name),
     "Polecat": Controller(
@@ -116,6 +149,13 @@ CONTROLLERS: dict[str, Controller] = {
     "BeadStore": Controller(BeadStoreWorkflow, _beadstore_input, rig_of=lambda store: store.spec.rig_ref),
     "Convoy": Controller(ConvoyWorkflow, _convoy_input, rig_of=lambda convoy: convoy.spec.rig_ref),
     "Refinery": Controller(RefineryWorkflow, _refinery_input, rig_of=lambda refinery: refinery.spec.rig_ref),
+    "Witness": Controller(
+        WitnessWorkflow,
+        _witness_input,
+        rig_of=lambda witness: witness.spec.rig_ref,
+        keep_secrets=_witness_secrets,
+        forget_secrets=_forget_witness_secrets,
+    ),
 }
 
 
@@ -149,13 +189,20 @@ class LocalPolecats:
 
 class Reconciler:
     def __init__(
-        self, client: Client, task_queue: str, update_timeout: float = 30.0, kubernetes: bool = False
+        self,
+        client: Client,
+        task_queue: str,
+        update_timeout: float = 30.0,
+        kubernetes: bool = False,
+        home: Path | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.update_timeout = update_timeout
         # True for the Kubernetes bridge: resources are CRs, and their status goes back to them.
         self.kubernetes = kubernetes
+        # The worker's home on this machine (the embedded runtime): where secrets are kept by reference.
+        self.home = home
 
     def status_target(self, resource: Resource) -> StatusTarget | None:
         if not self.kubernetes:
@@ -194,7 +241,7 @@ class Reconciler:
                 current = await self.find(Polecat, resource.namespace, resource.name)
                 if isinstance(current, Polecat):
                     lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
-            elif isinstance(resource, BeadStore | Refinery):
+            elif isinstance(resource, BeadStore | Refinery | Witness):
                 rig = resource.spec.rig_ref
                 lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
                 in_batch = held[kind].get(rig)
@@ -233,7 +280,7 @@ class Reconciler:
         ]
 
     async def _rig_holder(self, kind: str, rig_memo: Mapping[str, Any]) -> tuple[str | None, bool]:
-        """Which `kind` (BeadStore or Refinery) the rig's memo says holds it, as `<namespace>/<name>`,
+        """Which `kind` (BeadStore, Refinery or Witness) the rig's memo says holds it, as `<namespace>/<name>`,
         and whether that resource still exists."""
         holder = rig_memo.get(HOLDERS[kind][1])
         if not isinstance(holder, str):
@@ -242,8 +289,8 @@ class Reconciler:
         alive = await describe_running(self.client, attributes.workflow_id(kind, namespace, name))
         return holder, alive is not None
 
-    async def claim_rig(self, resource: BeadStore | Refinery) -> Rig:
-        """Make `resource` its rig's one BeadStore or Refinery, or refuse (InvalidResource) if it has another.
+    async def claim_rig(self, resource: BeadStore | Refinery | Witness) -> Rig:
+        """Make `resource` its rig's one BeadStore, Refinery or Witness, or refuse (InvalidResource) if it has another.
 
         Returns the rig (one description of it serves both); NotFound if there is none.
         """
@@ -267,6 +314,7 @@ class Reconciler:
     async def apply(self, resource: Resource) -> str:
         """Start the resource's workflow or hand it the new spec: created, configured or unchanged."""
         controller = CONTROLLERS[resource.INFO.kind]
+        resource = controller.keep_secrets(self, resource)
         if resource.metadata.uid is None:
             resource.metadata.uid = str(uuid.uuid4())
         if resource.metadata.creation_timestamp is None:
@@ -314,6 +362,7 @@ class Reconciler:
         handle = await self.running(model, namespace, name)
         await handle.signal("delete")
         await asyncio.wait_for(handle.result(), timeout)
+        CONTROLLERS[model.INFO.kind].forget_secrets(self, namespace or "", name)
 
     async def signal(
         self, model: type[Resource], namespace: str | None, name: str, signal: str, *args: Any

@@ -77,7 +77,7 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
     lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
-    tables = ("phase", "message", "conditions", "polecats", "queue", "recent")
+    tables = ("phase", "message", "conditions", "polecats", "queue", "recent", "alerts")
     details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
@@ -109,6 +109,11 @@ def describe(resource: Resource, ui_link: str) -> str:
             [r["timestamp"], r["branch"], r["outcome"], r.get("commit", "")[:12], _cell(r.get("message"))]
             for r in status.get("recent", [])
         ],
+    )
+    lines += _section(
+        "Alerts",  # a witness's
+        ["POLECAT", "TYPE", "SINCE", "MESSAGE"],
+        [[a["polecat"], a["type"], a["since"], _cell(a.get("message"))] for a in status.get("alerts", [])],
     )
     lines += _section(
         "Conditions",

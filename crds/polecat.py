@@ -30,13 +30,14 @@ Provider = Literal["anthropic", "litellm", "openai", "ollama"]
 # polecat (its line to Terminated runs through Failed's column in the drawing;
 # we do not pretend the agent failed); and Idle -> Failed, when the work cannot
 # start (its bead is closed, its worktree cannot be made). Documented in
-# README "Polecat phases".
+# README "Polecat phases". A Witness's restart adds one more: Failed -> Working,
+# a new attempt of the same polecat (its count in status.restarts).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "Pending": frozenset({"Idle", "Working", "Failed", "Terminated"}),
     "Idle": frozenset({"Working", "Failed", "Terminated"}),
     "Working": frozenset({"Succeeded", "Failed", "Terminated"}),
     "Succeeded": frozenset({"Failed", "Terminated"}),
-    "Failed": frozenset({"Terminated"}),
+    "Failed": frozenset({"Working", "Terminated"}),
     "Terminated": frozenset(),
 }
 
@@ -44,6 +45,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 # A polecat still at its work (a rig's polecatCount, a convoy's in progress), and one done with it.
 LIVE_PHASES = ("Pending", "Idle", "Working")
 FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
+
+# A Witness restarts a polecat at most this often; then it leaves it Failed and says so.
+MAX_RESTARTS = 3
+# Failures a restart cannot mend: the work is gone or done.
+NOT_RESTARTABLE = ("BeadClosed", "BeadNotFound")
 
 
 class AgentConfig(ApiModel):
@@ -165,6 +171,8 @@ class PolecatStatus(ApiModel):
     commit: str | None = Field(None, description="Extension: head commit of the branch.")
     exit_code: int | None = Field(None, description="Extension: the agent's exit status.")
     log_file: str | None = Field(None, description="Extension: the agent's output (local mode).")
+    restarts: int = Field(0, description="Extension: how often a Witness restarted the agent.")
+    last_restart_time: Timestamp | None = Field(None, description="Extension: when the latest attempt began.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
@@ -181,6 +189,7 @@ class Polecat(Resource):
             ("Bead", ".spec.beadID", "string", 0),
             ("Agent", ".spec.agent", "string", 0),
             ("Mode", ".spec.executionMode", "string", 0),
+            ("Restarts", ".status.restarts", "integer", 1),
             ("Session", ".status.tmuxSession", "string", 1),
             ("Pod", ".status.podName", "string", 1),
             ("Message", ".status.message", "string", 1),

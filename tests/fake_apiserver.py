@@ -167,11 +167,22 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def _fields_match(obj: dict[str, Any], selector: str) -> bool:
+    """Field selectors on `metadata.name` and `metadata.namespace`, as every kind supports."""
+    metadata = obj.get("metadata", {})
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, value = term.replace("==", "=").split("=", 1)
+        if metadata.get(key.removeprefix("metadata.")) != value:
+            return False
+    return True
+
+
 @dataclass
 class _Watch:
     type: ResourceType
     namespace: str | None
     selector: str
+    fields: str = ""
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
 
 
@@ -190,6 +201,8 @@ class FakeApiServer:
         self.url = ""
         self.requests = 0
         self.watches_started: dict[str, int] = {}
+        # A pod's log, as the kubelet would serve it: (namespace, pod) -> [(when, line)].
+        self.pod_logs: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -302,13 +315,17 @@ class FakeApiServer:
             if method == "GET" and request.query.get("watch") in ("1", "true"):
                 return await self._watch(request, type_, namespace)
             if method == "GET":
-                return self._respond(
-                    request, type_, self._list(type_, namespace, request.query.get("labelSelector", ""))
+                query = request.query
+                found = self._list(
+                    type_, namespace, query.get("labelSelector", ""), query.get("fieldSelector", "")
                 )
+                return self._respond(request, type_, found)
             if method == "POST":
                 created = self._create(type_, namespace, await request.json())
                 return web.json_response(created, status=201)
             raise ApiError(405, "MethodNotAllowed", f"{method} on a collection")
+        if method == "GET" and sub == "log" and type_.plural == "pods":
+            return self._log(request, namespace or "", name)
         if method == "GET":
             return self._respond(request, type_, [self._get(type_, namespace, name)], single=True)
         if method == "PUT":
@@ -400,13 +417,29 @@ class FakeApiServer:
             raise ApiError(404, "NotFound", f'{type_.plural}.{type_.group or "core"} "{name}" not found')
         return obj
 
-    def _list(self, type_: ResourceType, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+    def _list(
+        self, type_: ResourceType, namespace: str | None, selector: str, fields: str = ""
+    ) -> list[dict[str, Any]]:
         return [
             obj
             for (t, ns, _), obj in sorted(self._store.items(), key=lambda item: (str(item[0][1]), item[0][2]))
             if t == type_ and (namespace is None or ns == namespace)
-            and _matches(obj.get("metadata", {}).get("labels", {}), selector)
+            and _matches(obj.get("metadata", {}).get("labels", {}), selector) and _fields_match(obj, fields)
         ]  # fmt: skip
+
+    def _log(self, request: web.Request, namespace: str, name: str) -> web.Response:
+        """`GET .../pods/NAME/log` with `tailLines` and `timestamps`, as plain text."""
+        self._get(self._type_by_plural("pods"), namespace, name)
+        lines = self.pod_logs.get((namespace, name), [])
+        tail = int(request.query.get("tailLines", "0") or 0)
+        if tail:
+            lines = lines[-tail:]
+        stamped = request.query.get("timestamps") == "true"
+        text = "".join(
+            (f"{when.astimezone(UTC).isoformat().replace('+00:00', 'Z')} " if stamped else "") + line + "\n"
+            for when, line in lines
+        )
+        return web.Response(text=text, content_type="text/plain")
 
     def _create(self, type_: ResourceType, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
         metadata = body.setdefault("metadata", {})
@@ -539,6 +572,7 @@ class FakeApiServer:
             watch.type == type_
             and (watch.namespace is None or metadata.get("namespace") == watch.namespace)
             and _matches(metadata.get("labels", {}), watch.selector)
+            and _fields_match(obj, watch.fields)
         )
 
     # --- responses --------------------------------------------------------------------
@@ -616,7 +650,7 @@ class FakeApiServer:
         timeout = float(request.query.get("timeoutSeconds", "0") or 0)
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        watch = _Watch(type_, namespace, selector)
+        watch = _Watch(type_, namespace, selector, request.query.get("fieldSelector", ""))
         self.watches_started[type_.plural] = self.watches_started.get(type_.plural, 0) + 1
         for event in self._replay(watch, since):
             await response.write(json.dumps(event).encode() + b"\n")
@@ -654,7 +688,7 @@ class FakeApiServer:
 
     def _replay(self, watch: _Watch, since: str) -> Iterator[dict[str, Any]]:
         if since in ("", "0"):
-            for obj in self._list(watch.type, watch.namespace, watch.selector):
+            for obj in self._list(watch.type, watch.namespace, watch.selector, watch.fields):
                 yield {"type": "ADDED", "object": obj}
             return
         if int(since) < self._oldest:

@@ -45,7 +45,7 @@ async def terminate_running(client: Client, task_queue: str) -> None:
     async for execution in client.list_workflows(query):
         with contextlib.suppress(RPCError):  # it may have ended since the listing
             await client.get_workflow_handle(execution.id, run_id=execution.run_id).terminate("test finished")
-        if execution.workflow_type == "BeadStore":
+        if execution.workflow_type in ("BeadStore", "Witness"):
             with contextlib.suppress(RPCError):
                 await client.get_schedule_handle(execution.id).delete()
 

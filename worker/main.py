@@ -13,8 +13,10 @@ from temporalio.worker import Worker
 from activities.beads import BeadActivities
 from activities.convoys import ConvoyActivities
 from activities.git import GitActivities
+from activities.health import HealthActivities
 from activities.kube import KubeActivities, KubeConnection
 from activities.merges import MergeActivities
+from activities.notify import NotifyActivities
 from activities.pod_entrypoint import ssh_environment
 from activities.pods import PodActivities
 from activities.schedules import ScheduleActivities
@@ -28,6 +30,7 @@ from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
 from workflows.refinery import RefineryWorkflow
 from workflows.rig import RigWorkflow
+from workflows.witness import WitnessTickWorkflow, WitnessWorkflow
 
 WORKFLOWS = [
     PolecatWorkflow,
@@ -36,6 +39,8 @@ WORKFLOWS = [
     BeadStoreTickWorkflow,
     ConvoyWorkflow,
     RefineryWorkflow,
+    WitnessWorkflow,
+    WitnessTickWorkflow,
 ]
 
 
@@ -51,6 +56,8 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     beads = BeadActivities()
     schedules = ScheduleActivities(client)
     visibility = VisibilityActivities(client)
+    health = HealthActivities(client, settings.home, connection)
+    notify = NotifyActivities(settings.home, connection, settings.smtp())
     # A convoy on a laptop creates its polecats as `gastown apply` would.
     convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)
     return Worker(
@@ -80,6 +87,10 @@ def build_worker(client: Client, settings: Settings) -> Worker:
             merges.prepare,
             merges.check,
             merges.land,
+            health.observe,
+            health.recheck,
+            notify.slack,
+            notify.email,
         ],
         # Every activity is async (git work runs in threads of its own), and a
         # watcher per working polecat is cheap: allow many at once.

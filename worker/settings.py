@@ -8,6 +8,8 @@ from urllib.parse import quote
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from activities.notify import SmtpSettings
+
 
 class Settings(BaseSettings):
     """Where Temporal is and where local work lives. Every field has an env var."""
@@ -28,6 +30,24 @@ class Settings(BaseSettings):
     # A mounted secret (`ssh-privatekey`, `known_hosts`) for the worker's own git: what a Refinery
     # fetches and pushes with on a cluster. Unset: git as the environment has it.
     git_secret: str | None = Field(None, validation_alias="GASTOWN_GIT_SECRET")
+    # The mail server a Witness's email alerts go through. The password is read from a file
+    # (a mounted secret), so it never sits in the environment.
+    smtp_host: str | None = Field(None, validation_alias="GASTOWN_SMTP_HOST")
+    smtp_port: int = Field(25, validation_alias="GASTOWN_SMTP_PORT")
+    smtp_sender: str = Field("gastown@localhost", validation_alias="GASTOWN_SMTP_FROM")
+    smtp_username: str | None = Field(None, validation_alias="GASTOWN_SMTP_USERNAME")
+    smtp_password_file: str | None = Field(None, validation_alias="GASTOWN_SMTP_PASSWORD_FILE")
+    smtp_starttls: bool = Field(False, validation_alias="GASTOWN_SMTP_STARTTLS")
+
+    def smtp(self) -> SmtpSettings:
+        return SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            sender=self.smtp_sender,
+            username=self.smtp_username,
+            password_file=self.smtp_password_file,
+            starttls=self.smtp_starttls,
+        )
 
     @property
     def ui_url(self) -> str:

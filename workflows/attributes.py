@@ -22,6 +22,7 @@ MEMO_SPEC = "spec"
 MEMO_STATUS = "status"
 MEMO_BEAD_STORE = "beadStore"  # a Rig's: `<namespace>/<name>` of the BeadStore that holds it
 MEMO_REFINERY = "refinery"  # a Rig's: `<namespace>/<name>` of the Refinery that serves it
+MEMO_WITNESS = "witness"  # a Rig's: `<namespace>/<name>` of the Witness that watches it
 
 
 def initial(

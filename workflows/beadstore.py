@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import attributes
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
-    from workflows.rig import RigWorkflow
+    from workflows.rig import RigWorkflow, release_rig
 
 SHORT = timedelta(minutes=2)
 MAX_ERRORS = 10
@@ -120,9 +120,7 @@ class BeadStoreWorkflow:
                     start_to_close_timeout=SHORT,
                     retry_policy=RetryPolicy(maximum_attempts=10),
                 )
-                await self._tell_rig(
-                    RigWorkflow.release_bead_store, f"{self.store.namespace}/{self.store.name}"
-                )
+                await release_rig("BeadStore", self.rig.name, f"{self.store.namespace}/{self.store.name}")
                 return
             if self._retime():
                 await self._schedule()

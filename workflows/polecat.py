@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.common import set_condition
     from crds.polecat import (
         FINAL_PHASES,
+        MAX_RESTARTS,
         TRANSITIONS,
         DesiredState,
         Polecat,
@@ -76,8 +78,24 @@ class PolecatState(BaseModel):
     worktree: str | None = None
     session: AgentSession | None = None
     pod: PodRef | None = None
+    remedy: Remedy | None = None  # a Witness's order, taken and not yet carried out
 
 
+class Remedy(BaseModel):
+    """A Witness's order for one run (uid) and one attempt of the polecat.
+
+    An order for another run or an earlier attempt is stale and ignored: an
+    action is never carried out on a polecat it was not decided for.
+    """
+
+    uid: str | None
+    attempt: int  # status.restarts when the order was decided
+    action: Literal["restart", "terminate", "fail"]
+    reason: str  # a condition reason: Stuck, Failed
+    message: str
+
+
+PolecatState.model_rebuild()
 PolecatInput.model_rebuild()
 
 
@@ -160,6 +178,20 @@ class PolecatWorkflow:
         self._publish(EventNote(reason=verdict.reason, message=verdict.message))
 
     @workflow.signal
+    def remedy(self, remedy: Remedy) -> None:
+        """From a Witness: restart the agent (a new attempt, at most MAX_RESTARTS), terminate, or fail it."""
+        status = self.state.status
+        if remedy.uid != self.polecat.metadata.uid or remedy.attempt != status.restarts:
+            return  # decided for another run or attempt
+        if remedy.action == "terminate":
+            self.terminate()
+        elif remedy.action == "restart":
+            if status.phase in ("Working", "Failed") and status.restarts < MAX_RESTARTS:
+                self.state.remedy = remedy
+        elif status.phase == "Working":
+            self.state.remedy = remedy
+
+    @workflow.signal
     def delete(self) -> None:
         """The resource is gone: stop the agent and end the workflow."""
         self.state.deleted = True
@@ -196,6 +228,8 @@ class PolecatWorkflow:
         if self.state.desired == "Terminated":
             await self._stop_agent()
             self._set_phase("Terminated", "Terminated", "terminated on request")
+        elif self.state.remedy is not None:
+            await self._carry_out(self.state.remedy)
         elif self.state.desired == "Working":
             await self._work()
         else:
@@ -208,7 +242,28 @@ class PolecatWorkflow:
             or (desired == "Terminated" and phase != "Terminated")
             or (desired == "Working" and phase in ("Pending", "Idle"))
             or (desired == "Idle" and phase == "Pending")
+            or self.state.remedy is not None
         )
+
+    def _interrupted(self) -> bool:
+        """The running agent must stop: for good, or for a Witness's order."""
+        return self._stopping() or self.state.remedy is not None
+
+    async def _carry_out(self, remedy: Remedy) -> None:
+        """A Witness's restart or fail, once the agent has been stopped."""
+        self.state.remedy = None
+        await self._stop_agent()
+        if remedy.action == "fail":
+            self._set_phase("Failed", remedy.reason, remedy.message)
+            return
+        status = self.state.status
+        status.restarts += 1
+        status.last_restart_time = workflow.now()
+        status.completion_time = status.exit_code = None
+        status.conditions = set_condition(
+            status.conditions, "Restarted", "True", remedy.reason, remedy.message, workflow.now()
+        )
+        await self._work()
 
     def _stopping(self) -> bool:
         return self.state.deleted or self.state.desired == "Terminated"
@@ -251,7 +306,7 @@ class PolecatWorkflow:
         status.tmux_session = session.session
         status.branch = worktree.branch
         status.log_file = session.log_file
-        status.start_time = workflow.now()
+        status.start_time = status.start_time or workflow.now()
         message = f"agent {self.polecat.spec.agent} running in tmux session {session.session}"
         self._set_phase("Working", "AgentRunning", "; ".join([message, *session.warnings]))
         await self._watch(session)
@@ -265,7 +320,7 @@ class PolecatWorkflow:
             retry_policy=RetryPolicy(non_retryable_error_types=["SessionLost"]),
             cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
         )
-        await workflow.wait_condition(lambda: watcher.done() or self._stopping())
+        await workflow.wait_condition(lambda: watcher.done() or self._interrupted())
         if not watcher.done():
             watcher.cancel()  # TRY_CANCEL: resolves at once, the loop stops the agent
             with contextlib.suppress(ActivityError):
@@ -334,7 +389,7 @@ class PolecatWorkflow:
         try:
             pod = await workflow.execute_activity_method(
                 PodActivities.start_pod,
-                PodLaunch(polecat=self.polecat, bead=bead),
+                PodLaunch(polecat=self.polecat, bead=bead, attempt=self.state.status.restarts),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -349,7 +404,8 @@ class PolecatWorkflow:
         self._set_phase(
             "Working", "AgentRunning", f"agent {self.polecat.spec.agent} running in pod {pod.name}"
         )
-        deadline = status.start_time + timedelta(seconds=kubernetes.active_deadline_seconds)
+        began = status.last_restart_time or status.start_time  # each attempt has the whole deadline
+        deadline = began + timedelta(seconds=kubernetes.active_deadline_seconds)
         watcher = workflow.start_activity_method(
             PodActivities.watch_pod,
             pod,
@@ -360,12 +416,12 @@ class PolecatWorkflow:
         )
         remaining = max((deadline - workflow.now()).total_seconds(), 0.0)
         with contextlib.suppress(TimeoutError):  # the deadline's durable timer
-            await workflow.wait_condition(lambda: watcher.done() or self._stopping(), timeout=remaining)
+            await workflow.wait_condition(lambda: watcher.done() or self._interrupted(), timeout=remaining)
         if not watcher.done():
             watcher.cancel()
             with contextlib.suppress(ActivityError):
                 await watcher
-            if not self._stopping():  # the deadline, not a person, ended it
+            if not self._interrupted():  # the deadline, not a person or a Witness, ended it
                 await self._stop_agent()
                 limit = kubernetes.active_deadline_seconds
                 self._set_phase(

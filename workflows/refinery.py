@@ -77,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
-    from workflows.rig import RigWorkflow
+    from workflows.rig import release_rig
 
 RETRY_BLOCKED = timedelta(seconds=30)
 FORGET_AFTER = timedelta(minutes=10)  # a polecat run unseen this long may be queued again if it reappears
@@ -243,7 +243,9 @@ class RefineryWorkflow:
                 continue
             if self.deleted:
                 _stop(following)
-                await self._tell_rig()
+                await release_rig(
+                    "Refinery", self.rig.name, f"{self.refinery.namespace}/{self.refinery.name}"
+                )
                 return self.state.status
             if self.state.status.phase != "Idle" or not self.state.status.message:
                 self._set_phase("Idle", self._idle_message())
@@ -611,13 +613,6 @@ class RefineryWorkflow:
         polecat = workflow.get_external_workflow_handle_for(PolecatWorkflow.run, workflow_id)
         with contextlib.suppress(FailureError):  # the polecat is gone: nothing to tell
             await polecat.signal(PolecatWorkflow.merge_verdict, verdict)
-
-    async def _tell_rig(self) -> None:
-        rig = workflow.get_external_workflow_handle_for(
-            RigWorkflow.run, attributes.workflow_id("Rig", None, self.rig.name)
-        )
-        with contextlib.suppress(FailureError):
-            await rig.signal(RigWorkflow.release_refinery, f"{self.refinery.namespace}/{self.refinery.name}")
 
     # --- status -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ recovers when its remote comes back. It is also the rig's registry:
 - the one place that hands out polecat names from the rig's pools (an update,
   handled one at a time, so two concurrent spawns never get the same name);
 - the holder of the rig's one BeadStore, which reports each sync (lastSync),
-  and of its one Refinery.
+  of its one Refinery and of its one Witness.
 
 polecatCount comes from one visibility count, watched by a heartbeating
 activity that returns when the number changes: no polecat pays for it.
@@ -18,13 +18,14 @@ It runs until the Rig is deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import cast
 
 from pydantic import AliasChoices, BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.git import RigCheck
@@ -53,7 +54,7 @@ class NameRequest(BaseModel):
 
 
 class RigClaim(BaseModel):
-    """A BeadStore or Refinery about to serve the rig, which has one of each.
+    """A BeadStore, Refinery or Witness about to serve the rig, which has one of each.
 
     `replaces` names an earlier holder that no longer exists.
     """
@@ -67,6 +68,7 @@ class RigClaim(BaseModel):
 HOLDERS = {
     "BeadStore": ("bead_store", attributes.MEMO_BEAD_STORE),
     "Refinery": ("refinery", attributes.MEMO_REFINERY),
+    "Witness": ("witness", attributes.MEMO_WITNESS),
 }
 
 
@@ -78,6 +80,7 @@ class RigState(BaseModel):
     names: dict[str, str] = Field(default_factory=dict)  # polecat name -> its holder
     bead_store: str | None = None  # `<namespace>/<name>` of the rig's one BeadStore
     refinery: str | None = None  # `<namespace>/<name>` of the rig's one Refinery
+    witness: str | None = None  # `<namespace>/<name>` of the rig's one Witness
 
 
 class RigInput(BaseModel):
@@ -138,6 +141,14 @@ class RigWorkflow:
     def _one_refinery(self, claim: RigClaim) -> None:
         self._check_claim("Refinery", claim)
 
+    @workflow.update
+    def claim_witness(self, claim: RigClaim) -> None:
+        self._claim("Witness", claim)
+
+    @claim_witness.validator
+    def _one_witness(self, claim: RigClaim) -> None:
+        self._check_claim("Witness", claim)
+
     @workflow.signal
     def release_bead_store(self, holder: str) -> None:
         self._release("BeadStore", holder)
@@ -145,6 +156,10 @@ class RigWorkflow:
     @workflow.signal
     def release_refinery(self, holder: str) -> None:
         self._release("Refinery", holder)
+
+    @workflow.signal
+    def release_witness(self, holder: str) -> None:
+        self._release("Witness", holder)
 
     # Claims are updates, handled one at a time: of two at once for one rig, one wins.
     def _claim(self, kind: str, claim: RigClaim) -> None:
@@ -268,6 +283,16 @@ class RigWorkflow:
 
     def _publish(self, event: EventNote | None) -> None:
         self.publisher.publish(self.state.status, self.rig.metadata.generation, event)
+
+
+async def release_rig(kind: str, rig: str, holder: str) -> None:
+    """From a BeadStore, Refinery or Witness workflow that ends: the rig no longer has `holder`.
+
+    A rig that is gone needs no telling.
+    """
+    handle = workflow.get_external_workflow_handle(attributes.workflow_id("Rig", None, rig))
+    with contextlib.suppress(FailureError):
+        await handle.signal(f"release_{HOLDERS[kind][0]}", holder)
 
 
 def _from_problem(problem: str) -> RigCheck:

@@ -10,6 +10,8 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --wait-for PATH      block until PATH exists (lets a test decide when it ends)
   --child-pid PATH     start a child process and write its pid to PATH
   --runs PATH          append one line per start to PATH (counts restarts)
+  --stall-runs N       on its first N starts (counted in --runs), go quiet for good at the end:
+                       a hung agent, for the Witness to find
   --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
   --exit CODE          exit with CODE at the end (default 0)
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
@@ -35,6 +37,7 @@ def main() -> int:
     parser.add_argument("--wait-for")
     parser.add_argument("--child-pid")
     parser.add_argument("--runs")
+    parser.add_argument("--stall-runs", type=int, default=0)
     parser.add_argument("--spans")
     parser.add_argument("--exit", type=int, default=0)
     parser.add_argument("--exit-if", action="append", default=[])
@@ -44,9 +47,11 @@ def main() -> int:
     code: int = exits.get(bead, args.exit)
     span(args.spans, "start", bead)
 
+    started = 1
     if args.runs:
         with open(args.runs, "a") as runs:
             runs.write(f"{os.getpid()}\n")
+        started = len(Path(args.runs).read_text().splitlines())
     print(f"polecat {os.environ.get('GT_POLECAT')} on {os.environ.get('GT_BRANCH')}", flush=True)
     prompt_file = os.environ.get("GT_PROMPT_FILE")
     if prompt_file:
@@ -62,11 +67,16 @@ def main() -> int:
         Path(name).parent.mkdir(parents=True, exist_ok=True)
         Path(name).write_text(text + "\n")
         subprocess.run(["git", "add", "--", name], check=True)
+        if subprocess.run(["git", "diff", "--cached", "--quiet"]).returncode == 0:
+            print(f"{name} already committed", flush=True)  # an earlier run's work, kept
+            continue
         subprocess.run(
             ["git", "commit", "--quiet", "-m", f"{os.environ.get('GT_ISSUE') or 'task'}: {name}"], check=True
         )
         print(f"committed {name}", flush=True)
         time.sleep(args.pause)
+    while started <= args.stall_runs:
+        time.sleep(3600)
     if args.wait_for:
         while not Path(args.wait_for).exists():
             time.sleep(0.005)  # fine-grained: benchmarks time the exit from the gate

@@ -23,6 +23,7 @@ EXTENSIONS = {
     ("Pending", "Terminated"),
     ("Working", "Terminated"),
     ("Succeeded", "Terminated"),
+    ("Failed", "Working"),  # a Witness's restart: a new attempt (status.restarts)
 }
 
 

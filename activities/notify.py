@@ -1,0 +1,195 @@
+"""Telling people: a Witness's alerts to Slack (an incoming webhook) and by email (SMTP).
+
+A webhook URL is a credential, so it is passed by reference and read here,
+at the last moment, from where it lives:
+
+- a Witness applied with `gastown` (embedded runtime): a file the CLI wrote
+  under `$GASTOWN_HOME/secrets/` (mode 0600), beside this worker;
+- a Witness CR on a cluster: the CR itself, read from the API server.
+
+Workflows, memos, statuses and logs only ever see a digest of it, and an
+error names the webhook's host, never its path. Failures that may pass (a
+timeout, 5xx, 429) are raised as retryable, so Temporal retries them with
+backoff; a 4xx is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import smtplib
+import tempfile
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+from kubernetes.aio import client
+from kubernetes.aio.client.exceptions import ApiException
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.kube import KubeConnection, StatusTarget
+from crds.witness import redacted_url, webhook_reference
+
+SLACK_TIMEOUT = 10.0  # seconds
+SMTP_TIMEOUT = 20.0
+
+
+class SlackMessage(BaseModel):
+    witness: str  # `<namespace>/<name>`: whose webhook
+    reference: str  # the spec's stand-in for the URL (a digest)
+    channel: str | None = None
+    text: str
+    target: StatusTarget | None = None  # set when the Witness is a CR: the URL is read from it
+
+
+class MailMessage(BaseModel):
+    to: str
+    subject: str
+    text: str
+
+
+class SmtpSettings(BaseModel):
+    """The worker's mail server (GASTOWN_SMTP_*); the password is read from a file, never passed."""
+
+    host: str | None = None
+    port: int = 25
+    sender: str = "gastown@localhost"
+    username: str | None = None
+    password_file: str | None = None
+    starttls: bool = False
+
+
+def webhook_file(home: Path, witness: str) -> Path:
+    return home / "secrets" / "witness" / witness / "slack-webhook-url"
+
+
+def store_webhook(home: Path, witness: str, url: str) -> None:
+    """Keep a Witness's webhook URL where this machine's worker reads it (0600, written atomically)."""
+    path = webhook_file(home, witness)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, temporary = tempfile.mkstemp(dir=path.parent)  # created 0600
+    with os.fdopen(fd, "w") as stream:
+        stream.write(url)
+    os.replace(temporary, path)
+
+
+def forget_webhook(home: Path, witness: str) -> None:
+    webhook_file(home, witness).unlink(missing_ok=True)
+
+
+class NotifyActivities:
+    def __init__(self, home: Path, connection: KubeConnection, smtp: SmtpSettings) -> None:
+        self.home = home
+        self.connection = connection
+        self.smtp = smtp
+
+    @activity.defn(name="notify.slack")
+    async def slack(self, message: SlackMessage) -> None:
+        """POST `{"channel", "text"}` to the Witness's webhook."""
+        url = await self._webhook(message)
+        payload: dict[str, Any] = {"text": message.text}
+        if message.channel:
+            payload["channel"] = message.channel
+        where = redacted_url(url)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SLACK_TIMEOUT)) as session,
+                session.post(url, json=payload) as response,
+            ):
+                answer = (await response.text())[:200]
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # Not the error's own text: it may carry the URL.
+            raise ApplicationError(
+                f"Slack webhook {where} did not answer ({type(error).__name__})", type="NotificationFailed"
+            ) from None
+        if response.status >= 500 or response.status == 429:
+            raise ApplicationError(
+                f"Slack webhook {where} answered {response.status}", type="NotificationFailed"
+            )
+        if response.status >= 400:
+            raise ApplicationError(
+                f"Slack webhook {where} refused the message: {response.status} {answer}",
+                type="NotificationRefused",
+                non_retryable=True,
+            )
+        activity.logger.info("alert posted to Slack webhook %s", where)
+
+    async def _webhook(self, message: SlackMessage) -> str:
+        if message.target is not None:
+            url = await self._webhook_of_cr(message.target)
+        else:
+            try:
+                url = webhook_file(self.home, message.witness).read_text().strip()
+            except FileNotFoundError:
+                url = ""
+        if not url:
+            raise ApplicationError(
+                f"no Slack webhook URL is stored for Witness {message.witness} on this worker; apply it again",
+                type="NotificationRefused",
+                non_retryable=True,
+            )
+        if webhook_reference(url) != message.reference:
+            activity.logger.info(
+                "Witness %s has a newer webhook than this alert was sent for", message.witness
+            )
+        return url
+
+    async def _webhook_of_cr(self, target: StatusTarget) -> str:
+        async with self.connection.api() as api:
+            try:
+                cr = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+                    target.group, target.version, target.namespace or "default", target.plural, target.name
+                )
+            except ApiException as error:
+                raise ApplicationError(
+                    f"cannot read {target.kind} {target.namespace}/{target.name}: {error.status} {error.reason}",
+                    type="NotificationFailed",
+                    non_retryable=error.status == 404,
+                ) from None
+        spec: dict[str, Any] = cast(dict[str, Any], cr).get("spec") or {}
+        slack = (spec.get("notifications") or {}).get("slack") or {}
+        return str(slack.get("webhookURL") or "")
+
+    @activity.defn(name="notify.email")
+    async def email(self, message: MailMessage) -> None:
+        """Send the alert to `notifications.email.to` through the worker's SMTP server."""
+        if not self.smtp.host:
+            raise ApplicationError(
+                "email notifications need an SMTP server: set GASTOWN_SMTP_HOST on the worker",
+                type="NotificationRefused",
+                non_retryable=True,
+            )
+        mail = EmailMessage()
+        mail["From"] = self.smtp.sender
+        mail["To"] = message.to
+        mail["Subject"] = message.subject
+        mail.set_content(message.text)
+        try:
+            await asyncio.to_thread(self._send, mail)
+        except smtplib.SMTPResponseException as error:
+            raise ApplicationError(
+                f"SMTP server {self.smtp.host} answered {error.smtp_code}",
+                type="NotificationFailed" if error.smtp_code < 500 else "NotificationRefused",
+                non_retryable=error.smtp_code >= 500,
+            ) from None
+        except (smtplib.SMTPException, OSError) as error:
+            raise ApplicationError(
+                f"SMTP server {self.smtp.host}:{self.smtp.port}: {type(error).__name__}",
+                type="NotificationFailed",
+            ) from None
+        activity.logger.info("alert mailed to %s", message.to)
+
+    def _send(self, mail: EmailMessage) -> None:
+        assert self.smtp.host is not None
+        with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=SMTP_TIMEOUT) as smtp:
+            if self.smtp.starttls:
+                smtp.starttls()
+            if self.smtp.username:
+                password = (
+                    Path(self.smtp.password_file).read_text().strip() if self.smtp.password_file else ""
+                )
+                smtp.login(self.smtp.username, password)
+            smtp.send_message(mail)

@@ -1,0 +1,279 @@
+"""The Witness for real: a real Temporal Schedule, real tmux agents, real git, and real local
+HTTP (a Slack-style webhook) and SMTP (aiosmtpd) servers that these tests start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from git import Repo
+from temporalio.client import Client, ScheduleIntervalSpec, ScheduleOverlapPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from bridge.reconcile import Reconciler
+from crds import InvalidResource, Polecat, Witness, parse_resource
+from tests.helpers import (
+    GitRig,
+    free_port,
+    parsed,
+    polecat,
+    polecat_manifest,
+    reach,
+    rig,
+    rig_manifest,
+    wait_until,
+)
+from worker.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+SECRET_PATH = "/services/T0001/B0001/very-secret-token"
+
+
+@dataclass
+class Webhook:
+    """A local Slack-style incoming webhook: records each message; answers as scripted, then 200."""
+
+    answers: list[int | str] = field(default_factory=list)  # a status, or "hang" (never answers in time)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        answer = self.answers.pop(0) if self.answers else 200
+        if answer == "hang":
+            await asyncio.sleep(30)
+        if request.path != SECRET_PATH:
+            return web.Response(status=404, text="no_service")
+        if answer != 200:
+            return web.Response(status=int(answer), text="try later")
+        self.received.append(await request.json())
+        return web.Response(text="ok")
+
+    def texts(self) -> list[str]:
+        return [message["text"] for message in self.received]
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    hook.url = f"http://127.0.0.1:{port}{SECRET_PATH}"
+    yield hook
+    await runner.cleanup()
+
+
+@dataclass
+class Mailbox:
+    """What a real SMTP server (aiosmtpd) received."""
+
+    mails: list[tuple[list[str], str, str]] = field(default_factory=list)  # (to, subject, body)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        mail = message_from_bytes(envelope.content if isinstance(envelope.content, bytes) else b"")
+        body = mail.get_payload(decode=True)
+        text = body.decode() if isinstance(body, bytes) else ""
+        self.mails.append((list(envelope.rcpt_tos), str(mail["Subject"]), text))
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox(settings: Settings) -> Iterator[Mailbox]:
+    """An SMTP server on a free port, named in the worker's settings (GASTOWN_SMTP_HOST/PORT)."""
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    settings.smtp_host, settings.smtp_port = "127.0.0.1", controller.port
+    yield box
+    controller.stop()
+
+
+def witness_manifest(rig: str, name: str = "witness", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Witness",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"rigRef": rig, "checkInterval": "1s", "stuckThreshold": "3s", "startupGrace": "0s", **spec},
+    }
+
+
+async def status_of(reconciler: Reconciler, name: str = "witness") -> Any:
+    found = await reconciler.find(Witness, "default", name)
+    return found.status if found else None
+
+
+# The mailbox fixture sets the SMTP server in the settings before the worker is built from them.
+@pytest.fixture
+def worker(mailbox: Mailbox, worker: None) -> None:
+    return worker
+
+
+async def test_a_stuck_polecat_is_restarted_keeps_its_work_and_people_are_told(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path, webhook: Webhook, mailbox: Mailbox
+) -> None:
+    """An agent that hangs after committing is found Stuck, restarted once in the same worktree (its
+    commit kept), and finishes; Slack and email each get Stuck then Recovered, once each."""
+    runs = tmp_path / "runs"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    notifications = {
+        "slack": {"webhookURL": webhook.url, "channel": "#town"},
+        "email": {"to": "mayor@town.example"},
+    }
+    await reconciler.apply(
+        parsed(
+            Witness, witness_manifest(rig_name, actions={"onStuck": "restart"}, notifications=notifications)
+        )
+    )
+    agent = ["--commit", "work.txt=done", "--say", "working", "--runs", str(runs), "--stall-runs", "1"]
+    await reconciler.apply(polecat(polecat_manifest("nux", rig_name, *agent, beadID="gt-1")))
+    done = await reach(reconciler, Polecat, "nux", "Succeeded", "Failed", timeout=60)
+    assert done.status is not None and done.status.phase == "Succeeded", done.status
+    assert done.status.restarts == 1
+    assert len(runs.read_text().splitlines()) == 2
+    log = Repo(git_rig.checkout).git.log("--format=%s", "polecat/nux").splitlines()
+    assert log.count("gt-1: work.txt") == 1  # the first run's commit, kept; the second found it done
+
+    await wait_until(lambda: len(webhook.received) >= 2, "Stuck and Recovered on Slack")
+    await wait_until(lambda: len(mailbox.mails) >= 2, "Stuck and Recovered by email")
+    kinds = [text.splitlines()[1].split(":")[0] for text in webhook.texts()]
+    assert kinds == ["Stuck", "Recovered"]
+    assert "restarting it (1 of 3)" in webhook.texts()[0]
+    assert {message["channel"] for message in webhook.received} == {"#town"}
+    assert [(to, subject.rsplit(" ", 1)[1]) for to, subject, _ in mailbox.mails] == [
+        (["mayor@town.example"], "Stuck"),
+        (["mayor@town.example"], "Recovered"),
+    ]
+    status = await wait_until(lambda: _healthy(reconciler), "the witness to see the polecat healthy again")
+    assert [(alert.polecat, alert.type) for alert in status.alerts] == [("default/nux", "Recovered")]
+
+
+async def _healthy(reconciler: Reconciler) -> Any:
+    status = await status_of(reconciler)
+    return status if status and status.phase == "Healthy" and status.polecats_monitored == 1 else None
+
+
+async def test_the_webhook_url_stays_out_of_histories_and_statuses(
+    client: Client,
+    reconciler: Reconciler,
+    git_rig: GitRig,
+    rig_name: str,
+    webhook: Webhook,
+    settings: Settings,
+) -> None:
+    """The webhook URL is a credential: the workflow, its memo and its status carry a digest, never the URL."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(
+        parsed(Witness, witness_manifest(rig_name, notifications={"slack": {"webhookURL": webhook.url}}))
+    )
+    await reconciler.apply(polecat(polecat_manifest("toast", rig_name, "--exit", "3", beadID="gt-2")))
+    await wait_until(lambda: webhook.received, "the Failed alert on Slack")
+    assert "Failed: polecat default/toast" in webhook.texts()[0]
+    shown = await reconciler.find(Witness, "default", "witness")
+    assert shown is not None and shown.webhook_url is not None
+    assert shown.webhook_url.startswith("stored:sha256:")
+    history = await client.get_workflow_handle("witness/default/witness").fetch_history()
+    assert "very-secret-token" not in history.to_json()
+    stored = settings.home / "secrets" / "witness" / "default" / "witness" / "slack-webhook-url"
+    assert stored.read_text() == webhook.url and stored.stat().st_mode & 0o077 == 0
+
+
+async def test_slack_is_retried_on_5xx_and_timeouts(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, webhook: Webhook
+) -> None:
+    """A webhook that times out, then answers 503, gets the message on the third try, once."""
+    webhook.answers = ["hang", 503]
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(
+        parsed(Witness, witness_manifest(rig_name, notifications={"slack": {"webhookURL": webhook.url}}))
+    )
+    await reconciler.apply(polecat(polecat_manifest("slit", rig_name, "--exit", "1", beadID="gt-3")))
+    await wait_until(lambda: webhook.received, "the alert, after the retries", timeout=60)
+    assert webhook.attempts == 3 and len(webhook.received) == 1
+
+
+async def test_the_schedule_follows_the_witness(
+    client: Client, reconciler: Reconciler, git_rig: GitRig, rig_name: str
+) -> None:
+    """One Schedule per Witness: its interval follows the spec, a pause set in the UI stays, a trigger
+    checks at once, and deleting the Witness deletes the Schedule and frees the rig for another."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(parsed(Witness, witness_manifest(rig_name, checkInterval="1h")))
+    schedule = client.get_schedule_handle("witness/default/witness")
+
+    async def every() -> timedelta | None:
+        try:
+            intervals = (await schedule.describe()).schedule.spec.intervals
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None  # not made yet
+            raise
+        return intervals[0].every if intervals else None
+
+    assert await wait_until(every, "the schedule") == timedelta(hours=1)
+    described = await schedule.describe()
+    assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    first = await wait_until(
+        lambda: _checked(reconciler), "the first check (made when the schedule is created)"
+    )
+
+    await schedule.pause(note="paused from the UI")
+    await reconciler.apply(parsed(Witness, witness_manifest(rig_name, checkInterval="2h")))
+    await wait_until(
+        lambda: _interval_is(schedule, timedelta(hours=2)), "the schedule to follow checkInterval"
+    )
+    assert (await schedule.describe()).schedule.state.paused
+
+    # lastCheck counts whole seconds, and so do the ids of the Schedule's runs: trigger in a later one.
+    await wait_until(lambda: datetime.now(UTC) >= first + timedelta(seconds=1), "the next second")
+    await schedule.trigger()
+    await wait_until(
+        lambda: _checked(reconciler, after=first), "a triggered check, though the schedule is paused"
+    )
+
+    await reconciler.delete(Witness, "default", "witness")
+    with pytest.raises(RPCError) as gone:
+        await schedule.describe()
+    assert gone.value.status == RPCStatusCode.NOT_FOUND
+    await reconciler.apply(parsed(Witness, witness_manifest(rig_name, name="another")))
+
+
+async def _checked(reconciler: Reconciler, after: Any = None) -> Any:
+    status = await status_of(reconciler)
+    if status is None or status.last_check is None or (after is not None and status.last_check <= after):
+        return None
+    return status.last_check
+
+
+async def _interval_is(schedule: Any, wanted: timedelta) -> bool:
+    intervals: list[ScheduleIntervalSpec] = (await schedule.describe()).schedule.spec.intervals
+    return bool(intervals) and intervals[0].every == wanted
+
+
+async def test_a_rig_has_one_witness(reconciler: Reconciler, git_rig: GitRig, rig_name: str) -> None:
+    """A second Witness for a rig is refused, naming the first; the webhook URL must be http(s)."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(parsed(Witness, witness_manifest(rig_name)))
+    second = parse_resource(witness_manifest(rig_name, name="second"))
+    problems = await reconciler.problems([second])
+    assert problems == [
+        f"Witness default/second: spec.rigRef: Rig {rig_name!r} already has a Witness (default/witness); a rig has one"
+    ]
+    with pytest.raises(InvalidResource, match=r"webhookURL.*http"):
+        parse_resource(
+            witness_manifest(rig_name, notifications={"slack": {"webhookURL": "file:///etc/passwd"}})
+        )
