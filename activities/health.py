@@ -131,7 +131,7 @@ class HealthActivities:
                         )
                     except ApiException:
                         return  # no pod (yet, or any more): not visible
-                polecat.quiet_for = _quiet_since_log(log, polecat.working_since)
+                polecat.quiet_for = quiet_since_log(log, polecat.working_since)
 
             await asyncio.gather(*(measure(polecat, pod) for polecat, pod in pods))
 
@@ -189,7 +189,7 @@ def quiet_for(files: list[Path]) -> float | None:
     return max(0.0, time.time() - max(times)) if times else None
 
 
-def _quiet_since_log(log: str, working_since: datetime | None) -> float | None:
+def quiet_since_log(log: str, working_since: datetime | None) -> float | None:
     """Seconds since the last line of a pod's log (`timestamps=true`); since the attempt began if none."""
     stamp = log.strip().split(" ", 1)[0] if log.strip() else ""
     last: datetime | None

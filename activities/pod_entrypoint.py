@@ -48,11 +48,24 @@ def ssh_environment(git_secret: str | None) -> dict[str, str]:
 
 
 def clone(repository: str, base: str, branch: str, into: str, git_secret: str | None) -> int:
+    """The base branch, and on it the work branch: the remote's own if an earlier attempt pushed it
+    (a restarted polecat goes on from its work), else a new one."""
     env = {**os.environ, **ssh_environment(git_secret)}
-    steps = [
-        ["git", "clone", "--depth=1", "--branch", base, "--", repository, into],
-        ["git", "-C", into, "checkout", "-b", branch],
-    ]
+    cloned = subprocess.run(["git", "clone", "--depth=1", "--branch", base, "--", repository, into], env=env)
+    if cloned.returncode != 0:
+        return cloned.returncode
+    found = subprocess.run(
+        ["git", "-C", into, "ls-remote", "--exit-code", "--heads", "origin", branch], env=env
+    )
+    if found.returncode == 2:  # no such branch on the remote
+        steps = [["git", "-C", into, "checkout", "-b", branch]]
+    elif found.returncode == 0:
+        steps = [
+            ["git", "-C", into, "fetch", "--depth=1", "origin", f"refs/heads/{branch}:refs/heads/{branch}"],
+            ["git", "-C", into, "checkout", branch],
+        ]
+    else:
+        return found.returncode
     for step in steps:
         done = subprocess.run(step, env=env)
         if done.returncode != 0:

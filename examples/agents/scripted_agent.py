@@ -12,6 +12,7 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --runs PATH          append one line per start to PATH (counts restarts)
   --stall-runs N       on its first N starts (counted in --runs), go quiet for good at the end:
                        a hung agent, for the Witness to find
+  --fail-runs N        on its first N starts (counted in --runs), exit 1 at the end
   --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
   --exit CODE          exit with CODE at the end (default 0)
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
@@ -38,6 +39,7 @@ def main() -> int:
     parser.add_argument("--child-pid")
     parser.add_argument("--runs")
     parser.add_argument("--stall-runs", type=int, default=0)
+    parser.add_argument("--fail-runs", type=int, default=0)
     parser.add_argument("--spans")
     parser.add_argument("--exit", type=int, default=0)
     parser.add_argument("--exit-if", action="append", default=[])
@@ -77,6 +79,8 @@ def main() -> int:
         time.sleep(args.pause)
     while started <= args.stall_runs:
         time.sleep(3600)
+    if started <= args.fail_runs:
+        code = 1
     if args.wait_for:
         while not Path(args.wait_for).exists():
             time.sleep(0.005)  # fine-grained: benchmarks time the exit from the gate

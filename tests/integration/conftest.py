@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, free_port
 
 DATA = REPO_ROOT / "tests" / "data" / "beads"  # real exports, MIT (see its README)
 GASTOWN_EXPORT = DATA / "gastown-issues.jsonl"
@@ -93,3 +97,47 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, object]]]]:
     thread.start()
     yield path, seen
     server.close()
+
+
+# A webhook URL's path is its credential: tests look for this text where it must never be.
+SECRET_PATH = "/services/T0001/B0001/very-secret-token"
+
+
+@dataclass
+class Webhook:
+    """A local Slack-style incoming webhook: records each message; answers as scripted, then 200."""
+
+    answers: list[int | str] = field(default_factory=list)  # a status, or "hang" (never answers in time)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    attempts: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.attempts += 1
+        answer = self.answers.pop(0) if self.answers else 200
+        if answer == "hang":
+            await asyncio.sleep(30)
+        if request.path != SECRET_PATH:
+            return web.Response(status=404, text="no_service")
+        if answer != 200:
+            return web.Response(status=int(answer), text="try later")
+        self.received.append(await request.json())
+        return web.Response(text="ok")
+
+    def texts(self) -> list[str]:
+        return [message["text"] for message in self.received]
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    """A Slack-style incoming webhook on a local port, at a secret path."""
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook.handle)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    hook.url = f"http://127.0.0.1:{port}{SECRET_PATH}"
+    yield hook
+    await runner.cleanup()

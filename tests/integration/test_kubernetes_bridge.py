@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tests.helpers import (
     terminate_running,
     wait_until,
 )
+from tests.integration.conftest import SECRET_PATH, Webhook
 from worker.main import build_worker
 from worker.settings import Settings
 
@@ -370,3 +372,62 @@ async def test_refinery_merges_a_polecat_approved_by_annotation(
     polecat = await cluster.get("polecats", "nux")
     assert polecat is not None
     assert {c["type"]: c["status"] for c in polecat["status"]["conditions"]}["Merged"] == "True"
+
+
+async def test_witness_restarts_a_silent_pod_and_posts_to_the_webhook_in_its_cr(
+    cluster: Cluster, rig_name: str, client: Client, webhook: Webhook
+) -> None:
+    """A Witness CR watches a kubernetes-mode polecat: its pod's log went quiet an hour ago, so once
+    it has worked for stuckThreshold it is Stuck; the Witness restarts it (a new pod, the old one deleted) and posts to the webhook, whose URL
+    it reads from the CR itself: the URL is in no workflow history and no status."""
+    rig = {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Rig",
+        "metadata": {"name": rig_name},
+        "spec": {},
+    }
+    witness = {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Witness",
+        "metadata": {"name": "watch", "namespace": "default"},
+        "spec": {
+            "rigRef": rig_name,
+            "checkInterval": "1s",
+            "stuckThreshold": "3s",
+            "startupGrace": "0s",
+            "actions": {"onStuck": "restart"},
+            "notifications": {"slack": {"webhookURL": webhook.url, "channel": "#pods"}},
+        },
+    }
+    polecat = polecat_manifest(
+        "capable",
+        rig_name,
+        executionMode="kubernetes",
+        kubernetes={"gitRepository": "git@example.com:org/athena.git", "activeDeadlineSeconds": 3600},
+    )
+    await cluster.apply(rig, witness)
+    await cluster.apply(polecat)
+    await wait_until(lambda: _phase_in(cluster, "capable", "Working"), "capable to work", 60)
+    (pod,) = cluster.api.objects("pods", "default")
+    first = pod["metadata"]["name"]
+    # The agent printed its last line an hour ago (the pod's log, as the kubelet serves it).
+    cluster.api.pod_logs[("default", first)] = [(datetime.now(UTC) - timedelta(hours=1), "thinking...")]
+
+    async def restarted() -> dict[str, Any] | None:
+        found = await cluster.get("polecats", "capable")
+        return found if found and found["status"].get("restarts") == 1 else None
+
+    polecat_now = await wait_until(restarted, "the Witness to restart the silent polecat", 60)
+    assert polecat_now["status"]["podName"] == f"{first}-r1"
+    await wait_until(
+        lambda: [p["metadata"]["name"] for p in cluster.api.objects("pods", "default")] == [f"{first}-r1"],
+        "the old pod gone, the new one there",
+    )
+    await wait_until(lambda: webhook.received, "the Stuck alert on the webhook")
+    assert webhook.received[0]["channel"] == "#pods"
+    assert "Stuck: polecat default/capable: no progress for " in webhook.texts()[0]
+    assert "restarting it (1 of 3)" in webhook.texts()[0]
+    found = await cluster.get("witnesses", "watch")
+    assert found is not None and found["status"]["alerts"][0]["polecat"] == "default/capable"
+    history = await client.get_workflow_handle("witness/default/watch").fetch_history()
+    assert SECRET_PATH not in history.to_json() and SECRET_PATH not in json.dumps(found["status"])

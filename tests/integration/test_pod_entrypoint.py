@@ -77,6 +77,21 @@ def test_clone_then_run_pushes_the_work_branch(tmp_path: Path, pod_env: dict[str
     assert rig.files_on("polecat/slit")["fix.txt"] == "fixed\n"
 
 
+def test_a_restarted_pod_goes_on_from_its_pushed_work_branch(tmp_path: Path, pod_env: dict[str, str]) -> None:
+    """clone of a work branch the remote already has checks it out, so a new attempt keeps the work."""
+    rig = make_git_rig(tmp_path / "rig")
+    first = tmp_path / "first"
+    assert clone(rig, "main", "polecat/slit", first, pod_env).returncode == 0
+    agent = [sys.executable, str(SCRIPTED_AGENT), "--commit", "fix.txt=fixed"]
+    assert run_agent("polecat/slit", agent, first, pod_env).returncode == 0
+    again = tmp_path / "again"
+    cloned = clone(rig, "main", "polecat/slit", again, pod_env)
+    assert cloned.returncode == 0, cloned.stderr
+    assert (again / "fix.txt").read_text() == "fixed\n"
+    head = subprocess.run(["git", "-C", str(again), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert head.stdout.strip() == rig.remote_branches()["polecat/slit"]
+
+
 def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env: dict[str, str]) -> None:
     """A failing agent's exit code is the container's; nothing is pushed."""
     rig = make_git_rig(tmp_path / "rig")

@@ -3,8 +3,7 @@ HTTP (a Slack-style webhook) and SMTP (aiosmtpd) servers that these tests start.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from git import Repo
@@ -32,50 +30,10 @@ from tests.helpers import (
     rig_manifest,
     wait_until,
 )
+from tests.integration.conftest import Webhook
 from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
-
-SECRET_PATH = "/services/T0001/B0001/very-secret-token"
-
-
-@dataclass
-class Webhook:
-    """A local Slack-style incoming webhook: records each message; answers as scripted, then 200."""
-
-    answers: list[int | str] = field(default_factory=list)  # a status, or "hang" (never answers in time)
-    received: list[dict[str, Any]] = field(default_factory=list)
-    attempts: int = 0
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.attempts += 1
-        answer = self.answers.pop(0) if self.answers else 200
-        if answer == "hang":
-            await asyncio.sleep(30)
-        if request.path != SECRET_PATH:
-            return web.Response(status=404, text="no_service")
-        if answer != 200:
-            return web.Response(status=int(answer), text="try later")
-        self.received.append(await request.json())
-        return web.Response(text="ok")
-
-    def texts(self) -> list[str]:
-        return [message["text"] for message in self.received]
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[Webhook]:
-    hook = Webhook()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", hook.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    hook.url = f"http://127.0.0.1:{port}{SECRET_PATH}"
-    yield hook
-    await runner.cleanup()
 
 
 @dataclass
@@ -160,6 +118,36 @@ async def test_a_stuck_polecat_is_restarted_keeps_its_work_and_people_are_told(
     ]
     status = await wait_until(lambda: _healthy(reconciler), "the witness to see the polecat healthy again")
     assert [(alert.polecat, alert.type) for alert in status.alerts] == [("default/nux", "Recovered")]
+
+
+async def test_a_failed_polecat_is_restarted_and_succeeds(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path, webhook: Webhook
+) -> None:
+    """onFailed restart: a polecat whose agent failed is started again (Failed -> Working, restarts 1),
+    succeeds, and gains the Restarted condition; Slack gets Failed then Recovered."""
+    runs = tmp_path / "runs"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    notifications = {"slack": {"webhookURL": webhook.url}}
+    await reconciler.apply(
+        parsed(
+            Witness, witness_manifest(rig_name, actions={"onFailed": "restart"}, notifications=notifications)
+        )
+    )
+    agent = ["--commit", "fix.txt=fixed", "--runs", str(runs), "--fail-runs", "1"]
+    await reconciler.apply(polecat(polecat_manifest("dag", rig_name, *agent, beadID="gt-4")))
+
+    async def succeeded() -> Polecat | None:
+        found = await reconciler.find(Polecat, "default", "dag")
+        return found if found and found.status and found.status.phase == "Succeeded" else None
+
+    done = await wait_until(succeeded, "the restarted polecat to succeed", 60)
+    assert done.status is not None and done.status.restarts == 1 and done.status.exit_code == 0
+    restarted = {c.type: c for c in done.status.conditions}["Restarted"]
+    assert (restarted.status, restarted.reason) == ("True", "Failed")
+    assert "restarted by Witness default/witness (1 of 3)" in restarted.message
+    assert len(runs.read_text().splitlines()) == 2
+    await wait_until(lambda: len(webhook.received) >= 2, "Failed and Recovered on Slack")
+    assert [text.splitlines()[1].split(":")[0] for text in webhook.texts()] == ["Failed", "Recovered"]
 
 
 async def _healthy(reconciler: Reconciler) -> Any:
