@@ -31,6 +31,7 @@ bench: $(STAMP)  ## Speed figures: benchmarks/results/*.json
 	$(BIN)/python -m benchmarks.bridge
 	$(BIN)/python -m benchmarks.convoy
 	$(BIN)/python -m benchmarks.refinery
+	$(BIN)/python -m benchmarks.witness
 
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate

@@ -96,6 +96,8 @@ async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[
 
     The server keeps at most a few updates of one workflow in flight (10 on the dev server) and
     refuses more; a convoy spawning many polecats at once asks again shortly, not as a failure.
+    Under such load the server may also abort an update it took (UNAVAILABLE, "workflow update was
+    aborted") after the client's own retries: asking again is safe, as a holder always gets its name.
     """
     delay = 0.05
     while True:
@@ -105,7 +107,7 @@ async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[
             )
             return name
         except RPCError as error:
-            if error.status != RPCStatusCode.RESOURCE_EXHAUSTED:
+            if error.status not in (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE):
                 raise
         await asyncio.sleep(delay * (1 + random.random()))  # jitter: many spawns do not retry in step
         delay = min(delay * 2, 2.0)

@@ -30,7 +30,7 @@ async def embedded(work: Path, **settings: Any) -> AsyncIterator[tuple[EmbeddedR
     runtime = EmbeddedRuntime(config)
     try:
         await runtime.up()
-        yield runtime, Reconciler(await connect(config), config.task_queue)
+        yield runtime, Reconciler(await connect(config), config.task_queue, home=config.home)
     finally:
         runtime.down()
         subprocess.run(["tmux", "-L", config.tmux_socket, "kill-server"], capture_output=True)
