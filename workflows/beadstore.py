@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
     from activities.beads import BeadActivities, SyncReport, SyncRequest
     from activities.kube import EventNote, StatusTarget
-    from activities.schedules import ScheduleActivities, ScheduleRequest
     from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
     from crds.common import parse_duration
     from crds.rig import Rig
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow, release_rig
+    from workflows.schedule import drop_schedule, keep_schedule
 
 SHORT = timedelta(minutes=2)
 MAX_ERRORS = 10
@@ -114,12 +114,7 @@ class BeadStoreWorkflow:
                 lambda: self.deleted or self._retime() or self._resync() or history_full(input.history_limit)
             )
             if self.deleted:
-                await workflow.execute_activity_method(
-                    ScheduleActivities.delete,
-                    workflow.info().workflow_id,
-                    start_to_close_timeout=SHORT,
-                    retry_policy=RetryPolicy(maximum_attempts=10),
-                )
+                await drop_schedule()
                 await release_rig("BeadStore", self.rig.name, f"{self.store.namespace}/{self.store.name}")
                 return
             if self._retime():
@@ -149,19 +144,8 @@ class BeadStoreWorkflow:
 
     async def _schedule(self) -> None:
         every = self._every()
-        await workflow.execute_activity_method(
-            ScheduleActivities.ensure,
-            ScheduleRequest(
-                schedule_id=workflow.info().workflow_id,
-                every=every,
-                workflow=TICK,
-                run_id=workflow.info().workflow_id.replace("beadstore/", "beadstore-tick/", 1),
-                arg=workflow.info().workflow_id,
-                task_queue=workflow.info().task_queue,
-                note=f"syncs BeadStore {self.store.ref} every {self.store.spec.sync_interval}",
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        await keep_schedule(
+            TICK, every, f"syncs BeadStore {self.store.ref} every {self.store.spec.sync_interval}"
         )
         self.state.scheduled_every = every
 

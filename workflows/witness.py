@@ -42,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities, HealthReport, HealthRequest, PolecatHealth
     from activities.kube import EventNote, StatusTarget
     from activities.notify import MailMessage, SlackMessage
-    from activities.schedules import ScheduleActivities, ScheduleRequest
     from crds.common import parse_duration
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
     from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAlert, WitnessStatus
@@ -52,9 +51,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.polecat import PolecatWorkflow, Remedy
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
+    from workflows.schedule import drop_schedule, keep_schedule
 
 TICK = "WitnessTick"
-SHORT = timedelta(minutes=2)
 LOOK = timedelta(minutes=1)
 # Notifications are retried with backoff for about an hour, then given up (and said so in the status).
 NOTIFY_RETRY = RetryPolicy(
@@ -163,12 +162,7 @@ class WitnessWorkflow:
                 )
             )
             if self.deleted:
-                await workflow.execute_activity_method(
-                    ScheduleActivities.delete,
-                    workflow.info().workflow_id,
-                    start_to_close_timeout=SHORT,
-                    retry_policy=RetryPolicy(maximum_attempts=10),
-                )
+                await drop_schedule()
                 await self._answer("the Witness was deleted")
                 await release_rig("Witness", self.witness.spec.rig_ref, self._key())
                 return
@@ -195,20 +189,9 @@ class WitnessWorkflow:
 
     async def _schedule(self) -> None:
         every = self._every()
-        witness_id = workflow.info().workflow_id
-        await workflow.execute_activity_method(
-            ScheduleActivities.ensure,
-            ScheduleRequest(
-                schedule_id=witness_id,
-                every=every,
-                workflow=TICK,
-                run_id=witness_id.replace("witness/", "witness-tick/", 1),
-                arg=witness_id,
-                task_queue=workflow.info().task_queue,
-                note=f"checks the polecats of rig {self.witness.spec.rig_ref} every {self.witness.spec.check_interval}",
-            ),
-            start_to_close_timeout=SHORT,
-            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
+        spec = self.witness.spec
+        await keep_schedule(
+            TICK, every, f"checks the polecats of rig {spec.rig_ref} every {spec.check_interval}"
         )
         self.state.scheduled_every = every
 
