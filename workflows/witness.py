@@ -233,10 +233,10 @@ class WitnessWorkflow:
         alerts: list[WitnessAlert] = []
         stuck = 0
         for key in sorted(set(polecats) | set(watched)):
-            polecat, entry = polecats.get(key), watched.get(key)
-            if polecat is None or (entry is not None and entry.uid != polecat.uid):
+            polecat = polecats.get(key)
+            entry = _entry_of(polecat, watched)
+            if entry is None:
                 watched.pop(key, None)  # deleted, or an alert about an earlier run of the name
-                entry = None
             if polecat is None or polecat.phase == "Terminated":
                 continue  # a terminated polecat keeps its last alert
             verdict = self._verdict(polecat, now)
@@ -277,7 +277,7 @@ class WitnessWorkflow:
         due = [
             key
             for key, polecat in sorted(polecats.items())
-            if self._remedy(polecat, self._verdict(polecat, now), watched.get(key)) is not None
+            if self._remedy(polecat, self._verdict(polecat, now), _entry_of(polecat, watched)) is not None
         ]
         if not due:
             return
@@ -433,6 +433,12 @@ class WitnessWorkflow:
             self.publisher.offer(self.state.status.to_wire(), generation, event)
 
 
+def _entry_of(polecat: PolecatHealth | None, watched: dict[str, Watched]) -> Watched | None:
+    """What the Witness holds on this run of the polecat (never an earlier run's alert or action)."""
+    entry = watched.get(polecat.key) if polecat else None
+    return entry if entry is not None and polecat is not None and entry.uid == polecat.uid else None
+
+
 def _event(alert: WitnessAlert) -> EventNote:
     kind = "Normal" if alert.type == "Recovered" else "Warning"
     return EventNote(reason=alert.type, message=f"polecat {alert.polecat}: {alert.message}", type=kind)
@@ -443,7 +449,7 @@ def _consequence(
 ) -> str:
     """What the Witness does about it, as a person reads it."""
     if verdict is None:
-        return f"{polecat.restarts} restarts so far" if polecat.restarts else "all well"
+        return f"restarts so far: {polecat.restarts} of {MAX_RESTARTS}" if polecat.restarts else "all well"
     if remedy is not None:
         return {
             "restart": f"restarting it ({polecat.restarts + 1} of {MAX_RESTARTS})",
