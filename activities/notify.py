@@ -169,6 +169,12 @@ class NotifyActivities:
         mail.set_content(message.text)
         try:
             await asyncio.to_thread(self._send, mail)
+        except smtplib.SMTPRecipientsRefused:
+            raise ApplicationError(
+                f"SMTP server {self.smtp.host} refused the recipient {message.to}",
+                type="NotificationRefused",
+                non_retryable=True,
+            ) from None
         except smtplib.SMTPResponseException as error:
             raise ApplicationError(
                 f"SMTP server {self.smtp.host} answered {error.smtp_code}",
