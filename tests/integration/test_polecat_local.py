@@ -23,6 +23,7 @@ from tests.helpers import (
     polecat_manifest,
     rig,
     rig_manifest,
+    terminate_running,
     wait_until,
     worker_env,
 )
@@ -226,6 +227,7 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     finally:
         if first.poll() is None:
             first.kill()
+        await terminate_running(reconciler.client, queue)  # else a later test's `capable` joins this one
     assert done.status is not None
     assert done.status.phase == "Succeeded", done.status.message
     assert working.status is not None and done.status.tmux_session == working.status.tmux_session

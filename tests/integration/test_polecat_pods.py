@@ -221,12 +221,16 @@ async def test_deadline_is_a_durable_timer_across_worker_restarts(
     """With the worker restarted meanwhile, activeDeadlineSeconds still fails the polecat and deletes its pod."""
     reconciler = Reconciler(client, kube_settings.task_queue)
     rig = bare_rig(kube_settings)
-    async with build_worker(client, kube_settings):
-        await reconciler.apply(rig)
-        await reconciler.apply(pod_polecat("dag", reconciler, deadline=4))
-        await phase_of(reconciler, "dag", "Working")
-    async with build_worker(client, kube_settings):  # a new worker; the pod never finishes
-        failed = await phase_of(reconciler, "dag", "Failed")
+    try:
+        async with build_worker(client, kube_settings):
+            await reconciler.apply(rig)
+            await reconciler.apply(pod_polecat("dag", reconciler, deadline=4))
+            await phase_of(reconciler, "dag", "Working")
+        async with build_worker(client, kube_settings):  # a new worker; the pod never finishes
+            failed = await phase_of(reconciler, "dag", "Failed")
+    finally:
+        # Its workflows would outlive the test: a later test's `dag` would join this one's.
+        await terminate_running(client, kube_settings.task_queue)
     assert failed.status is not None
     assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "DeadlineExceeded"
     assert not pods_of(api, "dag")
