@@ -208,6 +208,16 @@ def refinery_manifest(name: str, rig: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def witness_manifest(rig: str, name: str = "witness", **spec: Any) -> dict[str, Any]:
+    """A Witness quick enough for a test: checks every second, stuck after 3 s, no startup grace."""
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Witness",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"rigRef": rig, "checkInterval": "1s", "stuckThreshold": "3s", "startupGrace": "0s", **spec},
+    }
+
+
 def refinery(rig: str, **spec: Any) -> Refinery:
     """The Refinery `default/refinery` of `rig`."""
     return parsed(Refinery, refinery_manifest("refinery", rig, **spec))

@@ -35,6 +35,7 @@ from tests.helpers import (
     rig_manifest,
     terminate_running,
     wait_until,
+    witness_manifest,
 )
 from tests.integration.conftest import SECRET_PATH, Webhook
 from worker.main import build_worker
@@ -386,19 +387,12 @@ async def test_witness_restarts_a_silent_pod_and_posts_to_the_webhook_in_its_cr(
         "metadata": {"name": rig_name},
         "spec": {},
     }
-    witness = {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Witness",
-        "metadata": {"name": "watch", "namespace": "default"},
-        "spec": {
-            "rigRef": rig_name,
-            "checkInterval": "1s",
-            "stuckThreshold": "3s",
-            "startupGrace": "0s",
-            "actions": {"onStuck": "restart"},
-            "notifications": {"slack": {"webhookURL": webhook.url, "channel": "#pods"}},
-        },
-    }
+    witness = witness_manifest(
+        rig_name,
+        name="watch",
+        actions={"onStuck": "restart"},
+        notifications={"slack": {"webhookURL": webhook.url, "channel": "#pods"}},
+    )
     polecat = polecat_manifest(
         "capable",
         rig_name,

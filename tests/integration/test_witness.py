@@ -29,6 +29,7 @@ from tests.helpers import (
     rig,
     rig_manifest,
     wait_until,
+    witness_manifest,
 )
 from tests.integration.conftest import Webhook
 from worker.settings import Settings
@@ -59,15 +60,6 @@ def mailbox(settings: Settings) -> Iterator[Mailbox]:
     settings.smtp_host, settings.smtp_port = "127.0.0.1", controller.port
     yield box
     controller.stop()
-
-
-def witness_manifest(rig: str, name: str = "witness", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Witness",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"rigRef": rig, "checkInterval": "1s", "stuckThreshold": "3s", "startupGrace": "0s", **spec},
-    }
 
 
 async def status_of(reconciler: Reconciler, name: str = "witness") -> Any:

@@ -19,6 +19,7 @@ from tests.helpers import (
     rig_manifest,
     terminate_running,
     wait_until,
+    witness_manifest,
 )
 from tests.integration.conftest import Webhook
 from worker.main import build_worker
@@ -37,18 +38,9 @@ async def test_one_alert_across_a_worker_restart(
 ) -> None:
     """A polecat stays stuck while the worker stops and another starts: checks go on, and Slack has
     heard of it exactly once."""
-    manifest = {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Witness",
-        "metadata": {"name": "witness", "namespace": "default"},
-        "spec": {
-            "rigRef": rig_name,
-            "checkInterval": "1s",
-            "stuckThreshold": "2s",
-            "startupGrace": "0s",
-            "notifications": {"slack": {"webhookURL": webhook.url}},
-        },
-    }
+    manifest = witness_manifest(
+        rig_name, stuckThreshold="2s", notifications={"slack": {"webhookURL": webhook.url}}
+    )
     agent = ["--say", "thinking", "--runs", str(tmp_path / "runs"), "--stall-runs", "99"]
     try:
         async with build_worker(client, settings):
