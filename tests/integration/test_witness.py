@@ -18,6 +18,7 @@ from temporalio.client import Client, ScheduleIntervalSpec, ScheduleOverlapPolic
 from temporalio.service import RPCError, RPCStatusCode
 
 from bridge.reconcile import Reconciler
+from bridge.render import describe
 from crds import InvalidResource, Polecat, Witness, parse_resource
 from tests.helpers import (
     GitRig,
@@ -110,6 +111,8 @@ async def test_a_stuck_polecat_is_restarted_keeps_its_work_and_people_are_told(
     ]
     status = await wait_until(lambda: _healthy(reconciler), "the witness to see the polecat healthy again")
     assert [(alert.polecat, alert.type) for alert in status.alerts] == [("default/nux", "Recovered")]
+    described = describe(await reconciler.get(Witness, "default", "witness"), "ui")
+    assert "Alerts:" in described and "default/nux  Recovered" in described
 
 
 async def test_a_failed_polecat_is_restarted_and_succeeds(
