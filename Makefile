@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AGENTS := agents/node_modules/.installed
 
 .PHONY: demo test lint typecheck bench lock crds clean
 
@@ -17,7 +18,12 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)  ## Run a polecat on a sample rig on the embedded runtime.
 	$(BIN)/gastown demo
 
-test: $(STAMP)  ## The whole test suite (what CI runs).
+# The real agent CLIs (claude-code, opencode), pinned in agents/package-lock.json.
+$(AGENTS): agents/package.json agents/package-lock.json
+	cd agents && npm install --no-audit --no-fund --loglevel=error
+	touch $(AGENTS)
+
+test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -30,9 +30,18 @@ def _unsupported(agent: str, config: AgentConfig, *names: str) -> list[str]:
     ]
 
 
+# Claude Code run unattended: no update check, no telemetry or error reports, nothing but the model's API.
+CLAUDE_QUIET = {
+    "DISABLE_AUTOUPDATER": "1",
+    "DISABLE_TELEMETRY": "1",
+    "DISABLE_ERROR_REPORTING": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
+
+
 def claude_code(config: AgentConfig, prompt: str) -> AgentCommand:
     argv = ["claude", "--print", "--dangerously-skip-permissions"]
-    env = {"IS_SANDBOX": "1"}  # as root, claude refuses the flag above without it
+    env = {"IS_SANDBOX": "1", **CLAUDE_QUIET}  # as root, claude refuses the flag above without IS_SANDBOX
     if config.model:
         argv += ["--model", config.model]
     if config.max_tokens:

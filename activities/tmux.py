@@ -96,9 +96,10 @@ def tail_of(log_file: Path) -> str:
 class TmuxActivities:
     """Side effects on the worker's tmux server (socket `socket`)."""
 
-    def __init__(self, home: Path, socket: str) -> None:
+    def __init__(self, home: Path, socket: str, agents_bin: Path | None = None) -> None:
         self.home = home
         self.socket = socket
+        self.agents_bin = agents_bin
 
     async def _tmux(self, *args: str, check: bool = True) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -161,6 +162,7 @@ class TmuxActivities:
             "GT_PROMPT_FILE": str(prompt_file),
             **command.env,
         }
+
         env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
         exists = await self._pane(session) is not None
         # One tmux invocation: the session waits on a placeholder until
@@ -172,11 +174,19 @@ class TmuxActivities:
             "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
             "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
             "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree, *env_flags,
-            "env", "--", *command.argv, ";",
+            "env", "--", *self._resolved(command.argv), ";",
             "set-option", "-t", f"={session}:", _STARTED, "1",
         )  # fmt: skip
         activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
         return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
+
+    def _resolved(self, argv: list[str]) -> list[str]:
+        """The agent's argv, its program taken from the project's agent CLIs when they have it.
+
+        (A pane's PATH is tmux's own: `-e PATH=...` does not reach the command.)
+        """
+        installed = self.agents_bin / argv[0] if self.agents_bin and "/" not in argv[0] else None
+        return [str(installed), *argv[1:]] if installed and installed.exists() else argv
 
     @activity.defn(name="tmux.watch_agent")
     async def watch_agent(self, session: AgentSession) -> AgentExit:

@@ -49,7 +49,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
     merges = MergeActivities(settings.home)
-    tmux = TmuxActivities(settings.home, settings.tmux_socket)
+    tmux = TmuxActivities(settings.home, settings.tmux_socket, settings.agents_bin)
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
     pods = PodActivities(connection, settings.polecat_image)

@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from activities.notify import SmtpSettings
 
 
+# The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
+PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "node_modules" / ".bin"
+
+
 class Settings(BaseSettings):
     """Where Temporal is and where local work lives. Every field has an env var."""
 
@@ -30,6 +34,10 @@ class Settings(BaseSettings):
     # A mounted secret (`ssh-privatekey`, `known_hosts`) for the worker's own git: what a Refinery
     # fetches and pushes with on a cluster. Unset: git as the environment has it.
     git_secret: str | None = Field(None, validation_alias="GASTOWN_GIT_SECRET")
+    # Where the agent CLIs (claude, opencode, aider) are, put first on a local agent's PATH.
+    agents_bin: Path | None = Field(
+        PROJECT_AGENTS if PROJECT_AGENTS.is_dir() else None, validation_alias="GASTOWN_AGENTS_BIN"
+    )
     # The mail server a Witness's email alerts go through. The password is read from a file
     # (a mounted secret), so it never sits in the environment.
     smtp_host: str | None = Field(None, validation_alias="GASTOWN_SMTP_HOST")

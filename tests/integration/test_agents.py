@@ -1,0 +1,84 @@
+"""The real agent CLIs in local polecats, driven by a model server the test controls.
+
+The CLIs are the ones users install, pinned in agents/package.json and
+installed by `make test`; the model is tests/model_server.py, speaking the
+provider's wire protocol and answering with a script: make a change with the
+agent's own tools, commit it, finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from git import Repo
+
+from bridge.reconcile import Reconciler
+from crds import Polecat
+from tests.helpers import GitRig, parsed, reach, rig, rig_manifest
+from tests.model_server import ModelServer, ToolCall, serve
+from worker.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+COMMIT = (
+    "printf 'made by claude\\n' > claude.txt && git add claude.txt && git commit -q -m 'gt-7: claude.txt'"
+)
+
+
+@pytest.fixture
+async def anthropic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
+    """The Anthropic API, as the worker's environment names it (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY)."""
+    async for server in serve(ModelServer([ToolCall("Bash", {"command": COMMIT, "description": "commit"})])):
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))  # the CLI's own files, not the user's
+        yield server
+
+
+def agent_polecat(name: str, rig: str, agent: str, **config: Any) -> Polecat:
+    return parsed(
+        Polecat,
+        {
+            "apiVersion": "gastown.gastown.io/v1alpha1",
+            "kind": "Polecat",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "rig": rig,
+                "desiredState": "Working",
+                "beadID": "gt-7",
+                "taskDescription": "Add claude.txt saying 'made by claude', and commit it.",
+                "agent": agent,
+                "agentConfig": config,
+            },
+        },
+    )
+
+
+async def test_claude_code_commits_with_its_own_tools(
+    reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, anthropic: ModelServer
+) -> None:
+    """A claude-code polecat: the real `claude` CLI asks the model, runs the Bash tool the model calls,
+    and the commit it made is on the polecat's branch; the polecat Succeeds."""
+    assert settings.agents_bin and (settings.agents_bin / "claude").exists(), "`make test` installs agents/"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(agent_polecat("nux", rig_name, "claude-code", model="claude-test-model"))
+    done = await reach(reconciler, Polecat, "nux", "Succeeded", "Failed", timeout=90)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    branch = Repo(git_rig.checkout).commit("polecat/nux")
+    assert branch.message.strip() == "gt-7: claude.txt" and branch.author.name == "nux"
+    assert git_rig.files_on("polecat/nux")["claude.txt"] == "made by claude\n"
+    turns = [body for body in anthropic.requests if body.get("tools")]
+    assert {body["model"] for body in turns} == {"claude-test-model"}
+    assert "Add claude.txt" in str(turns[0]["messages"])  # the task reached the model
+    results = [
+        block
+        for message in turns[-1]["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+    assert results and not results[0].get("is_error"), results
