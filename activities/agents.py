@@ -8,6 +8,8 @@ warning that the workflow puts in the polecat's status message.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from activities.beads import Bead
@@ -55,13 +57,64 @@ def claude_code(config: AgentConfig, prompt: str) -> AgentCommand:
     return AgentCommand([*argv, prompt], env, warnings)
 
 
-def opencode(config: AgentConfig, prompt: str) -> AgentCommand:
+# opencode reaches a provider as a provider of its config: (AI SDK package, base URL variables of the
+# worker's environment, their default, the key's variable). The key stays a reference (`{env:...}`).
+OPENCODE_PROVIDERS: dict[str, tuple[str, tuple[str, ...], str, str | None]] = {
+    "anthropic": (
+        "@ai-sdk/anthropic",
+        ("ANTHROPIC_BASE_URL",),
+        "https://api.anthropic.com",
+        "ANTHROPIC_API_KEY",
+    ),
+    "openai": (
+        "@ai-sdk/openai-compatible",
+        ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+    ),
+    "litellm": (
+        "@ai-sdk/openai-compatible",
+        ("LITELLM_BASE_URL",),
+        "http://127.0.0.1:4000",
+        "LITELLM_API_KEY",
+    ),
+    "ollama": ("@ai-sdk/openai-compatible", ("OLLAMA_HOST",), "http://127.0.0.1:11434", None),
+}
+
+
+def _v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else f"{url}/v1"
+
+
+def opencode(config: AgentConfig, prompt: str, environ: Mapping[str, str]) -> AgentCommand:
+    """`opencode run`, its provider declared in OPENCODE_CONFIG_CONTENT (permissions: all allowed)."""
     argv = ["opencode", "run"]
-    if config.model:
-        model = f"{config.provider}/{config.model}" if config.provider else config.model
-        argv += ["--model", model]
-    env = {"OPENCODE_PERMISSION": '{"*":"allow"}'}
-    warnings = _unsupported("opencode", config, "maxTokens", "temperature")
+    settings: dict[str, object] = {"permission": {"*": "allow"}, "autoupdate": False, "share": "disabled"}
+    warnings = _unsupported("opencode", config, "temperature")
+    if config.provider and config.model:
+        package, url_variables, default_url, key_variable = OPENCODE_PROVIDERS[config.provider]
+        url = next((environ[name] for name in url_variables if environ.get(name)), default_url)
+        model: dict[str, object] = {"name": config.model, "tool_call": True}
+        if config.max_tokens:
+            model["limit"] = {"context": 200_000, "output": config.max_tokens}
+        settings["provider"] = {
+            "gastown": {
+                "npm": package,
+                "name": f"{config.provider} (gastown)",
+                "options": {
+                    "baseURL": _v1(url),
+                    "apiKey": f"{{env:{key_variable}}}" if key_variable else "none",
+                },
+                "models": {config.model: model},
+            }
+        }
+        argv += ["--model", f"gastown/{config.model}"]
+    else:
+        if config.model:
+            argv += ["--model", config.model]
+        warnings += _unsupported("opencode", config, "maxTokens")
+    env = {"OPENCODE_PERMISSION": '{"*":"allow"}', "OPENCODE_CONFIG_CONTENT": json.dumps(settings)}
     return AgentCommand([*argv, prompt], env, warnings)
 
 
@@ -90,12 +143,17 @@ def custom(config: AgentConfig, prompt: str) -> AgentCommand:
     return AgentCommand(list(config.command or []), env, [])
 
 
-BUILDERS = {"claude-code": claude_code, "opencode": opencode, "aider": aider, "custom": custom}
+def agent_command(spec: PolecatSpec, prompt: str, environ: Mapping[str, str] | None = None) -> AgentCommand:
+    """The argv, extra environment and warnings for the polecat's agent.
 
-
-def agent_command(spec: PolecatSpec, prompt: str) -> AgentCommand:
-    """The argv, extra environment and warnings for the polecat's agent."""
-    return BUILDERS[spec.agent](spec.agent_config or AgentConfig(), prompt)
+    `environ`: the worker's environment, where providers' endpoints are named (never read for keys,
+    which the agent finds in its own environment).
+    """
+    config = spec.agent_config or AgentConfig()
+    if spec.agent == "opencode":
+        return opencode(config, prompt, environ or {})
+    builders = {"claude-code": claude_code, "aider": aider, "custom": custom}
+    return builders[spec.agent](config, prompt)
 
 
 def agent_environment(polecat_name: str, branch: str, spec: PolecatSpec) -> dict[str, str]:

@@ -151,7 +151,7 @@ class TmuxActivities:
         session = session_name(polecat)
         log_file, prompt_file = self._paths(polecat)
         prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec, launch.bead)
-        command = agent_command(polecat.spec, prompt)
+        command = agent_command(polecat.spec, prompt, os.environ)
         started = await self._tmux("show-options", "-v", "-t", f"={session}:", _STARTED, check=False)
         if started.strip() == "1":
             activity.logger.info("adopting running agent session %s", session)

@@ -1,11 +1,17 @@
-"""A model provider the tests control: the Anthropic Messages API, streamed, answering with a script.
+"""A model provider the tests control, answering with a script, in two wire protocols.
 
 No language model runs here, so the real agent CLIs are driven by this
-server instead. It speaks the wire protocol they speak (`POST /v1/messages`
-with `stream: true`, answered as server-sent events: message_start,
-content_block_start/delta/stop, message_delta, message_stop) and answers each
-turn with the next step of a plan: a tool call (the agent runs it with its own
-tools) or, at the end, text. Each request is recorded.
+server instead. It speaks what they speak, streamed as server-sent events:
+
+- the Anthropic Messages API (`POST /v1/messages`: message_start,
+  content_block_start/delta/stop, message_delta, message_stop), for claude-code;
+- the OpenAI chat completions API (`POST /v1/chat/completions`: chunks with
+  `delta.tool_calls` or `delta.content`, then `data: [DONE]`), for opencode
+  and aider;
+
+and answers each turn that offers tools with the next step of a plan: a tool
+call (the agent runs it with its own tools) or, once the plan is done, text.
+Each request is recorded.
 """
 
 from __future__ import annotations
@@ -38,16 +44,48 @@ class ModelServer:
     url: str = ""
 
     def _step(self, body: dict[str, Any]) -> ToolCall | None:
+        """The plan's next step: as many steps are done as the conversation holds tool results."""
         if not body.get("tools"):
             return None  # a side request (a title, a summary): text will do
-        done = sum(
-            1
-            for message in body.get("messages", [])
-            if isinstance(message.get("content"), list)
-            for block in message["content"]
-            if block.get("type") == "tool_result"
-        )
+        done = 0
+        for message in body.get("messages", []):
+            content = message.get("content")
+            blocks = content if isinstance(content, list) else []
+            done += message.get("role") == "tool" or any(b.get("type") == "tool_result" for b in blocks)
         return self.plan[done] if done < len(self.plan) else None
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        step = self._step(body)
+        if step is None:
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": self.final}]
+            finish = "stop"
+        else:
+            call = {"index": 0, "id": f"call_{len(self.requests):04}", "type": "function"}
+            deltas = [
+                {
+                    "role": "assistant",
+                    "tool_calls": [{**call, "function": {"name": step.name, "arguments": ""}}],
+                },
+                {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps(step.input)}}]},
+            ]
+            finish = "tool_calls"
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunks = [*((delta, None) for delta in deltas), ({}, finish)]
+        for delta, reason in chunks:
+            chunk = {
+                "id": f"chatcmpl-{len(self.requests):04}",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body.get("model", "model"),
+                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
+            }
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -99,6 +137,7 @@ async def serve(server: ModelServer) -> AsyncIterator[ModelServer]:
     """Run `server` on a local port (its `url`) until the generator is closed."""
     app = web.Application()
     app.router.add_post("/v1/messages", server.messages)
+    app.router.add_post("/v1/chat/completions", server.chat_completions)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     port = free_port()

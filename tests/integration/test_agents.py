@@ -23,15 +23,17 @@ from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-COMMIT = (
-    "printf 'made by claude\\n' > claude.txt && git add claude.txt && git commit -q -m 'gt-7: claude.txt'"
-)
+
+def commit(agent: str) -> ToolCall:
+    """The plan's one step: the agent's own shell tool writes `<agent>.txt` and commits it."""
+    command = f"printf 'made by {agent}\\n' > {agent}.txt && git add {agent}.txt && git commit -q -m 'gt-7: {agent}.txt'"
+    return ToolCall("Bash" if agent == "claude" else "bash", {"command": command, "description": "commit"})
 
 
 @pytest.fixture
 async def anthropic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
     """The Anthropic API, as the worker's environment names it (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY)."""
-    async for server in serve(ModelServer([ToolCall("Bash", {"command": COMMIT, "description": "commit"})])):
+    async for server in serve(ModelServer([commit("claude")])):
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
         monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))  # the CLI's own files, not the user's
@@ -49,7 +51,7 @@ def agent_polecat(name: str, rig: str, agent: str, **config: Any) -> Polecat:
                 "rig": rig,
                 "desiredState": "Working",
                 "beadID": "gt-7",
-                "taskDescription": "Add claude.txt saying 'made by claude', and commit it.",
+                "taskDescription": "Add a file saying who made it, and commit it.",
                 "agent": agent,
                 "agentConfig": config,
             },
@@ -73,7 +75,7 @@ async def test_claude_code_commits_with_its_own_tools(
     assert git_rig.files_on("polecat/nux")["claude.txt"] == "made by claude\n"
     turns = [body for body in anthropic.requests if body.get("tools")]
     assert {body["model"] for body in turns} == {"claude-test-model"}
-    assert "Add claude.txt" in str(turns[0]["messages"])  # the task reached the model
+    assert "Add a file saying who made it" in str(turns[0]["messages"])  # the task reached the model
     results = [
         block
         for message in turns[-1]["messages"]
@@ -82,3 +84,31 @@ async def test_claude_code_commits_with_its_own_tools(
         if block.get("type") == "tool_result"
     ]
     assert results and not results[0].get("is_error"), results
+
+
+@pytest.fixture
+async def openai(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
+    """An OpenAI-compatible API, as the worker's environment names it (OPENAI_BASE_URL, OPENAI_API_KEY)."""
+    async for server in serve(ModelServer([commit("opencode")])):
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+        yield server
+
+
+async def test_opencode_commits_with_its_own_tools(
+    reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, openai: ModelServer
+) -> None:
+    """An opencode polecat (provider openai): the real `opencode run` asks the model at OPENAI_BASE_URL,
+    runs the bash tool it calls, and its commit is on the polecat's branch; the key never left the env."""
+    assert settings.agents_bin and (settings.agents_bin / "opencode").exists(), "`make test` installs agents/"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(agent_polecat("slit", rig_name, "opencode", provider="openai", model="test-model"))
+    done = await reach(reconciler, Polecat, "slit", "Succeeded", "Failed", timeout=90)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    assert git_rig.files_on("polecat/slit")["opencode.txt"] == "made by opencode\n"
+    assert Repo(git_rig.checkout).commit("polecat/slit").message.strip() == "gt-7: opencode.txt"
+    turns = [body for body in openai.requests if body.get("tools")]
+    assert {body["model"] for body in turns} == {"test-model"}
+    assert "Add a file saying who made it" in str(turns[0]["messages"])

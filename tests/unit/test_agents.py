@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from activities.agents import agent_command, prompt_for
@@ -43,13 +44,29 @@ def test_claude_code_other_providers_are_reported() -> None:
 
 
 def test_opencode_run() -> None:
-    """opencode uses `run` (a bare positional prompt exits at once) and provider/model naming."""
+    """opencode uses `run` (a bare positional prompt exits at once); the provider is declared in its
+    config, its endpoint from the worker's environment, its key by reference only."""
+    environ = {"OPENAI_API_BASE": "http://127.0.0.1:9999/v1", "OPENAI_API_KEY": "sk-secret"}
     command = agent_command(
-        spec("opencode", provider="anthropic", model="claude-sonnet-4", maxTokens=10), PROMPT
+        spec("opencode", provider="openai", model="gpt-test", maxTokens=10), PROMPT, environ
     )
-    assert command.argv == ["opencode", "run", "--model", "anthropic/claude-sonnet-4", PROMPT]
-    assert command.env == {"OPENCODE_PERMISSION": '{"*":"allow"}'}
-    assert command.warnings == ["agentConfig.maxTokens is not supported by opencode and was not applied"]
+    assert command.argv == ["opencode", "run", "--model", "gastown/gpt-test", PROMPT]
+    config = json.loads(command.env["OPENCODE_CONFIG_CONTENT"])
+    provider = config["provider"]["gastown"]
+    assert provider["options"] == {"baseURL": "http://127.0.0.1:9999/v1", "apiKey": "{env:OPENAI_API_KEY}"}
+    assert provider["models"]["gpt-test"] == {
+        "name": "gpt-test",
+        "tool_call": True,
+        "limit": {"context": 200000, "output": 10},
+    }
+    assert config["permission"] == {"*": "allow"} and "sk-secret" not in str(command.env)
+    assert command.warnings == []
+    anthropic = agent_command(spec("opencode", provider="anthropic", model="claude-x"), PROMPT, {})
+    options = json.loads(anthropic.env["OPENCODE_CONFIG_CONTENT"])["provider"]["gastown"]["options"]
+    assert options["baseURL"] == "https://api.anthropic.com/v1"
+    plain = agent_command(spec("opencode", model="anthropic/claude-x", maxTokens=10), PROMPT)
+    assert plain.argv == ["opencode", "run", "--model", "anthropic/claude-x", PROMPT]
+    assert plain.warnings == ["agentConfig.maxTokens is not supported by opencode and was not applied"]
 
 
 def test_aider_message() -> None:
