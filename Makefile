@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-AGENTS := agents/node_modules/.installed
+AGENTS := agents/bin/.installed
 
 .PHONY: demo test lint typecheck bench lock crds clean
 
@@ -18,9 +18,14 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)  ## Run a polecat on a sample rig on the embedded runtime.
 	$(BIN)/gastown demo
 
-# The real agent CLIs (claude-code, opencode), pinned in agents/package-lock.json.
-$(AGENTS): agents/package.json agents/package-lock.json
+# The real agent CLIs, pinned: claude-code and opencode from npm (agents/package-lock.json), aider from
+# PyPI in a virtualenv of its own (agents/aider.lock); agents/bin/ has one link to each.
+$(AGENTS): agents/package.json agents/package-lock.json agents/aider.lock
 	cd agents && npm install --no-audit --no-fund --loglevel=error
+	$(PYTHON) -m venv agents/aider-venv
+	agents/aider-venv/bin/pip install --quiet --require-hashes -r agents/aider.lock
+	mkdir -p agents/bin
+	ln -sf ../node_modules/.bin/claude ../node_modules/.bin/opencode ../aider-venv/bin/aider agents/bin/
 	touch $(AGENTS)
 
 test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).

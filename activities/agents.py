@@ -119,7 +119,16 @@ def opencode(config: AgentConfig, prompt: str, environ: Mapping[str, str]) -> Ag
 
 
 def aider(config: AgentConfig, prompt: str) -> AgentCommand:
-    argv = ["aider", "--yes-always", "--no-check-update", "--no-analytics"]
+    # Unattended: no prompts, no update check or analytics, no release notes, and no edit to the
+    # project's .gitignore (aider would commit one).
+    argv = [
+        "aider",
+        "--yes-always",
+        "--no-check-update",
+        "--no-analytics",
+        "--no-show-release-notes",
+        "--no-gitignore",
+    ]
     if config.model:
         # aider names models the LiteLLM way: provider/model.
         model = f"{config.provider}/{config.model}" if config.provider else config.model

@@ -55,6 +55,7 @@ class ModelServer:
         return self.plan[done] if done < len(self.plan) else None
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """A turn of the chat completions API, streamed or (`stream` false) as one JSON answer."""
         body = await request.json()
         self.requests.append(body)
         step = self._step(body)
@@ -71,6 +72,21 @@ class ModelServer:
                 {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps(step.input)}}]},
             ]
             finish = "tool_calls"
+        if not body.get("stream"):  # one JSON answer (aider's commit messages ask this way)
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            for delta in deltas:
+                message["content"] = delta.get("content", message["content"])
+                message.setdefault("tool_calls", []).extend(delta.get("tool_calls", []))
+            if step is not None:
+                message["tool_calls"][0]["function"]["arguments"] = json.dumps(step.input)
+            else:
+                message.pop("tool_calls")
+            choice = {"index": 0, "message": message, "finish_reason": finish}
+            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            return web.json_response(
+                {"id": "chatcmpl", "object": "chat.completion", "created": 0, "model": body.get("model"),
+                 "choices": [choice], "usage": usage}
+            )  # fmt: skip
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         chunks = [*((delta, None) for delta in deltas), ({}, finish)]

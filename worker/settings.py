@@ -12,7 +12,7 @@ from activities.notify import SmtpSettings
 
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
-PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "node_modules" / ".bin"
+PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "bin"
 
 
 class Settings(BaseSettings):

@@ -112,3 +112,34 @@ async def test_opencode_commits_with_its_own_tools(
     turns = [body for body in openai.requests if body.get("tools")]
     assert {body["model"] for body in turns} == {"test-model"}
     assert "Add a file saying who made it" in str(turns[0]["messages"])
+
+
+# aider sends no tools: it asks for edits in plain text ("whole" format for a model it does not know).
+WHOLE_FILE = "aider.txt\n```\nmade by aider\n```\n"
+
+
+@pytest.fixture
+async def openai_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
+    """An OpenAI-compatible API that answers every turn with the same whole-file edit."""
+    async for server in serve(ModelServer([], final=WHOLE_FILE)):
+        monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+        yield server
+
+
+async def test_aider_commits_its_edit(
+    reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, openai_text: ModelServer
+) -> None:
+    """An aider polecat: the real `aider --message` asks the model at OPENAI_API_BASE, applies the edit
+    it answers and commits it itself, as the polecat; the polecat Succeeds."""
+    assert settings.agents_bin and (settings.agents_bin / "aider").exists(), "`make test` installs agents/"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(agent_polecat("rictus", rig_name, "aider", provider="openai", model="test-model"))
+    done = await reach(reconciler, Polecat, "rictus", "Succeeded", "Failed", timeout=120)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    assert git_rig.files_on("polecat/rictus")["aider.txt"] == "made by aider\n"
+    assert Repo(git_rig.checkout).commit("polecat/rictus").author.name == "rictus"
+    assert ".gitignore" not in git_rig.files_on("polecat/rictus")
+    assert {body["model"] for body in openai_text.requests} == {"test-model"}

@@ -73,7 +73,8 @@ def test_aider_message() -> None:
     """aider runs non-interactively with --message and LiteLLM-style model names."""
     command = agent_command(spec("aider", provider="ollama", model="llama3"), PROMPT)
     assert command.argv == [
-        "aider", "--yes-always", "--no-check-update", "--no-analytics", "--model", "ollama/llama3", "--message", PROMPT,
+        "aider", "--yes-always", "--no-check-update", "--no-analytics", "--no-show-release-notes", "--no-gitignore",
+        "--model", "ollama/llama3", "--message", PROMPT,
     ]  # fmt: skip
     assert command.warnings == []
 
