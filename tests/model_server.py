@@ -40,8 +40,23 @@ class ModelServer:
 
     plan: list[ToolCall]
     final: str = "Done."
+    # Instead of answering: an HTTP status (429, 500) with the provider's error body, or "drop" (the
+    # stream starts, then the connection is cut).
+    failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+
+    async def _fail(self, request: web.Request) -> web.StreamResponse:
+        if self.failure == "drop":
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            await response.write(b'event: message_start\ndata: {"type": "message_start"')
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        kind = "rate_limit_error" if self.failure == 429 else "api_error"
+        error = {"type": kind, "message": f"the test's model server answers {self.failure}"}
+        return web.json_response({"type": "error", "error": error}, status=int(self.failure or 500))
 
     def _step(self, body: dict[str, Any]) -> ToolCall | None:
         """The plan's next step: as many steps are done as the conversation holds tool results."""
@@ -106,6 +121,8 @@ class ModelServer:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        if self.failure is not None:
+            return await self._fail(request)
         step = self._step(body)
         if step is None:
             block: dict[str, Any] = {"type": "text", "text": ""}

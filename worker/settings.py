@@ -10,7 +10,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.notify import SmtpSettings
 
-
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
 PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "bin"
 

@@ -86,6 +86,34 @@ async def test_claude_code_commits_with_its_own_tools(
     assert results and not results[0].get("is_error"), results
 
 
+@pytest.mark.parametrize("failure", [429, 500, "drop"])
+async def test_claude_code_fails_with_its_own_words_when_the_model_server_fails(
+    reconciler: Reconciler,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    failure: int | str,
+) -> None:
+    """The model server answers 429, 500, or cuts the stream: claude retries as it does (bounded by
+    CLAUDE_CODE_MAX_RETRIES from the worker's environment), then the polecat is Failed with claude's
+    own error text in its message."""
+    monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+    async for server in serve(ModelServer([commit("claude")], failure=failure)):
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        await reconciler.apply(agent_polecat("ace", rig_name, "claude-code"))
+        done = await reach(reconciler, Polecat, "ace", "Succeeded", "Failed", timeout=90)
+        assert len(server.requests) >= 2  # it tried again
+    assert done.status is not None and done.status.phase == "Failed"
+    assert done.status.exit_code not in (None, 0)
+    assert "API Error" in done.status.message, done.status.message
+    if failure != "drop":
+        assert str(failure) in done.status.message
+
+
 @pytest.fixture
 async def openai(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
     """An OpenAI-compatible API, as the worker's environment names it (OPENAI_BASE_URL, OPENAI_API_KEY)."""
