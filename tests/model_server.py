@@ -16,6 +16,7 @@ Each request is recorded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,13 +41,15 @@ class ModelServer:
 
     plan: list[ToolCall]
     final: str = "Done."
-    # Instead of answering: an HTTP status (429, 500) with the provider's error body, or "drop" (the
-    # stream starts, then the connection is cut).
+    # Instead of answering: an HTTP status (429, 500) with the provider's error body, "drop" (the
+    # stream starts, then the connection is cut) or "hang" (no answer at all).
     failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
 
     async def _fail(self, request: web.Request) -> web.StreamResponse:
+        if self.failure == "hang":
+            await asyncio.Event().wait()  # until the server stops
         if self.failure == "drop":
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
@@ -171,7 +174,7 @@ async def serve(server: ModelServer) -> AsyncIterator[ModelServer]:
     app = web.Application()
     app.router.add_post("/v1/messages", server.messages)
     app.router.add_post("/v1/chat/completions", server.chat_completions)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)  # hung answers end at once
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -16,8 +16,8 @@ import pytest
 from git import Repo
 
 from bridge.reconcile import Reconciler
-from crds import Polecat
-from tests.helpers import GitRig, parsed, reach, rig, rig_manifest
+from crds import Polecat, Witness
+from tests.helpers import GitRig, parsed, reach, rig, rig_manifest, witness_manifest
 from tests.model_server import ModelServer, ToolCall, serve
 from worker.settings import Settings
 
@@ -112,6 +112,27 @@ async def test_claude_code_fails_with_its_own_words_when_the_model_server_fails(
     assert "API Error" in done.status.message, done.status.message
     if failure != "drop":
         assert str(failure) in done.status.message
+
+
+async def test_a_hung_agent_is_caught_by_the_witness(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The model server never answers: claude waits in silence, the Witness finds the polecat Stuck
+    and, as its spec says, terminates it."""
+    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+    async for server in serve(ModelServer([], failure="hang")):
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        witness = witness_manifest(rig_name, stuckThreshold="3s", actions={"onStuck": "terminate"})
+        await reconciler.apply(parsed(Witness, witness))
+        await reconciler.apply(agent_polecat("toast", rig_name, "claude-code"))
+        await reach(reconciler, Polecat, "toast", "Terminated", timeout=60)
+        assert server.requests  # it did ask, and waited
+    found = await reconciler.get(Witness, "default", "witness")
+    assert found.status is not None
+    (alert,) = found.status.alerts
+    assert (alert.polecat, alert.type) == ("default/toast", "Stuck") and "terminating it" in alert.message
 
 
 @pytest.fixture
