@@ -96,7 +96,7 @@ def opencode(config: AgentConfig, prompt: str, environ: Mapping[str, str]) -> Ag
         package, url_variables, default_url, key_variable = OPENCODE_PROVIDERS[config.provider]
         url = next((environ[name] for name in url_variables if environ.get(name)), default_url)
         model: dict[str, object] = {"name": config.model, "tool_call": True}
-        if config.max_tokens:
+        if config.max_tokens:  # opencode's limit needs a context size too: a generous one
             model["limit"] = {"context": 200_000, "output": config.max_tokens}
         settings["provider"] = {
             "gastown": {
