@@ -29,8 +29,8 @@ from temporalio.client import Client
 
 from activities.git import worktree_path
 from activities.kube import KubeConnection
-from activities.visibility import describe_running
-from crds.polecat import PolecatSpec, PolecatStatus
+from activities.visibility import describe_running, rig_polecats
+from crds.polecat import PolecatStatus
 from workflows import attributes
 
 MESSAGE_CHARS = 300
@@ -79,12 +79,9 @@ class HealthActivities:
     @activity.defn(name="health.observe")
     async def observe(self, request: HealthRequest) -> HealthReport:
         """The rig's polecats: counts, and in full those Failed, quiet for `quiet_after`, or watched."""
-        query = (
-            f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{request.rig}'"
-            " AND ExecutionStatus = 'Running'"
-        )
+        query = rig_polecats(request.rig)
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
-        return report(await self._measure([_health(memo) for memo in memos], memos), request)
+        return report(await self._look(memos), request)
 
     @activity.defn(name="health.recheck")
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
@@ -97,22 +94,23 @@ class HealthActivities:
             )
             if description is not None:
                 memos.append(await description.memo())
-        return await self._measure([_health(memo) for memo in memos], memos)
+        return await self._look(memos)
 
-    async def _measure(
-        self, polecats: list[PolecatHealth], memos: list[Mapping[str, Any]]
-    ) -> list[PolecatHealth]:
-        """Each Working polecat with how long it has been quiet, where this worker can see it."""
+    async def _look(self, memos: list[Mapping[str, Any]]) -> list[PolecatHealth]:
+        """Each polecat from its memo; a Working one with how long it has been quiet, where this worker can see it."""
+        polecats: list[PolecatHealth] = []
         pods: list[tuple[PolecatHealth, str]] = []
-        for polecat, memo in zip(polecats, memos, strict=True):
+        for memo in memos:
+            status = PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+            polecat = _health(memo.get(attributes.MEMO_METADATA, {}), status)
+            polecats.append(polecat)
             if polecat.phase != "Working":
                 continue
-            spec = PolecatSpec.model_validate(memo.get(attributes.MEMO_SPEC, {}))
-            status = PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
             if status.pod_name:
                 pods.append((polecat, status.pod_name))
             else:
-                worktree = worktree_path(self.home, spec.rig, polecat.namespace, polecat.name, polecat.uid)
+                rig = memo.get(attributes.MEMO_SPEC, {}).get("rig", "")
+                worktree = worktree_path(self.home, rig, polecat.namespace, polecat.name, polecat.uid)
                 polecat.quiet_for = quiet_for(_progress_files(status.log_file, worktree))
         if pods:
             await self._measure_pods(pods)
@@ -150,9 +148,7 @@ def report(polecats: list[PolecatHealth], request: HealthRequest) -> HealthRepor
     return found
 
 
-def _health(memo: Mapping[str, Any]) -> PolecatHealth:
-    metadata = memo.get(attributes.MEMO_METADATA, {})
-    status = PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+def _health(metadata: Mapping[str, Any], status: PolecatStatus) -> PolecatHealth:
     reason = next((c.reason for c in status.conditions if c.type == "Ready"), "")
     return PolecatHealth(
         namespace=metadata.get("namespace", "default"),

@@ -63,6 +63,15 @@ class FinishedPolecats(BaseModel):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
 
+def rig_polecats(rig: str, *phases: str) -> str:
+    """The visibility query of a rig's running polecats (in one of `phases`, if any are given)."""
+    query = f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{rig}' AND ExecutionStatus = 'Running'"
+    if phases:
+        listed = ", ".join(f"'{phase}'" for phase in phases)
+        query += f" AND {attributes.PHASE.name} IN ({listed})"
+    return query
+
+
 class VisibilityActivities:
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -70,11 +79,7 @@ class VisibilityActivities:
     @activity.defn(name="visibility.watch_polecat_count")
     async def watch_polecat_count(self, watch: CountWatch) -> int:
         """The rig's live polecats, as soon as their number differs from `seen`."""
-        phases = ", ".join(f"'{phase}'" for phase in LIVE_PHASES)
-        query = (
-            f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{watch.rig}'"
-            f" AND {attributes.PHASE.name} IN ({phases}) AND ExecutionStatus = 'Running'"
-        )
+        query = rig_polecats(watch.rig, *LIVE_PHASES)
         deadline = time.monotonic() + watch.limit.total_seconds()
         while True:
             count = (await self.client.count_workflows(query)).count
@@ -86,10 +91,7 @@ class VisibilityActivities:
     @activity.defn(name="visibility.watch_succeeded")
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
         """The rig's Succeeded polecats not yet merged, as soon as they differ from `seen`; one query a look."""
-        query = (
-            f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{watch.rig}'"
-            f" AND {attributes.PHASE.name} = 'Succeeded' AND ExecutionStatus = 'Running'"
-        )
+        query = rig_polecats(watch.rig, "Succeeded")
         deadline = time.monotonic() + watch.limit.total_seconds()
         while True:
             found = []
