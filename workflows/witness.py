@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import MailMessage, SlackMessage
     from crds.common import parse_duration
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
-    from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAlert, WitnessStatus
+    from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAction, WitnessAlert, WitnessStatus
     from workflows import attributes
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
@@ -308,14 +308,18 @@ class WitnessWorkflow:
             return None
         return min(timedelta(seconds=polecat.quiet_for), now - polecat.working_since)
 
+    def _wanted(self, verdict: AlertType | None) -> WitnessAction:
+        """What the spec says to do about a verdict (onStuck, else onFailed)."""
+        actions = self.witness.spec.actions
+        return actions.on_stuck if verdict == "Stuck" else actions.on_failed
+
     def _remedy(
         self, polecat: PolecatHealth, verdict: AlertType | None, entry: Watched | None
     ) -> Remedy | None:
         """The action due on a polecat in trouble, if any and not already taken on this attempt."""
         if verdict is None or (entry is not None and entry.acted == polecat.restarts):
             return None
-        actions = self.witness.spec.actions
-        wanted = actions.on_stuck if verdict == "Stuck" else actions.on_failed
+        wanted = self._wanted(verdict)
         order = {"uid": polecat.uid, "attempt": polecat.restarts, "reason": verdict}
         if wanted == "terminate":
             return Remedy(
@@ -360,12 +364,7 @@ class WitnessWorkflow:
         else:
             since = now
             message = f"{polecat.phase}{bead}: no longer {(before or '').lower()}"
-        message += "; " + _consequence(
-            polecat,
-            verdict,
-            remedy,
-            self.witness.spec.actions.on_stuck if verdict == "Stuck" else self.witness.spec.actions.on_failed,
-        )
+        message += "; " + _consequence(polecat, verdict, remedy, self._wanted(verdict))
         return WitnessAlert(polecat=polecat.key, type=verdict or "Recovered", since=since, message=message)
 
     async def _send(self, polecat: PolecatHealth, remedy: Remedy) -> None:
