@@ -8,6 +8,7 @@ agent's own tools, commit it, finish.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,29 @@ def commit(agent: str) -> ToolCall:
     return ToolCall("Bash" if agent == "claude" else "bash", {"command": command, "description": "commit"})
 
 
+@contextlib.asynccontextmanager
+async def provider(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, key: str, path: str = ""
+) -> AsyncIterator[ModelServer]:
+    """`server` running, named in the worker's environment as a provider is: its base URL in `url`
+    (plus `path`), a dummy key in `key`; and a HOME of its own (the CLI's files, not the user's)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+    async for running in serve(server):
+        monkeypatch.setenv(url, f"{running.url}{path}")
+        monkeypatch.setenv(key, "sk-test-not-a-key")
+        yield running
+
+
+def anthropic_api(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> contextlib.AbstractAsyncContextManager[ModelServer]:
+    """The Anthropic API, as the worker's environment names it (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY)."""
+    return provider(server, monkeypatch, tmp_path, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
+
+
 @pytest.fixture
 async def anthropic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
-    """The Anthropic API, as the worker's environment names it (ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY)."""
-    async for server in serve(ModelServer([commit("claude")])):
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
-        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))  # the CLI's own files, not the user's
+    async with anthropic_api(ModelServer([commit("claude")]), monkeypatch, tmp_path) as server:
         yield server
 
 
@@ -99,10 +116,9 @@ async def test_claude_code_fails_with_its_own_words_when_the_model_server_fails(
     CLAUDE_CODE_MAX_RETRIES from the worker's environment), then the polecat is Failed with claude's
     own error text in its message."""
     monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "1")
-    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
-    async for server in serve(ModelServer([commit("claude")], failure=failure)):
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+    async with anthropic_api(
+        ModelServer([commit("claude")], failure=failure), monkeypatch, tmp_path
+    ) as server:
         await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
         await reconciler.apply(agent_polecat("ace", rig_name, "claude-code"))
         done = await reach(reconciler, Polecat, "ace", "Succeeded", "Failed", timeout=90)
@@ -119,10 +135,7 @@ async def test_a_hung_agent_is_caught_by_the_witness(
 ) -> None:
     """The model server never answers: claude waits in silence, the Witness finds the polecat Stuck
     and, as its spec says, terminates it."""
-    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
-    async for server in serve(ModelServer([], failure="hang")):
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-key")
+    async with anthropic_api(ModelServer([], failure="hang"), monkeypatch, tmp_path) as server:
         await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
         witness = witness_manifest(rig_name, stuckThreshold="3s", actions={"onStuck": "terminate"})
         await reconciler.apply(parsed(Witness, witness))
@@ -138,11 +151,9 @@ async def test_a_hung_agent_is_caught_by_the_witness(
 @pytest.fixture
 async def openai(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
     """An OpenAI-compatible API, as the worker's environment names it (OPENAI_BASE_URL, OPENAI_API_KEY)."""
-    async for server in serve(ModelServer([commit("opencode")])):
-        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
-        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
-        yield server
+    server = ModelServer([commit("opencode")])
+    async with provider(server, monkeypatch, tmp_path, "OPENAI_BASE_URL", "OPENAI_API_KEY", "/v1") as running:
+        yield running
 
 
 async def test_opencode_commits_with_its_own_tools(
@@ -170,11 +181,9 @@ WHOLE_FILE = "aider.txt\n```\nmade by aider\n```\n"
 @pytest.fixture
 async def openai_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
     """An OpenAI-compatible API that answers every turn with the same whole-file edit."""
-    async for server in serve(ModelServer([], final=WHOLE_FILE)):
-        monkeypatch.setenv("OPENAI_API_BASE", f"{server.url}/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
-        monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
-        yield server
+    server = ModelServer([], final=WHOLE_FILE)
+    async with provider(server, monkeypatch, tmp_path, "OPENAI_API_BASE", "OPENAI_API_KEY", "/v1") as running:
+        yield running
 
 
 async def test_aider_commits_its_edit(
