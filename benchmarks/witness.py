@@ -35,7 +35,16 @@ from temporalio.service import RPCError
 from benchmarks.runtime import embedded
 from bridge.reconcile import Reconciler
 from crds import Polecat, Witness, parse_resource
-from tests.helpers import SCRIPTED_AGENT, free_port, make_git_rig, rig_manifest, wait_until
+from tests.helpers import (
+    SCRIPTED_AGENT,
+    free_port,
+    make_git_rig,
+    parsed,
+    polecat_manifest,
+    rig_manifest,
+    wait_until,
+    witness_manifest,
+)
 
 RESULTS = Path(__file__).parent / "results" / "witness.json"
 THRESHOLD, INTERVAL = 5.0, 2.0  # seconds, for the latency runs
@@ -43,33 +52,16 @@ APPLY_AT_ONCE = 16
 
 
 def witness(rig: str, name: str, **spec: Any) -> Witness:
-    manifest = {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Witness",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"rigRef": rig, "startupGrace": "0s", **spec},
-    }
-    found = parse_resource(manifest)
-    assert isinstance(found, Witness)
-    return found
+    """A Witness with no startup grace; every caller names its interval and threshold."""
+    return parsed(Witness, witness_manifest(rig, name, **spec))
 
 
 def polecat(name: str, rig: str, command: list[str]) -> Polecat:
-    manifest = {
-        "apiVersion": "gastown.gastown.io/v1alpha1",
-        "kind": "Polecat",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "rig": rig,
-            "desiredState": "Working",
-            "taskDescription": "benchmark",
-            "agent": "custom",
-            "agentConfig": {"command": command},
-        },
-    }
-    found = parse_resource(manifest)
-    assert isinstance(found, Polecat)
-    return found
+    """A polecat whose custom agent is `command`."""
+    manifest = polecat_manifest(
+        name, rig, beadID=None, taskDescription="benchmark", agentConfig={"command": command}
+    )
+    return parsed(Polecat, manifest)
 
 
 async def apply_all(reconciler: Reconciler, polecats: list[Polecat]) -> None:
