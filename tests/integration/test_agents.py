@@ -76,17 +76,32 @@ def agent_polecat(name: str, rig: str, agent: str, **config: Any) -> Polecat:
     )
 
 
+async def succeeds(
+    reconciler: Reconciler,
+    settings: Settings,
+    git_rig: GitRig,
+    rig_name: str,
+    name: str,
+    agent: str,
+    **config: Any,
+) -> Polecat:
+    """The polecat `name` running the real `agent` on the rig, once it has Succeeded."""
+    program = {"claude-code": "claude"}.get(agent, agent)
+    assert settings.agents_bin and (settings.agents_bin / program).exists(), "`make test` installs agents/"
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    await reconciler.apply(agent_polecat(name, rig_name, agent, **config))
+    done = await reach(reconciler, Polecat, name, "Succeeded", "Failed", timeout=120)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    return done
+
+
 async def test_claude_code_commits_with_its_own_tools(
     reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, anthropic: ModelServer
 ) -> None:
     """A claude-code polecat: the real `claude` CLI asks the model, runs the Bash tool the model calls,
     and the commit it made is on the polecat's branch; the polecat Succeeds."""
-    assert settings.agents_bin and (settings.agents_bin / "claude").exists(), "`make test` installs agents/"
-    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
-    await reconciler.apply(agent_polecat("nux", rig_name, "claude-code", model="claude-test-model"))
-    done = await reach(reconciler, Polecat, "nux", "Succeeded", "Failed", timeout=90)
-    assert done.status is not None
-    assert done.status.phase == "Succeeded", done.status.message
+    await succeeds(reconciler, settings, git_rig, rig_name, "nux", "claude-code", model="claude-test-model")
     branch = Repo(git_rig.checkout).commit("polecat/nux")
     assert branch.message.strip() == "gt-7: claude.txt" and branch.author.name == "nux"
     assert git_rig.files_on("polecat/nux")["claude.txt"] == "made by claude\n"
@@ -161,12 +176,9 @@ async def test_opencode_commits_with_its_own_tools(
 ) -> None:
     """An opencode polecat (provider openai): the real `opencode run` asks the model at OPENAI_BASE_URL,
     runs the bash tool it calls, and its commit is on the polecat's branch; the key never left the env."""
-    assert settings.agents_bin and (settings.agents_bin / "opencode").exists(), "`make test` installs agents/"
-    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
-    await reconciler.apply(agent_polecat("slit", rig_name, "opencode", provider="openai", model="test-model"))
-    done = await reach(reconciler, Polecat, "slit", "Succeeded", "Failed", timeout=90)
-    assert done.status is not None
-    assert done.status.phase == "Succeeded", done.status.message
+    await succeeds(
+        reconciler, settings, git_rig, rig_name, "slit", "opencode", provider="openai", model="test-model"
+    )
     assert git_rig.files_on("polecat/slit")["opencode.txt"] == "made by opencode\n"
     assert Repo(git_rig.checkout).commit("polecat/slit").message.strip() == "gt-7: opencode.txt"
     turns = [body for body in openai.requests if body.get("tools")]
@@ -191,12 +203,9 @@ async def test_aider_commits_its_edit(
 ) -> None:
     """An aider polecat: the real `aider --message` asks the model at OPENAI_API_BASE, applies the edit
     it answers and commits it itself, as the polecat; the polecat Succeeds."""
-    assert settings.agents_bin and (settings.agents_bin / "aider").exists(), "`make test` installs agents/"
-    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
-    await reconciler.apply(agent_polecat("rictus", rig_name, "aider", provider="openai", model="test-model"))
-    done = await reach(reconciler, Polecat, "rictus", "Succeeded", "Failed", timeout=120)
-    assert done.status is not None
-    assert done.status.phase == "Succeeded", done.status.message
+    await succeeds(
+        reconciler, settings, git_rig, rig_name, "rictus", "aider", provider="openai", model="test-model"
+    )
     assert git_rig.files_on("polecat/rictus")["aider.txt"] == "made by aider\n"
     assert Repo(git_rig.checkout).commit("polecat/rictus").author.name == "rictus"
     assert ".gitignore" not in git_rig.files_on("polecat/rictus")
