@@ -83,14 +83,15 @@ async def succeeds(
     rig_name: str,
     name: str,
     agent: str,
+    timeout: float = 90,
     **config: Any,
 ) -> Polecat:
-    """The polecat `name` running the real `agent` on the rig, once it has Succeeded."""
+    """The polecat `name` running the real `agent` on the rig, once it has Succeeded (within `timeout` s)."""
     program = {"claude-code": "claude"}.get(agent, agent)
     assert settings.agents_bin and (settings.agents_bin / program).exists(), "`make test` installs agents/"
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     await reconciler.apply(agent_polecat(name, rig_name, agent, **config))
-    done = await reach(reconciler, Polecat, name, "Succeeded", "Failed", timeout=120)
+    done = await reach(reconciler, Polecat, name, "Succeeded", "Failed", timeout=timeout)
     assert done.status is not None
     assert done.status.phase == "Succeeded", done.status.message
     return done
@@ -204,7 +205,7 @@ async def test_aider_commits_its_edit(
     """An aider polecat: the real `aider --message` asks the model at OPENAI_API_BASE, applies the edit
     it answers and commits it itself, as the polecat; the polecat Succeeds."""
     await succeeds(
-        reconciler, settings, git_rig, rig_name, "rictus", "aider", provider="openai", model="test-model"
+        reconciler, settings, git_rig, rig_name, "rictus", "aider", 120, provider="openai", model="test-model"
     )
     assert git_rig.files_on("polecat/rictus")["aider.txt"] == "made by aider\n"
     assert Repo(git_rig.checkout).commit("polecat/rictus").author.name == "rictus"
