@@ -227,7 +227,7 @@ class Reconciler:
         """
         lines = []
         rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
-        # BeadStore or Refinery -> rig -> the one of that kind for that rig in this batch
+        # BeadStore, Refinery or Witness -> rig -> the one of that kind for that rig in this batch
         held: dict[str, dict[str, Resource]] = {kind: {} for kind in HOLDERS}
         for resource in batch:
             kind = resource.INFO.kind
@@ -243,9 +243,11 @@ class Reconciler:
                     lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
             elif isinstance(resource, BeadStore | Refinery | Witness):
                 rig = resource.spec.rig_ref
-                lines += await self._rig_problems(resource, "spec.rigRef", rig, rigs)
-                in_batch = held[kind].get(rig)
+                # One description of the rig says both that it exists and who holds it.
                 description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
+                if description is None and rig not in rigs:
+                    lines.append(_no_rig(resource, "spec.rigRef", rig))
+                in_batch = held[kind].get(rig)
                 memo = await description.memo() if description else {}
                 holder, alive = await self._rig_holder(kind, memo)
                 other = _key(in_batch) if in_batch else (holder if alive else None)
@@ -265,7 +267,7 @@ class Reconciler:
         """The rig must exist (or come in the same batch); a polecat's bead must carry its prefix."""
         rig = batch.get(name) or await self.find(Rig, None, name)
         if rig is None:
-            return [f"{resource.ref}: {field}: Rig {name!r} {RIG_NOT_FOUND}"]
+            return [_no_rig(resource, field, name)]
         prefix = rig.spec.beads_prefix
         if isinstance(resource, Polecat):
             beads = {"spec.beadID": resource.spec.bead_id}
@@ -410,6 +412,10 @@ class Reconciler:
         if await describe_running(self.client, workflow_id) is None:
             raise NotFound(name)
         return self.client.get_workflow_handle(workflow_id)
+
+
+def _no_rig(resource: Resource, field: str, rig: str) -> str:
+    return f"{resource.ref}: {field}: Rig {rig!r} {RIG_NOT_FOUND}"
 
 
 def _refusal(error: WorkflowUpdateFailedError) -> str:

@@ -248,13 +248,18 @@ async def _interval_is(schedule: Any, wanted: timedelta) -> bool:
 
 
 async def test_a_rig_has_one_witness(reconciler: Reconciler, git_rig: GitRig, rig_name: str) -> None:
-    """A second Witness for a rig is refused, naming the first; the webhook URL must be http(s)."""
+    """A second Witness for a rig is refused, naming the first; so is one for a rig that does not exist;
+    the webhook URL must be http(s)."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     await reconciler.apply(parsed(Witness, witness_manifest(rig_name)))
     second = parse_resource(witness_manifest(rig_name, name="second"))
     problems = await reconciler.problems([second])
     assert problems == [
         f"Witness default/second: spec.rigRef: Rig {rig_name!r} already has a Witness (default/witness); a rig has one"
+    ]
+    nowhere = parse_resource(witness_manifest("atlantis", name="third"))
+    assert await reconciler.problems([nowhere]) == [
+        "Witness default/third: spec.rigRef: Rig 'atlantis' not found"
     ]
     with pytest.raises(InvalidResource, match=r"webhookURL.*http"):
         parse_resource(
