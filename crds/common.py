@@ -42,6 +42,10 @@ class FieldError(ValueError):
         self.rule = rule
 
 
+class SecretValueError(ValueError):
+    """A rule broken by a field whose value is a credential: the error never shows the value."""
+
+
 def to_spec_name(field: str) -> str:
     """The spec's camelCase name of a field: `bead_id` -> `beadID`, `git_url` -> `gitURL`."""
     name = to_camel(field)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from crds.common import FieldError
+from crds.common import FieldError, SecretValueError
 
 
 class InvalidResource(ValueError):
@@ -48,7 +48,8 @@ def describe_errors(error: ValidationError) -> list[str]:
         where = ".".join(path).replace(".[", "[") or "(root)"
         shown = (
             ""
-            if item["type"] in ("missing", "extra_forbidden") or isinstance(cause, FieldError)
+            if item["type"] in ("missing", "extra_forbidden")
+            or isinstance(cause, FieldError | SecretValueError)
             else f" (got {_show(item.get('input'))})"
         )
         lines.append(f"{where}: {rule}{shown}")

@@ -7,9 +7,9 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field
+from pydantic import BeforeValidator, Field
 
-from crds.common import ApiModel, DnsName, Duration, KindInfo, Resource, Timestamp
+from crds.common import ApiModel, DnsName, Duration, KindInfo, Resource, SecretValueError, Timestamp
 
 WitnessPhase = Literal["Active", "Degraded", "Healthy"]
 WitnessAction = Literal["notify", "restart", "terminate"]
@@ -24,16 +24,22 @@ STORED_WEBHOOK = "stored:sha256:"
 _STORED = re.compile(r"^stored:sha256:[0-9a-f]{16}$")
 
 
-def _check_webhook(value: str) -> str:
+def _check_webhook(value: object) -> object:
+    """Checked before pydantic's own rules, whose errors would show the value: a credential."""
+    if not isinstance(value, str):
+        raise SecretValueError("must be a string")
+    if len(value) > MAX_WEBHOOK:
+        raise SecretValueError(f"must be at most {MAX_WEBHOOK} characters")
     if _STORED.match(value):
         return value
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError("must be an http(s) URL such as https://hooks.slack.com/services/...")
+        raise SecretValueError("must be an http(s) URL such as https://hooks.slack.com/services/...")
     return value
 
 
-WebhookURL = Annotated[str, Field(max_length=2048), AfterValidator(_check_webhook)]
+MAX_WEBHOOK = 2048
+WebhookURL = Annotated[str, Field(max_length=MAX_WEBHOOK), BeforeValidator(_check_webhook)]
 
 
 def webhook_reference(url: str) -> str:
