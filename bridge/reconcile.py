@@ -122,15 +122,15 @@ def _witness_secrets(reconciler: Reconciler, witness: Witness) -> Witness:
 
     On a cluster the CR is the store: the notifying activity reads the URL from it.
     """
-    url = witness.webhook_url
-    if url is None or reconciler.kubernetes or url == witness.without_secrets().webhook_url:
-        return witness.without_secrets()
+    safe, url = witness.without_secrets(), witness.webhook_url
+    if url is None or url == safe.webhook_url or reconciler.kubernetes:
+        return safe  # no URL, only its reference already, or a CR that keeps it
     if reconciler.home is None:
         raise InvalidResource(
             witness.ref, ["spec.notifications.slack.webhookURL: this bridge has nowhere safe to keep it"]
         )
     store_webhook(reconciler.home, _key(witness), url)
-    return witness.without_secrets()
+    return safe
 
 
 def _forget_witness_secrets(reconciler: Reconciler, namespace: str, name: str) -> None:
