@@ -18,15 +18,9 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)  ## Run a polecat on a sample rig on the embedded runtime.
 	$(BIN)/gastown demo
 
-# The real agent CLIs, pinned: claude-code and opencode from npm (agents/package-lock.json), aider from
-# PyPI in a virtualenv of its own (agents/aider.lock); agents/bin/ has one link to each.
-$(AGENTS): agents/package.json agents/package-lock.json agents/aider.lock
-	cd agents && npm install --no-audit --no-fund --loglevel=error
-	$(PYTHON) -m venv agents/aider-venv
-	agents/aider-venv/bin/pip install --quiet --require-hashes -r agents/aider.lock
-	mkdir -p agents/bin
-	ln -sf ../node_modules/.bin/claude ../node_modules/.bin/opencode ../aider-venv/bin/aider agents/bin/
-	touch $(AGENTS)
+# The real agent CLIs, pinned (agents/install says how; the polecat image runs the same script).
+$(AGENTS): agents/install agents/package.json agents/package-lock.json agents/aider.lock
+	agents/install $(PYTHON)
 
 test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
 	$(BIN)/pytest

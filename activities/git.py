@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
+from activities.pod_entrypoint import own_commits
 from crds.common import short_uid
 from crds.rig import RigSpec
 
@@ -61,6 +62,7 @@ class BranchResult(BaseModel):
     branch: str
     commit: str
     pushed: bool
+    own_commits: int | None = None  # commits only this branch has (None in histories from before)
 
 
 def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
@@ -201,7 +203,8 @@ def _publish_branch(request: BranchRequest) -> BranchResult:
                 type="PushFailed",
             ) from None
         pushed = True
-    return BranchResult(branch=request.branch, commit=commit, pushed=pushed)
+    own = int(repo.git.execute(own_commits(request.branch)))
+    return BranchResult(branch=request.branch, commit=commit, pushed=pushed, own_commits=own)
 
 
 def _check_rig(rig: RigSpec) -> RigCheck:

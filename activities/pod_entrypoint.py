@@ -10,7 +10,8 @@ kubelet makes secret files group-readable for fsGroup).
 
 `run` exits with the agent's exit code; on success it first pushes the work
 branch and writes {"branch", "commit"} to the termination message, which the
-worker reads from the pod's status.
+worker reads from the pod's status. With `--require-commit` (the named agents,
+whose exit status proves nothing) an exit 0 that left no commit is NO_COMMITS.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ from pathlib import Path
 # Kubernetes reads a container's termination message from this file.
 TERMINATION_LOG = "/dev/termination-log"
 PUSH_FAILED = 90  # distinct from any agent's own exit codes in practice
+NO_COMMITS = 91  # the agent exited 0 but left nothing to merge
+
+
+def own_commits(branch: str) -> list[str]:
+    """The git command counting the commits only `branch` has: on no other branch, local or remote
+    (a restarted polecat's earlier commits count; the base's do not)."""
+    return [
+        "git", "rev-list", "--count", "HEAD", "--not",
+        f"--exclude={branch}", "--branches", f"--exclude=origin/{branch}", "--remotes",
+    ]  # fmt: skip
 
 
 def ssh_environment(git_secret: str | None) -> dict[str, str]:
@@ -73,12 +84,24 @@ def clone(repository: str, base: str, branch: str, into: str, git_secret: str | 
     return 0
 
 
-def run(branch: str, argv: list[str], git_secret: str | None, claude_creds: str | None) -> int:
+def run(
+    branch: str,
+    argv: list[str],
+    git_secret: str | None,
+    claude_creds: str | None,
+    agent_dir: str | None = None,
+    require_commit: bool = False,
+) -> int:
     env = {**os.environ, **ssh_environment(git_secret)}
     prompt = env.pop("GT_PROMPT", "")
     prompt_file = Path(env.get("HOME", "/tmp")) / "gastown-prompt.md"
     prompt_file.write_text(prompt)
     env["GT_PROMPT_FILE"] = str(prompt_file)
+    files: dict[str, str] = json.loads(env.pop("GT_AGENT_FILES", "{}"))
+    if agent_dir is not None:
+        Path(agent_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, content in files.items():
+            (Path(agent_dir) / Path(name).name).write_text(content)
     if claude_creds is not None:
         target = Path(env.get("HOME", "/tmp")) / ".claude"
         target.mkdir(parents=True, exist_ok=True)
@@ -88,6 +111,10 @@ def run(branch: str, argv: list[str], git_secret: str | None, claude_creds: str 
     code = subprocess.run(argv, env=env).returncode
     if code != 0:
         return code
+    counted = subprocess.run(own_commits(branch), env=env, capture_output=True, text=True)
+    if require_commit and counted.stdout.strip() == "0":
+        print(f"gastown: the agent exited 0 but left no commit on {branch}", file=sys.stderr)
+        return NO_COMMITS
     pushed = subprocess.run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], env=env)
     if pushed.returncode != 0:
         print(f"gastown: push of {branch} failed", file=sys.stderr)
@@ -113,12 +140,21 @@ def main(args: list[str] | None = None) -> int:
     run_parser.add_argument("--branch", required=True)
     run_parser.add_argument("--git-secret")
     run_parser.add_argument("--claude-creds")
+    run_parser.add_argument("--agent-dir")
+    run_parser.add_argument("--require-commit", action="store_true")
     run_parser.add_argument("argv", nargs=argparse.REMAINDER)
     options = parser.parse_args(args)
     if options.command == "clone":
         return clone(options.repository, options.base, options.branch, options.into, options.git_secret)
     argv = options.argv[1:] if options.argv[:1] == ["--"] else options.argv
-    return run(options.branch, argv, options.git_secret, options.claude_creds)
+    return run(
+        options.branch,
+        argv,
+        options.git_secret,
+        options.claude_creds,
+        options.agent_dir,
+        options.require_commit,
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes.aio import client, watch
@@ -22,9 +24,10 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import agent_command, agent_environment, prompt_for
+from activities.agents import NAMED_AGENTS, agent_command, agent_environment, prompt_for
 from activities.beads import Bead
 from activities.kube import KubeConnection
+from activities.pod_entrypoint import NO_COMMITS
 from crds.common import short_uid
 from crds.polecat import Polecat, ResourceList
 
@@ -34,6 +37,7 @@ WORKSPACE = "/workspace"
 REPO = f"{WORKSPACE}/repo"
 GIT_SECRET_DIR = "/etc/gastown/git"
 CLAUDE_SECRET_DIR = "/etc/gastown/claude"
+AGENT_DIR = f"{HOME}/.gastown"  # the files an agent's command line names, written by the entrypoint
 DEFAULT_REQUESTS = ResourceList(cpu="500m", memory="1Gi")
 DEFAULT_LIMITS = ResourceList(cpu="2", memory="4Gi")
 LABEL_POLECAT = "gastown.gastown.io/polecat"
@@ -68,16 +72,25 @@ def _container_security() -> dict[str, Any]:
 
 
 def build_pod(
-    polecat: Polecat, default_image: str, bead: Bead | None = None, attempt: int = 0
+    polecat: Polecat,
+    default_image: str,
+    bead: Bead | None = None,
+    attempt: int = 0,
+    environ: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The Pod of a kubernetes-mode polecat."""
+    """The Pod of a kubernetes-mode polecat.
+
+    `environ`: the worker's environment, where providers' endpoints are configured (local mode reads
+    the same variables); the key comes from the polecat's apiKeySecretRef, under each variable
+    the agent reads it from.
+    """
     k8s = polecat.spec.kubernetes
     if k8s is None or k8s.git_repository is None or k8s.active_deadline_seconds is None:
         raise ValueError(f"{polecat.ref}: not a valid kubernetes-mode polecat")
     branch = polecat.work_branch
     image = k8s.image or default_image
     prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead)
-    command = agent_command(polecat.spec, prompt)
+    command = agent_command(polecat.spec, prompt, environ or {}, AGENT_DIR)
 
     env: list[dict[str, Any]] = [{"name": "HOME", "value": HOME}]
     env += [
@@ -86,14 +99,14 @@ def build_pod(
     ]
     env += [{"name": "GT_PROMPT", "value": prompt}]  # the entrypoint turns it into $GT_PROMPT_FILE
     env += [{"name": key, "value": value} for key, value in command.env.items()]
+    if command.files:  # the entrypoint writes them into AGENT_DIR
+        env.append({"name": "GT_AGENT_FILES", "value": json.dumps(command.files)})
     if k8s.api_key_secret_ref is not None:
         ref = k8s.api_key_secret_ref
-        variable = (
-            "OPENAI_API_KEY"
-            if polecat.spec.agent_config and polecat.spec.agent_config.provider == "openai"
-            else "ANTHROPIC_API_KEY"
-        )
-        env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        # Without a provider the agent picks its own: the key goes where Anthropic's is read.
+        named = polecat.spec.agent_config is not None and polecat.spec.agent_config.provider is not None
+        for variable in command.keys if named or command.keys else ["ANTHROPIC_API_KEY"]:
+            env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
 
     volumes: list[dict[str, Any]] = [
         {"name": "workspace", "emptyDir": {}},
@@ -123,6 +136,8 @@ def build_pod(
         )
         agent_mounts.append({"name": "claude-creds", "mountPath": CLAUDE_SECRET_DIR, "readOnly": True})
         agent_options += ["--claude-creds", CLAUDE_SECRET_DIR]
+    if polecat.spec.agent in NAMED_AGENTS:
+        agent_options += ["--require-commit"]
 
     entrypoint = ["python3", "-m", "activities.pod_entrypoint"]
     clone = {
@@ -141,7 +156,17 @@ def build_pod(
         "name": "agent",
         "image": image,
         "workingDir": REPO,
-        "command": [*entrypoint, "run", *agent_options, "--branch", branch, "--", *command.argv],
+        "command": [
+            *entrypoint,
+            "run",
+            *agent_options,
+            "--branch",
+            branch,
+            "--agent-dir",
+            AGENT_DIR,
+            "--",
+            *command.argv,
+        ],
         "env": env,
         "volumeMounts": agent_mounts,
         "resources": _resources(polecat),
@@ -265,7 +290,7 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
         agent = _terminated(status.get("containerStatuses"), "agent") or {}
         code, why = agent.get("exitCode"), agent.get("reason") or status.get("reason") or "Error"
         tail = (agent.get("message") or "").strip()
-        reason = "OOMKilled" if why == "OOMKilled" else "AgentFailed"
+        reason = {"OOMKilled": "OOMKilled"}.get(why, "NoCommits" if code == NO_COMMITS else "AgentFailed")
         return PodExit(
             succeeded=False,
             reason=reason,
@@ -285,7 +310,7 @@ class PodActivities:
     @activity.defn(name="pods.start_pod")
     async def start_pod(self, launch: PodLaunch) -> PodRef:
         """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
-        manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt)
+        manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt, os.environ)
         meta = manifest["metadata"]
         ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
         async with self.connection.api() as api:

@@ -137,11 +137,12 @@ class TmuxActivities:
             exit_code = 128 + int(signal_number)  # as a shell reports a killed process
         return Pane(dead == "1", exit_code, int(pane_pid), int(server_pid))
 
-    def _paths(self, polecat: Polecat) -> tuple[Path, Path]:
+    def _paths(self, polecat: Polecat) -> tuple[Path, Path, Path]:
+        """The agent's log, its prompt, and its directory (the files its command line names)."""
         base = self.home / "polecats" / polecat.namespace
         base.mkdir(parents=True, exist_ok=True)
         stem = session_name(polecat)
-        return base / f"{stem}.log", base / f"{stem}.prompt.md"
+        return base / f"{stem}.log", base / f"{stem}.prompt.md", base / f"{stem}.agent"
 
     @activity.defn(name="tmux.start_agent")
     @heartbeating
@@ -149,18 +150,27 @@ class TmuxActivities:
         """Start the polecat's agent in its session, or adopt the running one."""
         polecat = launch.polecat
         session = session_name(polecat)
-        log_file, prompt_file = self._paths(polecat)
+        log_file, prompt_file, agent_dir = self._paths(polecat)
         prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec, launch.bead)
-        command = agent_command(polecat.spec, prompt, os.environ)
+        command = agent_command(polecat.spec, prompt, os.environ, str(agent_dir))
         started = await self._tmux("show-options", "-v", "-t", f"={session}:", _STARTED, check=False)
         if started.strip() == "1":
             activity.logger.info("adopting running agent session %s", session)
             return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
         prompt_file.write_text(prompt)
+        agent_dir.mkdir(mode=0o700, exist_ok=True)
+        for name, content in command.files.items():
+            (agent_dir / name).write_text(content)
         env = {
             **agent_environment(polecat.name, launch.branch, polecat.spec),
             "GT_PROMPT_FILE": str(prompt_file),
             **command.env,
+            # A key the agent reads under another name than the worker's (the pane has the rest).
+            **{
+                variable: os.environ[source]
+                for variable, source in command.keys.items()
+                if variable != source and source in os.environ
+            },
         }
 
         env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]

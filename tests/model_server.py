@@ -8,6 +8,7 @@ server instead. It speaks what they speak, streamed as server-sent events:
 - the OpenAI chat completions API (`POST /v1/chat/completions`: chunks with
   `delta.tool_calls` or `delta.content`, then `data: [DONE]`), for opencode
   and aider;
+- Ollama's chat API (`POST /api/chat`: newline-delimited JSON), for aider;
 
 and answers each turn that offers tools with the next step of a plan: a tool
 call (the agent runs it with its own tools) or, once the plan is done, text.
@@ -45,21 +46,35 @@ class ModelServer:
     # stream starts, then the connection is cut) or "hang" (no answer at all).
     failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
     url: str = ""
 
-    async def _fail(self, request: web.Request) -> web.StreamResponse:
+    async def _fail(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
+        """The failure, in the protocol's own shapes (its error body; a stream cut mid-event)."""
         if self.failure == "hang":
             await asyncio.Event().wait()  # until the server stops
         if self.failure == "drop":
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            await response.write(b'event: message_start\ndata: {"type": "message_start"')
+            cut = (
+                b'event: message_start\ndata: {"type": "message_start"'
+                if anthropic
+                else b'data: {"id": "chatcmpl'
+            )
+            await response.write(cut)
             assert request.transport is not None
             request.transport.close()
             return response
         kind = "rate_limit_error" if self.failure == 429 else "api_error"
-        error = {"type": kind, "message": f"the test's model server answers {self.failure}"}
-        return web.json_response({"type": "error", "error": error}, status=int(self.failure or 500))
+        text = f"the test's model server answers {self.failure}"
+        body: dict[str, Any] = (
+            {"type": "error", "error": {"type": kind, "message": text}}
+            if anthropic
+            else {"error": {"message": text, "type": kind, "code": str(self.failure)}}
+        )
+        # As real providers do, say when to try again: soon, so the agents' retries end soon.
+        retry = {"retry-after-ms": "100", "retry-after": "0"}
+        return web.json_response(body, status=int(self.failure or 500), headers=retry)
 
     def _step(self, body: dict[str, Any]) -> ToolCall | None:
         """The plan's next step: as many steps are done as the conversation holds tool results."""
@@ -72,10 +87,35 @@ class ModelServer:
             done += message.get("role") == "tool" or any(b.get("type") == "tool_result" for b in blocks)
         return self.plan[done] if done < len(self.plan) else None
 
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        body: dict[str, Any] = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        return body
+
+    async def ollama_chat(self, request: web.Request) -> web.StreamResponse:
+        """A turn of Ollama's chat API: text only (aider sends no tools), streamed as JSON lines."""
+        body = await self._body(request)
+        done = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z", "done": True,
+                "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1}  # fmt: skip
+        answer = {"role": "assistant", "content": self.final}
+        if not body.get("stream", True):
+            return web.json_response({**done, "message": answer})
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for line in (
+            {**done, "done": False, "message": answer},
+            {**done, "message": {**answer, "content": ""}},
+        ):
+            await response.write(json.dumps(line).encode() + b"\n")
+        await response.write_eof()
+        return response
+
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """A turn of the chat completions API, streamed or (`stream` false) as one JSON answer."""
-        body = await request.json()
-        self.requests.append(body)
+        body = await self._body(request)
+        if self.failure is not None:
+            return await self._fail(request, anthropic=False)
         step = self._step(body)
         if step is None:
             deltas: list[dict[str, Any]] = [{"role": "assistant", "content": self.final}]
@@ -122,10 +162,9 @@ class ModelServer:
         return response
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests.append(body)
+        body = await self._body(request)
         if self.failure is not None:
-            return await self._fail(request)
+            return await self._fail(request, anthropic=True)
         step = self._step(body)
         if step is None:
             block: dict[str, Any] = {"type": "text", "text": ""}
@@ -150,6 +189,9 @@ class ModelServer:
             "stop_sequence": None,
             "usage": {"input_tokens": 1, "output_tokens": 1},
         }
+        if not body.get("stream"):  # one JSON answer (aider's commit messages ask this way)
+            whole = {"text": self.final} if step is None else {"input": step.input}
+            return web.json_response({**message, "content": [{**block, **whole}], "stop_reason": stop})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for event in (
@@ -174,6 +216,7 @@ async def serve(server: ModelServer) -> AsyncIterator[ModelServer]:
     app = web.Application()
     app.router.add_post("/v1/messages", server.messages)
     app.router.add_post("/v1/chat/completions", server.chat_completions)
+    app.router.add_post("/api/chat", server.ollama_chat)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)  # hung answers end at once
     await runner.setup()
     port = free_port()

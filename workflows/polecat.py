@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities import heartbeats
+    from activities.agents import NAMED_AGENTS
     from activities.beads import Bead, BeadActivities, BeadLookup
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
     from activities.kube import EventNote, StatusTarget
@@ -352,6 +353,14 @@ class PolecatWorkflow:
             self._fail(error)
             return
         self.state.status.exit_code = 0
+        if branch.own_commits == 0 and self.polecat.spec.agent in NAMED_AGENTS:
+            self._set_phase(
+                "Failed",
+                "NoCommits",
+                f"{self.polecat.spec.agent} exited 0 but left no commit on {branch.branch}; "
+                f"last output:\n{result.tail}",
+            )
+            return
         self.state.status.commit = branch.commit
         where = " (pushed to origin)" if branch.pushed else ""
         self._set_phase(

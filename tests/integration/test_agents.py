@@ -211,3 +211,102 @@ async def test_aider_commits_its_edit(
     assert Repo(git_rig.checkout).commit("polecat/rictus").author.name == "rictus"
     assert ".gitignore" not in git_rig.files_on("polecat/rictus")
     assert {body["model"] for body in openai_text.requests} == {"test-model"}
+
+
+@pytest.mark.parametrize("failure", [429, 500])
+async def test_opencode_fails_with_its_own_words_when_the_model_server_fails(
+    reconciler: Reconciler,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    failure: int,
+) -> None:
+    """The model server answers 429 or 500 (saying when to retry, as providers do): opencode retries
+    as it does, gives up, and the polecat is Failed with opencode's own error text."""
+    server = ModelServer([commit("opencode")], failure=failure)
+    async with provider(server, monkeypatch, tmp_path, "OPENAI_BASE_URL", "OPENAI_API_KEY", "/v1"):
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        await reconciler.apply(agent_polecat("ace", rig_name, "opencode", provider="openai", model="m"))
+        done = await reach(reconciler, Polecat, "ace", "Succeeded", "Failed", timeout=90)
+        assert len(server.requests) >= 2  # it tried again
+    assert done.status is not None and done.status.phase == "Failed"
+    assert done.status.exit_code not in (None, 0)
+    assert f"the test's model server answers {failure}" in done.status.message, done.status.message
+
+
+async def test_aider_that_gives_up_leaves_its_polecat_failed(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The model server answers 429 to every turn: aider retries for about a minute, gives up and
+    exits 0 without a commit. A named agent's exit 0 proves nothing: the polecat is Failed with
+    reason NoCommits and aider's own words."""
+    server = ModelServer([], final=WHOLE_FILE, failure=429)
+    async with provider(server, monkeypatch, tmp_path, "OPENAI_API_BASE", "OPENAI_API_KEY", "/v1"):
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        await reconciler.apply(agent_polecat("ace", rig_name, "aider", provider="openai", model="m"))
+        done = await reach(reconciler, Polecat, "ace", "Succeeded", "Failed", timeout=150)
+    assert done.status is not None and done.status.phase == "Failed"
+    (failed,) = [c for c in done.status.conditions if c.type == "Failed"]
+    assert failed.reason == "NoCommits"
+    assert "aider exited 0 but left no commit on polecat/ace" in done.status.message
+    assert "rate limited you" in done.status.message, done.status.message
+
+
+def sampling(body: dict[str, Any]) -> tuple[object, object]:
+    """(max tokens, temperature) of a request, wherever its protocol puts them."""
+    options = body.get("options") or {}  # Ollama's
+    tokens = body.get("max_tokens") or body.get("max_completion_tokens") or options.get("num_predict")
+    return tokens, body.get("temperature", options.get("temperature"))
+
+
+# agent, provider -> the worker's variables naming the provider (its URL, with this path; its key).
+ROUTES = {
+    ("claude-code", "litellm"): ("LITELLM_PROXY_API_BASE", "/v1", "LITELLM_PROXY_API_KEY"),
+    ("opencode", "anthropic"): ("ANTHROPIC_BASE_URL", "", "ANTHROPIC_API_KEY"),
+    ("opencode", "litellm"): ("LITELLM_PROXY_API_BASE", "", "LITELLM_PROXY_API_KEY"),
+    ("opencode", "ollama"): ("OLLAMA_HOST", "", None),
+    ("aider", "anthropic"): ("ANTHROPIC_BASE_URL", "", "ANTHROPIC_API_KEY"),
+    ("aider", "litellm"): ("LITELLM_PROXY_API_BASE", "/v1", "LITELLM_PROXY_API_KEY"),
+    ("aider", "ollama"): ("OLLAMA_HOST", "", None),
+}
+
+
+@pytest.mark.parametrize(("agent", "provider_name"), list(ROUTES))
+async def test_each_agent_reaches_each_provider(
+    reconciler: Reconciler,
+    settings: Settings,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    agent: str,
+    provider_name: str,
+) -> None:
+    """Each agent, given agentConfig.provider, finds the provider where the worker's environment says
+    (its standard variables), with the key from there, and commits; maxTokens and temperature reach
+    the model where the agent can send them."""
+    url_variable, path, key_variable = ROUTES[(agent, provider_name)]
+    program = {"claude-code": "claude"}.get(agent, agent)
+    server = ModelServer([], final=WHOLE_FILE) if agent == "aider" else ModelServer([commit(program)])
+    monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
+    for variable in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    if key_variable:
+        monkeypatch.setenv(key_variable, "sk-from-the-worker")
+    config: dict[str, Any] = {"provider": provider_name, "model": "test-model"}
+    if agent != "claude-code":
+        config |= {"maxTokens": 321, "temperature": 0.25}
+    async for running in serve(server):
+        url = running.url.removeprefix("http://") if provider_name == "ollama" else running.url
+        monkeypatch.setenv(url_variable, f"{url}{path}")  # OLLAMA_HOST without a scheme, as Ollama's own
+        await succeeds(reconciler, settings, git_rig, rig_name, "slit", agent, 120, **config)
+    assert f"{program}.txt" in git_rig.files_on("polecat/slit")
+    turns = [body for body in server.requests if body.get("tools") or agent == "aider"]
+    assert turns and {body["model"].split("/")[-1] for body in turns} == {"test-model"}
+    if key_variable:
+        assert all(
+            any("sk-from-the-worker" in value for value in headers.values()) for headers in server.headers
+        )
+    if agent != "claude-code":
+        assert sampling(turns[0]) == (321, 0.25)

@@ -10,7 +10,7 @@ import pytest
 
 from activities.agents import agent_command, prompt_for
 from activities.beads import Bead
-from activities.pods import build_pod, pod_name
+from activities.pods import AGENT_DIR, build_pod, pod_name
 from crds.polecat import Polecat
 from tests.helpers import polecat
 
@@ -93,15 +93,59 @@ def test_secrets_are_referenced_never_copied() -> None:
     assert text.count("athena-deploy-key") == 1  # named once, as the volume's source
 
 
-def test_agent_runs_the_local_command_line() -> None:
-    """The agent container runs exactly the command line local mode runs, behind the entrypoint."""
-    resource = k8s_polecat()
-    command = agent_container(build_pod(resource, IMAGE))["command"]
-    expected = agent_command(resource.spec, prompt_for("slit", "athena", "polecat/slit", resource.spec)).argv
+@pytest.mark.parametrize("agent", ["claude-code", "opencode", "aider"])
+def test_agent_runs_the_local_command_line(agent: str) -> None:
+    """The agent container runs exactly the command line local mode runs (with the worker's endpoints),
+    behind the entrypoint, which requires a commit of a named agent."""
+    resource = k8s_polecat(agent)
+    environ = {"ANTHROPIC_BASE_URL": "http://models.internal"}
+    command = agent_container(build_pod(resource, IMAGE, environ=environ))["command"]
+    prompt = prompt_for("slit", "athena", "polecat/slit", resource.spec)
+    expected = agent_command(resource.spec, prompt, environ, AGENT_DIR).argv
     assert command[: command.index("--")] == [
-        "python3", "-m", "activities.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--branch", "polecat/slit",
+        "python3", "-m", "activities.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--require-commit",
+        "--branch", "polecat/slit", "--agent-dir", AGENT_DIR,
     ]  # fmt: skip
     assert command[command.index("--") + 1 :] == expected
+
+
+@pytest.mark.parametrize(
+    ("agent", "provider", "variables"),
+    [
+        ("claude-code", None, ["ANTHROPIC_API_KEY"]),
+        ("claude-code", "litellm", ["ANTHROPIC_AUTH_TOKEN"]),
+        ("opencode", "openai", ["OPENAI_API_KEY"]),
+        ("aider", "litellm", ["LITELLM_PROXY_API_KEY"]),
+        ("aider", "ollama", []),
+    ],
+)
+def test_the_api_key_reaches_the_variable_the_agent_reads(
+    agent: str, provider: str | None, variables: list[str]
+) -> None:
+    """apiKeySecretRef becomes a secretKeyRef under each variable the agent reads its key from
+    (none for Ollama, which takes no key)."""
+    resource = k8s_polecat(agent)
+    assert resource.spec.agent_config is not None
+    resource.spec.agent_config.provider = provider  # type: ignore[assignment]
+    env = agent_container(build_pod(resource, IMAGE))["env"]
+    keyed = [item["name"] for item in env if "valueFrom" in item]
+    assert keyed == variables
+    assert all(
+        item["valueFrom"] == {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}
+        for item in env
+        if "valueFrom" in item
+    )
+
+
+def test_agent_files_travel_to_the_entrypoint() -> None:
+    """The files an agent's command line names (aider's model settings) are in the pod's
+    environment for the entrypoint to write into the agent directory."""
+    resource = k8s_polecat("aider")
+    assert resource.spec.agent_config is not None
+    resource.spec.agent_config.max_tokens = 99
+    env = {item["name"]: item.get("value") for item in agent_container(build_pod(resource, IMAGE))["env"]}
+    files = json.loads(env["GT_AGENT_FILES"])
+    assert json.loads(files["aider.model.settings.yml"])[0]["extra_params"] == {"max_tokens": 99}
 
 
 def test_clone_uses_base_and_work_branch() -> None:
