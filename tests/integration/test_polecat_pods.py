@@ -17,6 +17,7 @@ import pytest
 import yaml
 from temporalio.client import Client
 
+from activities.pod_entrypoint import NO_COMMITS
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, Rig, parse_resource
 from tests.fake_apiserver import FakeApiServer
@@ -181,6 +182,26 @@ async def test_oom_killed_agent_fails_with_the_reason(reconciler: Reconciler, ap
         and "allocating 9Gi" in failed.status.message
     )
     assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "OOMKilled"
+
+
+async def test_a_pod_agent_that_left_no_commit_fails_with_no_commits(
+    reconciler: Reconciler, api: FakeApiServer
+) -> None:
+    """The entrypoint's NO_COMMITS exit (a named agent exited 0 without a commit) leaves the polecat
+    Failed with reason NoCommits and the agent's last words."""
+    await reconciler.apply(pod_polecat("nux", reconciler))
+    await phase_of(reconciler, "nux", "Working")
+    name = the_pod(api, "nux")["metadata"]["name"]
+    words = "I will not.\ngastown: the agent exited 0 but left no commit on polecat/nux"
+    api.patch_status(
+        "pods",
+        "default",
+        name,
+        {"phase": "Failed", "containerStatuses": [terminated(NO_COMMITS, "Error", words)]},
+    )
+    failed = await phase_of(reconciler, "nux", "Failed")
+    assert failed.status is not None and "I will not." in failed.status.message
+    assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "NoCommits"
 
 
 async def test_image_that_cannot_be_pulled_fails_the_polecat(
