@@ -130,6 +130,7 @@ def test_opencode_run() -> None:
         "name": "gpt-test",
         "tool_call": True,
         "limit": {"context": 200000, "output": 10},
+        "temperature": True,  # it takes one: opencode sends it only then
     }
     assert config["agent"] == {"build": {"temperature": 0.4}}
     assert config["permission"] == {"*": "allow"} and "sk-secret" not in str(command)
