@@ -92,7 +92,8 @@ def run(
     agent_dir: str | None = None,
     require_commit: bool = False,
 ) -> int:
-    env = {**os.environ, **ssh_environment(git_secret)}
+    # PWD as a shell would set it: opencode works in $PWD, not in its working directory.
+    env = {**os.environ, **ssh_environment(git_secret), "PWD": os.getcwd()}
     prompt = env.pop("GT_PROMPT", "")
     prompt_file = Path(env.get("HOME", "/tmp")) / "gastown-prompt.md"
     prompt_file.write_text(prompt)

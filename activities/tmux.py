@@ -164,6 +164,7 @@ class TmuxActivities:
         env = {
             **agent_environment(polecat.name, launch.branch, polecat.spec),
             "GT_PROMPT_FILE": str(prompt_file),
+            "PWD": launch.worktree,  # opencode works in $PWD, not in its working directory
             **command.env,
             # A key the agent reads under another name than the worker's (the pane has the rest).
             **{

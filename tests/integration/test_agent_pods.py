@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from git import Repo
 
 from activities.pod_entrypoint import NO_COMMITS
 from activities.pods import build_pod
@@ -47,6 +48,8 @@ async def run_pod(pod: dict[str, Any], root: Path) -> tuple[int, str]:
     mounts = {"/workspace": root / "workspace", "/home/polecat": root / "home", "/tmp": root / "tmp"}
     for path in mounts.values():
         path.mkdir(parents=True, exist_ok=True)
+    decoy = root / "elsewhere"  # a repository the agent must not work in (opencode follows $PWD)
+    Repo.init(decoy)
 
     def local(text: str) -> str:
         for mount, path in mounts.items():
@@ -59,6 +62,7 @@ async def run_pod(pod: dict[str, Any], root: Path) -> tuple[int, str]:
             "PATH": image_path(),
             "PYTHONPATH": str(REPO_ROOT),
             "GT_TERMINATION_LOG": str(root / "message"),
+            "PWD": str(decoy),  # not the container's directory: the entrypoint must set it right
         }
         for item in container.get("env", []):
             ref = item.get("valueFrom", {}).get("secretKeyRef")
@@ -143,6 +147,7 @@ async def test_each_agents_pod_commits_and_pushes(agent: str, model: ModelServer
     program = {"claude-code": "claude"}.get(agent, agent)
     assert f"{program}.txt" in rig.files_on("polecat/slit")
     assert json.loads(message) == {"branch": "polecat/slit", "commit": rig.remote_branches()["polecat/slit"]}
+    assert not Repo(tmp_path / "pod" / "elsewhere").heads  # nothing was committed where $PWD pointed
     assert all(any("sk-from-the-secret" in value for value in headers.values()) for headers in model.headers)
 
 
