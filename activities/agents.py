@@ -201,7 +201,7 @@ def aider(config: AgentConfig, prompt: str, environ: Mapping[str, str], agent_di
         "--no-show-release-notes",
         "--no-gitignore",
     ]
-    env: dict[str, str] = {}
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # LiteLLM's bundled model list, not GitHub's
     keys: dict[str, str] = {}
     files: dict[str, str] = {}
     model = config.model
