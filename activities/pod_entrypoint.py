@@ -112,10 +112,11 @@ def run(
     code = subprocess.run(argv, env=env).returncode
     if code != 0:
         return code
-    counted = subprocess.run(own_commits(branch), env=env, capture_output=True, text=True)
-    if require_commit and counted.stdout.strip() == "0":
-        print(f"gastown: the agent exited 0 but left no commit on {branch}", file=sys.stderr)
-        return NO_COMMITS
+    if require_commit:
+        counted = subprocess.run(own_commits(branch), env=env, capture_output=True, text=True)
+        if counted.stdout.strip() == "0":
+            print(f"gastown: the agent exited 0 but left no commit on {branch}", file=sys.stderr)
+            return NO_COMMITS
     pushed = subprocess.run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], env=env)
     if pushed.returncode != 0:
         print(f"gastown: push of {branch} failed", file=sys.stderr)

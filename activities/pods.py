@@ -105,7 +105,7 @@ def build_pod(
         ref = k8s.api_key_secret_ref
         # Without a provider the agent picks its own: the key goes where Anthropic's is read.
         named = polecat.spec.agent_config is not None and polecat.spec.agent_config.provider is not None
-        for variable in command.keys if named or command.keys else ["ANTHROPIC_API_KEY"]:
+        for variable in list(command.keys) or ([] if named else ["ANTHROPIC_API_KEY"]):
             env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
 
     volumes: list[dict[str, Any]] = [
