@@ -15,7 +15,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-demo: $(STAMP)  ## Run a polecat on a sample rig on the embedded runtime.
+demo: $(STAMP)  ## The whole town at work on a sample rig, on the embedded runtime.
 	$(BIN)/gastown demo
 
 # The real agent CLIs, pinned (agents/install says how; the polecat image runs the same script).

@@ -1,9 +1,12 @@
-"""`gastown demo`: one polecat works one bead on a sample rig, on the embedded runtime.
+"""`gastown demo`: the whole town at work on a sample rig, on the embedded runtime.
 
-It makes a small project (a git repository with a bare remote) under
-`<home>/demo/`, writes the manifests it applies beside it, applies them
-through the same reconcile core as `gastown apply`, and narrates what
-happens until the polecat is Succeeded.
+From nothing: the embedded runtime, a sample project in a temporary directory
+and the town of `bridge.town` applied through the same reconcile core as
+`gastown apply`. A live board shows each bead's polecat, the Refinery and
+what the Witness told the webhook the demo listens on; at the end, a summary
+table, main's graph and where each history is in the Temporal UI. Everything
+the demo started is stopped: its resources are deleted (their agents end)
+and the runtime goes down unless it was already up.
 """
 
 from __future__ import annotations
@@ -12,153 +15,181 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import tempfile
 import time
-from datetime import datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
-from git import Actor, Repo
+from aiohttp import web
 
 from bridge.reconcile import NotFound, Reconciler, workflow_id_of
-from crds import Polecat, parse_resource
+from bridge.town import BEADS, CONVOY, FAILS, NAMESPACE, RIG, STALLS, make_town
+from crds import BeadStore, Convoy, Polecat, Refinery, Rig, Witness, parse_resource
+from crds.common import Resource
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime
 from worker.settings import Settings
 
-NAMESPACE = "demo"
-RIG = "demo-athena"
-POLECAT = "furiosa"
-AGENT = Path(__file__).resolve().parents[1] / "examples" / "agents" / "scripted_agent.py"
-TASK = "Add a greeting module and a CHANGELOG entry for bead at-0001."
+TIMEOUT = 110.0  # the demo's promise is under two minutes
+WEBHOOK_PATH = "/services/demo/webhook"
+ALERTS = ("Stuck: ", "Failed: ", "Recovered: ")  # how a Witness's alert lines begin
 
 
-def make_sample_rig(root: Path) -> tuple[Path, Path]:
-    """A project checkout and its bare remote, with one commit on main."""
-    remote, checkout = root / "athena.git", root / "athena"
-    Repo.init(remote, bare=True, initial_branch="main")
-    repo = Repo.clone_from(remote, checkout)
-    (checkout / "README.md").write_text("# athena\n\nA sample rig for the Gas Town demo.\n")
-    repo.index.add(["README.md"])
-    author = Actor("Gas Town demo", "demo@gastown.local")
-    repo.index.commit("Initial commit", author=author, committer=author)
-    repo.git.branch("-M", "main")
-    repo.git.push("origin", "main")
-    return checkout, remote
+@contextlib.asynccontextmanager
+async def webhook(messages: list[str]) -> AsyncIterator[str]:
+    """A local Slack-style incoming webhook; the first line of each alert it receives is appended to
+    `messages` (a message is a heading, then each alert, which may carry the agent's output). Its URL."""
+
+    async def receive(request: web.Request) -> web.Response:
+        text = str((await request.json()).get("text", ""))
+        messages.extend(line for line in text.splitlines() if line.startswith(ALERTS))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post(WEBHOOK_PATH, receive)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    finally:
+        await runner.cleanup()
 
 
-def manifests(checkout: Path, remote: Path) -> list[dict[str, Any]]:
-    agent = [
-        sys.executable,
-        str(AGENT),
-        "--say", "reading the bead",
-        "--say", "planning the change",
-        "--say", "writing code",
-        "--commit", "athena/greeting.py=def greet(name: str) -> str:\n    return f'hello, {name}'",
-        "--commit", "CHANGELOG.md=- at-0001: add a greeting module",
-        "--say", "committing the change",
-        "--pause", "0.4",
-    ]  # fmt: skip
-    return [
-        {
-            "apiVersion": "gastown.gastown.io/v1alpha1",
-            "kind": "Rig",
-            "metadata": {"name": RIG},
-            "spec": {
-                "gitURL": str(remote),
-                "localPath": str(checkout),
-                "defaultBranch": "main",
-                "beadsPrefix": "at",
-            },
-        },
-        {
-            "apiVersion": "gastown.gastown.io/v1alpha1",
-            "kind": "Polecat",
-            "metadata": {"name": POLECAT, "namespace": NAMESPACE},
-            "spec": {
-                "rig": RIG,
-                "desiredState": "Working",
-                "beadID": "at-0001",
-                "taskDescription": TASK,
-                "agent": "custom",
-                "agentConfig": {"command": agent},
-            },
-        },
-    ]
+class Board:
+    """The live view: one line per bead, the Refinery's, then the webhook's messages. On a terminal it
+    is redrawn in place; elsewhere only lines that changed are printed."""
+
+    def __init__(self) -> None:
+        self.live = sys.stdout.isatty()
+        self.drawn: list[str] = []
+
+    def show(self, lines: list[str]) -> None:
+        if self.live:
+            if self.drawn:
+                click.echo(f"\x1b[{len(self.drawn)}F\x1b[J", nl=False)
+            click.echo("\n".join(lines))
+        else:
+            for line in lines:
+                if line not in self.drawn:
+                    click.echo(line)
+        self.drawn = lines
+
+
+def _bead_line(bead: str, polecat: Polecat | None) -> str:
+    title = BEADS[bead]
+    if polecat is None or polecat.status is None:
+        return f"   {bead}  {title:<26} waiting"
+    status = polecat.status
+    merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
+    phase = "Merged" if merged else status.phase
+    colour = {"Merged": "green", "Succeeded": "cyan", "Failed": "red", "Working": "yellow"}.get(phase)
+    restarts = f" (restarted {status.restarts}x)" if status.restarts else ""
+    return f"   {bead}  {title:<26} {polecat.name:<16} {click.style(f'{phase:<9}', fg=colour)}{restarts}"
+
+
+async def _polecats(reconciler: Reconciler) -> dict[str, Polecat]:
+    """The convoy's polecats, by bead."""
+    found: dict[str, Polecat] = {}
+    for polecat in await reconciler.list(Polecat, NAMESPACE):
+        assert isinstance(polecat, Polecat)
+        if polecat.spec.bead_id:
+            found[polecat.spec.bead_id] = polecat
+    return found
+
+
+async def _watch(reconciler: Reconciler, messages: list[str], board: Board) -> dict[str, Polecat]:
+    """Redraw the board until every bead's polecat is done and every good branch merged."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        polecats = await _polecats(reconciler)
+        refinery = await reconciler.get(Refinery, NAMESPACE, "athena-refinery")
+        assert isinstance(refinery, Refinery)
+        merged = refinery.status.merged if refinery.status else 0
+        lines = [_bead_line(bead, polecats.get(bead)) for bead in BEADS]
+        lines.append(
+            f"   refinery  {merged} merged into main  {refinery.status.message if refinery.status else ''}"
+        )
+        lines += [click.style(f"   webhook | {message}", dim=True) for message in messages]
+        board.show(lines)
+        done = [p for p in polecats.values() if p.status and p.status.phase in ("Succeeded", "Failed")]
+        good = [p for p in done if p.status and p.status.phase == "Succeeded"]
+        if len(done) == len(BEADS) and merged >= len(good) and messages:
+            return polecats
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"the demo did not finish within {TIMEOUT:.0f}s")
+        await asyncio.sleep(0.25)
 
 
 async def run_demo(settings: Settings) -> None:
     say = click.echo
     started = time.monotonic()
-    say(click.style("1. Starting the embedded runtime", bold=True))
-    for line in await EmbeddedRuntime(settings).up():
+    runtime = EmbeddedRuntime(settings)
+    was_up = runtime.server.pid() is not None and runtime.worker.pid() is not None
+    say(click.style("1. The embedded runtime", bold=True))
+    for line in await runtime.up():
         say(f"   {line}")
-    root = settings.home / "demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    root.mkdir(parents=True)
-    checkout, remote = make_sample_rig(root)
-    documents = manifests(checkout, remote)
-    manifest_file = root / "manifests.yaml"
-    manifest_file.write_text(yaml.safe_dump_all(documents, sort_keys=False))
-    say(click.style("2. A sample rig", bold=True))
-    say(f"   project {checkout} (remote {remote})")
-    say(f"   manifests {manifest_file}")
-
+    root = Path(tempfile.mkdtemp(prefix="gastown-demo-"))
+    messages: list[str] = []
     reconciler = Reconciler(await connect(settings), settings.task_queue, home=settings.home)
-    with contextlib.suppress(NotFound):  # the demo can run again: its previous polecat goes first
-        await reconciler.delete(Polecat, NAMESPACE, POLECAT)
-    say(click.style("3. Applying (the same path as `gastown apply -f`)", bold=True))
-    for document in documents:
-        resource = parse_resource(document)
-        say(
-            f"   {resource.INFO.singular}.gastown.gastown.io/{resource.name} {await reconciler.apply(resource)}"
+    try:
+        async with webhook(messages) as url:
+            await _clear(reconciler)  # what an interrupted run may have left
+            town = make_town(root, url)
+            say(click.style("2. A sample rig", bold=True))
+            say(f"   project {town.checkout} (remote {town.remote}); webhook {url}")
+            say(click.style("3. The town, applied (the same path as `gastown apply -f`)", bold=True))
+            for document in town.manifests:
+                resource = parse_resource(document)
+                outcome = await reconciler.apply(resource)
+                say(f"   {resource.INFO.singular}.gastown.gastown.io/{resource.name} {outcome}")
+            say(click.style(f"4. At work: {STALLS} will go quiet, {FAILS} will fail", bold=True))
+            polecats = await _watch(reconciler, messages, Board())
+        say(click.style("5. Result", bold=True))
+        _summary(polecats)
+        graph = subprocess.run(
+            ["git", "-C", str(town.remote), "log", "--oneline", "--graph", "main"],
+            capture_output=True,
+            text=True,
         )
-
-    say(click.style("4. The polecat at work", bold=True))
-    polecat = await _follow(reconciler)
-    status = polecat.status
-    assert status is not None
-    say(click.style("5. Result", bold=True))
-    colour = "green" if status.phase == "Succeeded" else "red"
-    say(f"   phase    {click.style(status.phase, fg=colour, bold=True)}: {status.message.splitlines()[0]}")
-    say(f"   branch   {status.branch} at {status.commit}")
-    graph = subprocess.run(
-        ["git", "-C", str(remote), "log", "--oneline", "--graph", "--decorate", "--all"],
-        capture_output=True,
-        text=True,
-    )
-    say("   remote   " + "\n            ".join(graph.stdout.splitlines()))
-    say(f"   history  {settings.workflow_url(workflow_id_of(Polecat, NAMESPACE, POLECAT))}")
-    say(f"   took     {time.monotonic() - started:.1f}s")
-    say("")
-    say(
-        f"Look around: gastown get polecats -n {NAMESPACE} -o wide; gastown describe polecat {POLECAT} -n {NAMESPACE}"
-    )
-    say(f"The runtime keeps running (Temporal UI {settings.ui_url}); stop it with: gastown down")
-    if status.phase != "Succeeded":
-        raise click.ClickException("the demo polecat did not succeed")
+        say("   main:\n" + "\n".join(f"     {line}" for line in graph.stdout.splitlines()))
+        say("   histories in the Temporal UI (while it runs: `gastown up`):")
+        for kind, name in ((Convoy, CONVOY), (Refinery, "athena-refinery"), (Witness, "athena-witness")):
+            say(f"     {settings.workflow_url(workflow_id_of(kind, NAMESPACE, name))}")
+        say(f"   took {time.monotonic() - started:.1f}s; the project stays in {root}")
+    finally:
+        say(click.style("6. Clearing up", bold=True))
+        await _clear(reconciler)
+        if not was_up:
+            for line in runtime.down():
+                say(f"   {line}")
 
 
-async def _follow(reconciler: Reconciler, timeout: float = 120.0) -> Polecat:
-    """Print phase changes and the agent's new output until the polecat is done."""
-    deadline = time.monotonic() + timeout
-    phase, printed = "", 0
-    while time.monotonic() < deadline:
-        polecat = await reconciler.get(Polecat, NAMESPACE, POLECAT)
-        assert isinstance(polecat, Polecat)
+def _summary(polecats: dict[str, Polecat]) -> None:
+    click.echo(f"   {'bead':<8} {'polecat':<16} {'phase':<10} {'restarts':<9} commit / why")
+    for bead in BEADS:
+        polecat = polecats[bead]
         status = polecat.status
-        if status and status.phase != phase:
-            phase = status.phase
-            click.echo(
-                f"   [{time.strftime('%H:%M:%S')}] phase {click.style(phase, bold=True)}  {status.message.splitlines()[0] if status.message else ''}"
-            )
-        if status and status.log_file and Path(status.log_file).exists():
-            lines = Path(status.log_file).read_text(errors="replace").splitlines()
-            for line in lines[printed:]:
-                if line.strip():
-                    click.echo(click.style(f"      agent | {line.rstrip()}", dim=True))
-            printed = len(lines)
-        if phase in ("Succeeded", "Failed", "Terminated"):
-            return polecat
-        await asyncio.sleep(0.1)
-    raise click.ClickException(f"the demo polecat did not finish within {timeout:.0f}s")
+        assert status is not None
+        merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
+        phase = "Merged" if merged else status.phase
+        said = [line for line in status.message.splitlines() if line.strip()]
+        detail = (status.commit or "")[:12] if phase != "Failed" else f"{said[0]} {said[-1]}"
+        click.echo(f"   {bead:<8} {polecat.name:<16} {phase:<10} {status.restarts:<9} {detail}")
+
+
+async def _clear(reconciler: Reconciler) -> None:
+    """Delete what the demo applies, the convoy first (its polecats and their agents go with it)."""
+    kinds: list[tuple[type[Resource], str | None, str]] = [
+        (Convoy, NAMESPACE, CONVOY),
+        (Witness, NAMESPACE, "athena-witness"),
+        (Refinery, NAMESPACE, "athena-refinery"),
+        (BeadStore, NAMESPACE, "athena-beads"),
+        (Rig, None, RIG),
+    ]
+    for kind, namespace, name in kinds:
+        with contextlib.suppress(NotFound):
+            await reconciler.delete(kind, namespace, name)

@@ -211,6 +211,8 @@ class RigWorkflow:
         # they continue as new; every run since has both (tests/data/histories replays one).
         self.follows = workflow.patched(FOLLOWS_AND_RECHECKS)
         counting = asyncio.create_task(self._follow_polecat_count()) if self.follows else None
+        if counting is not None:  # cancelled at the end: its ActivityError is expected, not to be logged
+            counting.add_done_callback(lambda task: task.cancelled() or task.exception())
         while True:
             recheck = input.recheck_ready if self.state.status.phase == "Ready" else input.recheck_not_ready
             first = self.state.checked_spec is None

@@ -12,10 +12,14 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --runs PATH          append one line per start to PATH (counts restarts)
   --stall-runs N       on its first N starts (counted in --runs), go quiet for good at the end:
                        a hung agent, for the Witness to find
+  --stall-if BEAD=N    the same, only when working BEAD (repeatable)
   --fail-runs N        on its first N starts (counted in --runs), exit 1 at the end
   --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
   --exit CODE          exit with CODE at the end (default 0)
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
+
+`{bead}` in --commit, --say and --runs stands for the bead being worked ($GT_ISSUE), so one
+command line (a convoy's polecatTemplate) can give each bead its own file and run count.
 
 No shell is used anywhere: git is called with an argv list.
 """
@@ -39,6 +43,7 @@ def main() -> int:
     parser.add_argument("--child-pid")
     parser.add_argument("--runs")
     parser.add_argument("--stall-runs", type=int, default=0)
+    parser.add_argument("--stall-if", action="append", default=[])
     parser.add_argument("--fail-runs", type=int, default=0)
     parser.add_argument("--spans")
     parser.add_argument("--exit", type=int, default=0)
@@ -47,6 +52,11 @@ def main() -> int:
     bead = os.environ.get("GT_ISSUE") or "-"
     exits = {key: int(code) for key, _, code in (item.partition("=") for item in args.exit_if)}
     code: int = exits.get(bead, args.exit)
+    stalls = {key: int(runs) for key, _, runs in (item.partition("=") for item in args.stall_if)}
+    stall_runs: int = stalls.get(bead, args.stall_runs)
+    args.commit = [item.replace("{bead}", bead) for item in args.commit]
+    args.say = [item.replace("{bead}", bead) for item in args.say]
+    args.runs = args.runs.replace("{bead}", bead) if args.runs else None
     span(args.spans, "start", bead)
 
     started = 1
@@ -77,7 +87,7 @@ def main() -> int:
         )
         print(f"committed {name}", flush=True)
         time.sleep(args.pause)
-    while started <= args.stall_runs:
+    while started <= stall_runs:
         time.sleep(3600)
     if started <= args.fail_runs:
         code = 1
