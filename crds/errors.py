@@ -17,9 +17,15 @@ class InvalidResource(ValueError):
     """
 
     def __init__(self, ref: str, problems: list[str]) -> None:
-        self.ref = ref
-        self.problems = problems
-        super().__init__("\n".join(f"{ref}: {problem}" if ref else problem for problem in problems))
+        self.ref = _printable(ref)
+        # A name or field of the user's may hold a newline or a control character: shown escaped,
+        # each problem stays one line (on a terminal, in an Event).
+        self.problems = [_printable(problem) for problem in problems]
+        super().__init__("\n".join(f"{self.ref}: {problem}" if ref else problem for problem in self.problems))
+
+
+def _printable(text: str) -> str:
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def _show(value: Any) -> str:

@@ -30,13 +30,19 @@ def kind_for(word: str) -> type[Resource]:
     raise KeyError(f"unknown kind {word!r}; known kinds: {known}")
 
 
+def _kind_of(manifest: dict[str, Any]) -> type[Resource] | None:
+    kind = manifest.get("kind")
+    return KINDS.get(kind) if isinstance(kind, str) else None
+
+
 def _ref_of(manifest: dict[str, Any]) -> str:
+    """How a problem names the resource, whatever its kind and metadata hold."""
     kind = manifest.get("kind") or "(no kind)"
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict):
         metadata = {}
     name = metadata.get("name") or "(no name)"
-    model = KINDS.get(kind)
+    model = _kind_of(manifest)
     if model is not None and not model.INFO.namespaced:
         return f"{kind} {name}"
     return f"{kind} {metadata.get('namespace') or 'default'}/{name}"
@@ -51,7 +57,7 @@ def parse_resource(manifest: Any, default_namespace: str = "default") -> Resourc
         raise InvalidResource(
             ref, [f"apiVersion: must be {API_VERSION} (got {manifest.get('apiVersion')!r})"]
         )
-    model = KINDS.get(manifest.get("kind", ""))
+    model = _kind_of(manifest)
     if model is None:
         raise InvalidResource(ref, [f"kind: must be one of {', '.join(KINDS)}"])
     try:
