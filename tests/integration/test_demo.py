@@ -12,23 +12,14 @@ import libtmux
 import psutil
 from git import Repo
 
-from tests.helpers import free_port
-from tests.integration.test_embedded import run
+from tests.integration.test_embedded import own_runtime, run
 
 
 async def test_the_demo_shows_the_whole_town_and_leaves_nothing_running(tmp_path: Path) -> None:
     """Six beads: five merged into main (the one that went quiet restarted by the Witness, its work
     kept), the failed one told to the webhook; then nothing the demo started is still running."""
     home, socket = tmp_path / "home", f"gastown-demo-{os.getpid()}"
-    env = {
-        **os.environ,
-        "GASTOWN_HOME": str(home),
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "GASTOWN_UI_PORT": str(free_port()),
-        "GASTOWN_TMUX_SOCKET": socket,
-    }
-
-    result = await run(env, "demo")
+    result = await run(own_runtime(home, socket), "demo")
 
     assert result.code == 0, result.out + result.err
     found = re.search(r"the project stays in (\S+)", result.out)

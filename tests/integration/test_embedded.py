@@ -25,10 +25,9 @@ async def run(env: dict[str, str], *args: str) -> Result:
     return Result(process.returncode, out.decode(), err.decode())
 
 
-async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) -> None:
-    """`up` starts server, UI and worker; a polecat succeeds; after `down` and `up` it is still there."""
-    home, socket = tmp_path / "home", f"gastown-embedded-{os.getpid()}"
-    env = {
+def own_runtime(home: Path, socket: str) -> dict[str, str]:
+    """The environment of a `gastown` run with a home, ports and a tmux socket of its own."""
+    return {
         **os.environ,
         "GASTOWN_HOME": str(home),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
@@ -36,6 +35,12 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
         "GASTOWN_TMUX_SOCKET": socket,
         "GASTOWN_TASK_QUEUE": "gastown",
     }
+
+
+async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) -> None:
+    """`up` starts server, UI and worker; a polecat succeeds; after `down` and `up` it is still there."""
+    home, socket = tmp_path / "home", f"gastown-embedded-{os.getpid()}"
+    env = own_runtime(home, socket)
     git_rig: GitRig = make_git_rig(tmp_path / "rig")
     manifest = tmp_path / "town.yaml"
     manifest.write_text(
