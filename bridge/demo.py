@@ -27,6 +27,7 @@ from bridge.reconcile import NotFound, Reconciler, workflow_id_of
 from bridge.town import BEADS, CONVOY, FAILS, NAMESPACE, RIG, STALLS, make_town
 from crds import BeadStore, Convoy, Polecat, Refinery, Rig, Witness, parse_resource
 from crds.common import Resource
+from crds.polecat import PolecatStatus
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime
 from worker.settings import Settings
@@ -79,13 +80,18 @@ class Board:
         self.drawn = lines
 
 
+def _phase(status: PolecatStatus) -> str:
+    """The polecat's phase, or Merged once the Refinery landed its branch."""
+    merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
+    return "Merged" if merged else status.phase
+
+
 def _bead_line(bead: str, polecat: Polecat | None) -> str:
     title = BEADS[bead]
     if polecat is None or polecat.status is None:
         return f"   {bead}  {title:<26} waiting"
     status = polecat.status
-    merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
-    phase = "Merged" if merged else status.phase
+    phase = _phase(status)
     colour = {"Merged": "green", "Succeeded": "cyan", "Failed": "red", "Working": "yellow"}.get(phase)
     restarts = f" (restarted {status.restarts}x)" if status.restarts else ""
     return f"   {bead}  {title:<26} {polecat.name:<16} {click.style(f'{phase:<9}', fg=colour)}{restarts}"
@@ -110,9 +116,8 @@ async def _watch(reconciler: Reconciler, messages: list[str], board: Board) -> d
         assert isinstance(refinery, Refinery)
         merged = refinery.status.merged if refinery.status else 0
         lines = [_bead_line(bead, polecats.get(bead)) for bead in BEADS]
-        lines.append(
-            f"   refinery  {merged} merged into main  {refinery.status.message if refinery.status else ''}"
-        )
+        doing = refinery.status.message[:40] if refinery.status else ""  # one line, however long
+        lines.append(f"   refinery  {merged} merged into main  {doing}")
         lines += [click.style(f"   webhook | {message}", dim=True) for message in messages]
         board.show(lines)
         done = [p for p in polecats.values() if p.status and p.status.phase in ("Succeeded", "Failed")]
@@ -174,8 +179,7 @@ def _summary(polecats: dict[str, Polecat]) -> None:
         polecat = polecats[bead]
         status = polecat.status
         assert status is not None
-        merged = any(c.type == "Merged" and c.status == "True" for c in status.conditions)
-        phase = "Merged" if merged else status.phase
+        phase = _phase(status)
         said = [line for line in status.message.splitlines() if line.strip()]
         detail = (status.commit or "")[:12] if phase != "Failed" else f"{said[0]} {said[-1]}"
         click.echo(f"   {bead:<8} {polecat.name:<16} {phase:<10} {status.restarts:<9} {detail}")
