@@ -31,12 +31,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## Speed figures: benchmarks/results/*.json
-	$(BIN)/python -m benchmarks.polecat
-	$(BIN)/python -m benchmarks.bridge
-	$(BIN)/python -m benchmarks.convoy
-	$(BIN)/python -m benchmarks.refinery
-	$(BIN)/python -m benchmarks.witness
+bench: $(STAMP)  ## Speed figures: benchmarks/results/summary.md (and .json, and one JSON per benchmark)
+	$(BIN)/python -m benchmarks
 
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate
