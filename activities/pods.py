@@ -290,7 +290,12 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
         agent = _terminated(status.get("containerStatuses"), "agent") or {}
         code, why = agent.get("exitCode"), agent.get("reason") or status.get("reason") or "Error"
         tail = (agent.get("message") or "").strip()
-        reason = {"OOMKilled": "OOMKilled"}.get(why, "NoCommits" if code == NO_COMMITS else "AgentFailed")
+        if why == "OOMKilled":
+            reason = "OOMKilled"
+        elif code == NO_COMMITS:
+            reason = "NoCommits"
+        else:
+            reason = "AgentFailed"
         return PodExit(
             succeeded=False,
             reason=reason,

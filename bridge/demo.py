@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,9 +52,9 @@ async def webhook(messages: list[str]) -> AsyncIterator[str]:
     app.router.add_post(WEBHOOK_PATH, receive)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    listener = socket.create_server(("127.0.0.1", 0))  # a free port, known before serving
+    port = listener.getsockname()[1]
+    await web.SockSite(runner, listener).start()
     try:
         yield f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
     finally:

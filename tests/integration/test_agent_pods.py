@@ -28,7 +28,7 @@ from activities.pod_entrypoint import NO_COMMITS
 from activities.pods import build_pod
 from crds import Polecat
 from tests.helpers import REPO_ROOT, GitRig, make_git_rig, polecat
-from tests.integration.test_agents import WHOLE_FILE, commit
+from tests.integration.test_agents import WHOLE_FILE, commit, program
 from tests.model_server import ModelServer, serve
 
 IMAGE_ROOT = "/opt/gastown"
@@ -144,8 +144,7 @@ async def test_each_agents_pod_commits_and_pushes(agent: str, model: ModelServer
     code, message = await run_pod(pod, tmp_path / "pod")
 
     assert code == 0, message
-    program = {"claude-code": "claude"}.get(agent, agent)
-    assert f"{program}.txt" in rig.files_on("polecat/slit")
+    assert f"{program(agent)}.txt" in rig.files_on("polecat/slit")
     assert json.loads(message) == {"branch": "polecat/slit", "commit": rig.remote_branches()["polecat/slit"]}
     assert not Repo(tmp_path / "pod" / "elsewhere").heads  # nothing was committed where $PWD pointed
     assert all(any("sk-from-the-secret" in value for value in headers.values()) for headers in model.headers)

@@ -25,6 +25,11 @@ from worker.settings import Settings
 pytestmark = pytest.mark.usefixtures("worker")
 
 
+def program(agent: str) -> str:
+    """The program an agent runs as (claude-code's is `claude`)."""
+    return {"claude-code": "claude"}.get(agent, agent)
+
+
 def commit(agent: str) -> ToolCall:
     """The plan's one step: the agent's own shell tool writes `<agent>.txt` and commits it."""
     command = f"printf 'made by {agent}\\n' > {agent}.txt && git add {agent}.txt && git commit -q -m 'gt-7: {agent}.txt'"
@@ -87,8 +92,9 @@ async def succeeds(
     **config: Any,
 ) -> Polecat:
     """The polecat `name` running the real `agent` on the rig, once it has Succeeded (within `timeout` s)."""
-    program = {"claude-code": "claude"}.get(agent, agent)
-    assert settings.agents_bin and (settings.agents_bin / program).exists(), "`make test` installs agents/"
+    assert settings.agents_bin and (settings.agents_bin / program(agent)).exists(), (
+        "`make test` installs agents/"
+    )
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     await reconciler.apply(agent_polecat(name, rig_name, agent, **config))
     done = await reach(reconciler, Polecat, name, "Succeeded", "Failed", timeout=timeout)
@@ -287,8 +293,7 @@ async def test_each_agent_reaches_each_provider(
     (its standard variables), with the key from there, and commits; maxTokens and temperature reach
     the model where the agent can send them."""
     url_variable, path, key_variable = ROUTES[(agent, provider_name)]
-    program = {"claude-code": "claude"}.get(agent, agent)
-    server = ModelServer([], final=WHOLE_FILE) if agent == "aider" else ModelServer([commit(program)])
+    server = ModelServer([], final=WHOLE_FILE) if agent == "aider" else ModelServer([commit(program(agent))])
     monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
     for variable in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"):
         monkeypatch.delenv(variable, raising=False)
@@ -301,7 +306,7 @@ async def test_each_agent_reaches_each_provider(
         url = running.url.removeprefix("http://") if provider_name == "ollama" else running.url
         monkeypatch.setenv(url_variable, f"{url}{path}")  # OLLAMA_HOST without a scheme, as Ollama's own
         await succeeds(reconciler, settings, git_rig, rig_name, "slit", agent, 120, **config)
-    assert f"{program}.txt" in git_rig.files_on("polecat/slit")
+    assert f"{program(agent)}.txt" in git_rig.files_on("polecat/slit")
     turns = [body for body in server.requests if body.get("tools") or agent == "aider"]
     assert turns and {body["model"].split("/")[-1] for body in turns} == {"test-model"}
     if key_variable:
