@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AGENTS := agents/bin/.installed
 
-.PHONY: demo test lint typecheck bench lock crds clean
+.PHONY: demo test faults lint typecheck bench lock crds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(AGENTS): agents/install agents/package.json agents/package-lock.json agents/ai
 
 test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
 	$(BIN)/pytest
+
+# The fault suite with more seeds than CI's two: `make faults SEEDS="1 2 3"`.
+SEEDS ?= 1 2 3 4 5 6 7 8 9 10
+faults: $(STAMP)  ## A 30-bead convoy while worker, dev server and bridge are killed, once per seed.
+	GASTOWN_FAULT_SEEDS="$(SEEDS)" $(BIN)/pytest tests/faults -rA -s
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

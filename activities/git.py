@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.gitlocks import clear_stale_locks, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from activities.pod_entrypoint import own_commits
 from crds.common import short_uid
@@ -117,6 +118,8 @@ class GitActivities:
         repo = open_checkout(request.rig)
         path = worktree_path(self.home, request.rig_name, request.namespace, request.polecat, request.uid)
         with _repo_locks[str(repo.common_dir)]:
+            clear_stale_locks(Path(repo.common_dir))
+            undo_interrupted_add(Path(repo.common_dir), path)
             if (path / ".git").exists():
                 return _adopt(repo, path, request.branch)
             base = request.rig.default_branch
@@ -192,6 +195,7 @@ def _release_branch(repo: Repo, branch: str) -> None:
 
 def _publish_branch(request: BranchRequest) -> BranchResult:
     repo = Repo(request.worktree)
+    clear_stale_locks(Path(repo.common_dir))
     commit = repo.head.commit.hexsha
     pushed = False
     if _has_origin(repo):

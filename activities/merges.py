@@ -37,6 +37,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import open_checkout
+from activities.gitlocks import clear_stale_locks, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from activities.tmux import tail_of, terminate_tree
 from crds.refinery import CheckResult, ConflictResolution, MergeStrategy, check_argv
@@ -211,6 +212,7 @@ class MergeActivities:
         with _file_lock(root / "setup.lock"):
             repo = _bare_clone(root / "repo.git", remote)
         with _file_lock(root / f"{lock}.lock") if lock else contextlib.nullcontext():
+            clear_stale_locks(root / "repo.git")
             yield repo
 
 
@@ -354,6 +356,7 @@ def _landed(repo: Repo, tip: str, remote_head: str | None) -> bool:
 
 def _reset_worktree(repo: Repo, worktree: Path, commit: str, scrub: bool = False) -> None:
     """A clean worktree at `commit` (made, or emptied of whatever an earlier attempt left)."""
+    undo_interrupted_add(Path(repo.common_dir), worktree)
     if (worktree / ".git").exists():
         tree = Repo(worktree)
         state = Path(tree.git_dir)

@@ -14,12 +14,14 @@ status subresource through an activity (see workflows/publisher.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import kopf
+from temporalio.service import RPCError, RPCStatusCode
 
 from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
 from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resource
@@ -39,9 +41,27 @@ def _resource(body: kopf.Body) -> Resource:
         raise kopf.PermanentError(str(error)) from None
 
 
+@contextlib.contextmanager
+def _retried_while_temporal_is_down() -> Iterator[None]:
+    """Temporal unreachable (down, restarting): a short retry saying so, not kopf's 60 s and a traceback."""
+    try:
+        yield
+    except RPCError as error:
+        if error.status not in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            raise
+        raise kopf.TemporaryError(f"Temporal did not answer: {error}", delay=RETRY_SECONDS) from None
+    except RuntimeError as error:
+        if not str(error).startswith("Failed client connect"):
+            raise
+        raise kopf.TemporaryError(f"Temporal is not reachable: {error}", delay=RETRY_SECONDS) from None
+
+
 async def _apply(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any, **_: Any) -> None:
-    reconciler: Reconciler = memo["reconciler"]
-    resource = _resource(body)
+    with _retried_while_temporal_is_down():
+        await _apply_resource(memo["reconciler"], _resource(body), logger)
+
+
+async def _apply_resource(reconciler: Reconciler, resource: Resource, logger: logging.Logger | Any) -> None:
     problems = await reconciler.problems([resource])
     if problems:
         text = "\n".join(problems)
@@ -62,7 +82,8 @@ async def _delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any
     model = KINDS[body["kind"]]
     name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
     try:
-        await reconciler.delete(model, namespace, name)
+        with _retried_while_temporal_is_down():
+            await reconciler.delete(model, namespace, name)
     except NotFound:
         pass
     except TimeoutError:
@@ -118,7 +139,8 @@ async def run_bridge(
     # What `kopf run` does first: log format, and the handler that turns object
     # log records (handler errors among them) into Kubernetes Events.
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
-    client = await connect(settings)
+    # Lazy: the bridge watches even while Temporal is down; handlers fail and are retried until it answers.
+    client = await connect(settings, lazy=True)
     reconciler = Reconciler(client, settings.task_queue, kubernetes=True)
     await kopf.operator(
         registry=registry(),

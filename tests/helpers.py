@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import yaml
 from git import Actor, Blob, Repo
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -66,6 +67,32 @@ async def wait_until(probe: Callable[[], Any], what: str, timeout: float = 30.0)
             return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+async def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """The real kubectl against `kubeconfig`: its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        KUBECTL, "--kubeconfig", str(kubeconfig), *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate(stdin.encode() if stdin else None)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def kubectl_apply(kubeconfig: Path, *documents: dict[str, Any]) -> str:
+    """`kubectl apply` of `documents`, which must succeed; what kubectl said."""
+    code, out, err = await kubectl(
+        kubeconfig, "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(documents)
+    )
+    assert code == 0, err
+    return out
+
+
+async def kubectl_get(kubeconfig: Path, plural: str, name: str) -> dict[str, Any] | None:
+    """The object as `kubectl get -o json` shows it, or None if there is none."""
+    code, out, _ = await kubectl(kubeconfig, "get", plural, name, "-o", "json")
+    return json.loads(out) if code == 0 else None
 
 
 @dataclass

@@ -23,7 +23,7 @@ from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
 from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
-from worker.client import connect
+from worker.client import connect_when_up
 from worker.settings import Settings
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
@@ -101,7 +101,7 @@ def build_worker(client: Client, settings: Settings) -> Worker:
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish gracefully."""
     os.environ.update(ssh_environment(settings.git_secret))  # for the git the refinery runs
-    client = await connect(settings)
+    client = await connect_when_up(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
-WATCH_HEARTBEAT = timedelta(seconds=10)
 IDLE_POLL = 10.0  # seconds between looks once every bead is final
 # Which of several polecats of one bead speaks for it.
 RANK = {"Succeeded": 0, "Working": 1, "Idle": 1, "Pending": 1, "Failed": 2, "Terminated": 2}
@@ -158,7 +157,8 @@ class ConvoyWorkflow:
                 poll=IDLE_POLL if final else WATCH_POLL,
             ),
             start_to_close_timeout=timedelta(minutes=10),
-            heartbeat_timeout=WATCH_HEARTBEAT,
+            heartbeat_timeout=heartbeats.TIMEOUT,
+            retry_policy=heartbeats.watch_retry(),
             cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
         )
         self.spec_changed = False

@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.publisher import StatusPublisher, apply_outcome
 
 SHORT = timedelta(minutes=2)
-WATCH_HEARTBEAT = timedelta(seconds=10)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
 WATCH_LIMIT = timedelta(days=30)
 RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["RigNotReady", "WorktreeConflict"])
@@ -317,8 +316,8 @@ class PolecatWorkflow:
             TmuxActivities.watch_agent,
             session,
             start_to_close_timeout=WATCH_LIMIT,
-            heartbeat_timeout=WATCH_HEARTBEAT,
-            retry_policy=RetryPolicy(non_retryable_error_types=["SessionLost"]),
+            heartbeat_timeout=heartbeats.TIMEOUT,
+            retry_policy=heartbeats.watch_retry("SessionLost"),
             cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
         )
         await workflow.wait_condition(lambda: watcher.done() or self._interrupted())
@@ -419,8 +418,8 @@ class PolecatWorkflow:
             PodActivities.watch_pod,
             pod,
             start_to_close_timeout=WATCH_LIMIT,
-            heartbeat_timeout=WATCH_HEARTBEAT,
-            retry_policy=RetryPolicy(non_retryable_error_types=["PodLost"]),
+            heartbeat_timeout=heartbeats.TIMEOUT,
+            retry_policy=heartbeats.watch_retry("PodLost"),
             cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
         )
         remaining = max((deadline - workflow.now()).total_seconds(), 0.0)

@@ -81,7 +81,6 @@ with workflow.unsafe.imports_passed_through():
 
 RETRY_BLOCKED = timedelta(seconds=30)
 FORGET_AFTER = timedelta(minutes=10)  # a polecat run unseen this long may be queued again if it reappears
-WATCH_HEARTBEAT = timedelta(seconds=10)
 GIT = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["RigHasNoRemote", "TargetMissing", "TargetMoved", "CandidateLost"],
@@ -487,7 +486,8 @@ class RefineryWorkflow:
                 VisibilityActivities.watch_succeeded,
                 SucceededWatch(rig=self.rig.name, seen=self.state.finished),
                 start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=WATCH_HEARTBEAT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=heartbeats.watch_retry(),
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
             )
             self.state.finished = found.digest()

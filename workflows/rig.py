@@ -28,6 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import heartbeats
     from activities.git import RigCheck
     from activities.kube import EventNote, StatusTarget
     from activities.visibility import CountWatch, VisibilityActivities
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
 # recovers quickly; rarely while it works.
 RECHECK_NOT_READY = timedelta(seconds=30)
 RECHECK_READY = timedelta(minutes=10)
-COUNT_HEARTBEAT = timedelta(seconds=10)
 FOLLOWS_AND_RECHECKS = "rig-follows-polecat-count-and-rechecks"
 
 
@@ -247,7 +247,8 @@ class RigWorkflow:
                 VisibilityActivities.watch_polecat_count,
                 CountWatch(rig=self.rig.name, seen=self.state.status.polecat_count),
                 start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=COUNT_HEARTBEAT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=heartbeats.watch_retry(),
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
             )
             if count != self.state.status.polecat_count:

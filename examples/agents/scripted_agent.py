@@ -15,10 +15,12 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --stall-if BEAD=N    the same, only when working BEAD (repeatable)
   --fail-runs N        on its first N starts (counted in --runs), exit 1 at the end
   --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
+  --exclusive PATH     hold a lock on PATH while it runs; if another agent holds it, append a line
+                       to PATH.overlaps and exit 75 (two agents on one bead at once)
   --exit CODE          exit with CODE at the end (default 0)
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
 
-`{bead}` in --commit, --say and --runs stands for the bead being worked ($GT_ISSUE), so one
+`{bead}` in --commit, --say, --runs and --exclusive stands for the bead being worked ($GT_ISSUE), so one
 command line (a convoy's polecatTemplate) can give each bead its own file and run count.
 
 No shell is used anywhere: git is called with an argv list.
@@ -27,6 +29,7 @@ No shell is used anywhere: git is called with an argv list.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import subprocess
 import sys
@@ -46,6 +49,7 @@ def main() -> int:
     parser.add_argument("--stall-if", action="append", default=[])
     parser.add_argument("--fail-runs", type=int, default=0)
     parser.add_argument("--spans")
+    parser.add_argument("--exclusive")
     parser.add_argument("--exit", type=int, default=0)
     parser.add_argument("--exit-if", action="append", default=[])
     args = parser.parse_args()
@@ -57,6 +61,14 @@ def main() -> int:
     args.commit = [item.replace("{bead}", bead) for item in args.commit]
     args.say = [item.replace("{bead}", bead) for item in args.say]
     args.runs = args.runs.replace("{bead}", bead) if args.runs else None
+    if args.exclusive:
+        lock = open(args.exclusive.replace("{bead}", bead), "a")  # noqa: SIM115 (held until the process ends)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with open(lock.name + ".overlaps", "a") as overlaps:
+                overlaps.write(f"{os.getpid()} found {bead} already worked\n")
+            return 75
     span(args.spans, "start", bead)
 
     started = 1

@@ -27,9 +27,11 @@ from crds import KINDS, Polecat
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import (
     GASTOWN,
-    KUBECTL,
     GitRig,
     convoy_manifest,
+    kubectl,
+    kubectl_apply,
+    kubectl_get,
     polecat_manifest,
     refinery_manifest,
     rig_manifest,
@@ -50,24 +52,13 @@ class Cluster:
     bridge: asyncio.subprocess.Process | None = None
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        process = await asyncio.create_subprocess_exec(
-            KUBECTL, "--kubeconfig", str(self.kubeconfig), *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await process.communicate(stdin.encode() if stdin else None)
-        assert process.returncode is not None
-        return process.returncode, out.decode(), err.decode()
+        return await kubectl(self.kubeconfig, *args, stdin=stdin)
 
     async def apply(self, *documents: dict[str, Any]) -> str:
-        code, out, err = await self.kubectl(
-            "apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump_all(documents)
-        )
-        assert code == 0, err
-        return out
+        return await kubectl_apply(self.kubeconfig, *documents)
 
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        code, out, _ = await self.kubectl("get", plural, name, "-o", "json")
-        return json.loads(out) if code == 0 else None
+        return await kubectl_get(self.kubeconfig, plural, name)
 
     async def start_bridge(self) -> asyncio.subprocess.Process:
         """`gastown bridge`, once it watches every kind."""

@@ -1,0 +1,183 @@
+"""Many polecats at once: how fast they start, what the worker holds, how big their histories are.
+
+For each size N (100 and 500 by default), N polecats are applied at once
+(through the reconcile core, 20 applies in flight) on the embedded runtime.
+Their agent is trivial, `flock --shared GATE true`: it waits on a lock the
+benchmark holds, so all N work at the same time, each in its tmux session
+and worktree. Once all N are Working the lock is released and all N succeed.
+
+    .venv/bin/python -m benchmarks.scale [--sizes 100 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.runtime import embedded
+from bridge.reconcile import Reconciler, workflow_id_of
+from crds import Polecat, parse_resource
+from tests.helpers import make_git_rig, rig_manifest
+from worker.embedded import EmbeddedRuntime
+
+RESULTS = Path(__file__).parent / "results" / "scale.json"
+IN_FLIGHT = 20  # applies at once, as a script or a convoy would send them
+
+
+def manifest(name: str, namespace: str, gate: Path) -> dict[str, Any]:
+    return {
+        "apiVersion": "gastown.gastown.io/v1alpha1",
+        "kind": "Polecat",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "rig": "scale",
+            "desiredState": "Working",
+            "beadID": f"sc-{name}",
+            "agent": "custom",
+            "agentConfig": {"command": [shutil.which("flock") or "flock", "--shared", str(gate), "true"]},
+        },
+    }
+
+
+@contextlib.contextmanager
+def held(gate: Path) -> Iterator[None]:
+    """An exclusive lock on `gate`: every agent waits until it is let go."""
+    with gate.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+class MemoryPeak:
+    """The largest resident size each process reached, sampled every 0.2 s while it runs."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.peak = dict.fromkeys(pids, 0)
+
+    async def sample(self) -> None:
+        while True:
+            for name, process in self.processes.items():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
+            await asyncio.sleep(0.2)
+
+
+async def phases(reconciler: Reconciler, namespace: str) -> Counter[str]:
+    found = await reconciler.list(Polecat, namespace)
+    return Counter(p.status.phase if p.status else "Pending" for p in found)
+
+
+async def wait_for(reconciler: Reconciler, namespace: str, phase: str, count: int, timeout: float) -> float:
+    """Seconds until `count` polecats of `namespace` are in `phase`."""
+    started = time.monotonic()
+    while (await phases(reconciler, namespace))[phase] < count:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{phase}: {dict(await phases(reconciler, namespace))} of {count}")
+        await asyncio.sleep(0.25)
+    return time.monotonic() - started
+
+
+async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path, size: int) -> dict[str, Any]:
+    namespace, gate = f"scale-{size}", work / f"gate-{size}"
+    pids = {"worker": runtime.worker.pid(), "temporal": runtime.server.pid()}
+    memory = MemoryPeak({name: pid for name, pid in pids.items() if pid is not None})
+    before = {name: process.memory_info().rss for name, process in memory.processes.items()}
+    sampling = asyncio.create_task(memory.sample())
+    limit = asyncio.Semaphore(IN_FLIGHT)
+
+    async def apply(index: int) -> None:
+        async with limit:
+            await reconciler.apply(parse_resource(manifest(f"p{index:04d}", namespace, gate)))
+
+    with held(gate):
+        started = time.monotonic()
+        await asyncio.gather(*(apply(i) for i in range(size)))
+        applied = time.monotonic() - started
+        working = await wait_for(reconciler, namespace, "Working", size, timeout=60 + size)
+        all_working = time.monotonic() - started
+        await asyncio.sleep(5)  # all N at work: the worker's steady state
+    released = time.monotonic()
+    await wait_for(reconciler, namespace, "Succeeded", size, timeout=60 + size)
+    finished = time.monotonic() - released
+    sampling.cancel()
+    events = []
+    for index in range(size):
+        handle = reconciler.client.get_workflow_handle(workflow_id_of(Polecat, namespace, f"p{index:04d}"))
+        events.append(len((await handle.fetch_history()).events))
+    mib = 1024 * 1024
+    return {
+        "polecats": size,
+        "apply_seconds": round(applied, 1),
+        "all_working_seconds": round(all_working, 1),
+        "starts_per_second": round(size / all_working, 1),
+        "working_after_apply_seconds": round(working, 1),
+        "release_to_all_succeeded_seconds": round(finished, 1),
+        "worker_rss_mib": {
+            "before": round(before["worker"] / mib),
+            "peak": round(memory.peak["worker"] / mib),
+        },
+        "temporal_rss_mib": {
+            "before": round(before["temporal"] / mib),
+            "peak": round(memory.peak["temporal"] / mib),
+        },
+        "history_events_per_polecat": {"mean": round(statistics.mean(events), 1), "max": max(events)},
+    }
+
+
+async def main(sizes: list[int]) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="gastown-scale-bench-"))
+    try:
+        async with embedded(work) as (runtime, reconciler):
+            await reconciler.apply(parse_resource(rig_manifest("scale", make_git_rig(work / "rig"))))
+            runs = [await one_size(runtime, reconciler, work, size) for size in sizes]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"cpus": os.cpu_count(), "runs": runs}
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        "| concurrent polecats | all Working after | starts/s | worker RSS before → peak | "
+        "dev server RSS before → peak | history events / polecat (mean, max) | release → all Succeeded |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in result["runs"]:
+        worker, temporal, events = (
+            run["worker_rss_mib"],
+            run["temporal_rss_mib"],
+            run["history_events_per_polecat"],
+        )
+        lines.append(
+            f"| {run['polecats']} | {run['all_working_seconds']} s | {run['starts_per_second']} | "
+            f"{worker['before']} → {worker['peak']} MiB | {temporal['before']} → {temporal['peak']} MiB | "
+            f"{events['mean']}, {events['max']} | {run['release_to_all_succeeded_seconds']} s |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
+    result = asyncio.run(main(parser.parse_args().sizes))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    sys.stdout.flush()
+    os._exit(0)  # the SDK's native threads can abort a normal exit (sdk-python #300)

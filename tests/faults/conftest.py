@@ -1,0 +1,158 @@
+"""The town the fault suite kills: a Temporal dev server on a database file, a worker and
+`gastown bridge`, each a process of its own, over a git rig and the fake Kubernetes API server.
+
+`Supervised` does for each process what a supervisor (Kubernetes, systemd)
+does: it starts the process, and starts it again when it has exited on its
+own, counting that. The suite kills it with SIGKILL, its process group and
+all, as a crashed machine would.
+
+Everything is real but the Kubernetes API server (tests/fake_apiserver.py
+speaks its HTTP protocol; no real one can run here): kubectl, the bridge
+(kopf), Temporal's dev server, the worker, tmux and git.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import pytest
+import yaml
+from git import Repo
+
+from crds import KINDS
+from tests.fake_apiserver import FakeApiServer
+from tests.helpers import GASTOWN, WORKER_COMMAND, GitRig, free_port, make_git_rig, wait_until, worker_env
+from worker.embedded import dev_server_args, wait_for_server
+from worker.settings import Settings
+
+
+@dataclass
+class Supervised:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    kills: int = 0
+    crashes: int = 0  # exits of its own, each followed by a restart
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # None while killed
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+
+    def start(self) -> None:
+        assert self.process is None or self.process.poll() is not None, f"{self.name} is running"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started.append(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group, and reaped."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.kills += 1
+        self.process = None
+
+    def revive(self) -> None:
+        """Start it again if it exited on its own (not if the harness killed it)."""
+        if self.process is not None and self.process.poll() is not None:
+            self.crashes += 1
+            self.start()
+
+    def stop(self) -> None:
+        """The end of a run: every process it started is gone, with its group."""
+        for process in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@dataclass
+class Town:
+    temporal: Supervised
+    worker: Supervised
+    bridge: Supervised
+    api: FakeApiServer
+    kubeconfig: Path
+    rig: GitRig
+    work: Path  # what the agents and the check leave behind
+    base: str  # main before the town started work
+    address: str  # Temporal's
+
+    @property
+    def processes(self) -> list[Supervised]:
+        return [self.temporal, self.worker, self.bridge]
+
+    async def start(self, *processes: Supervised) -> None:
+        """Start `processes` in that order (all, Temporal first, by default); wait until the bridge watches."""
+        for process in processes or self.processes:
+            process.start()
+            if process is self.temporal:
+                await wait_for_server(Settings(TEMPORAL_ADDRESS=self.address))
+        await wait_until(
+            lambda: all(self.api.watches_started.get(kind.INFO.plural) for kind in KINDS.values()),
+            "the bridge to watch every kind",
+        )
+
+    def status(self, plural: str, name: str, namespace: str | None = "default") -> dict[str, Any]:
+        """The status on the API server, as `kubectl get` would show it."""
+        for found in self.api.objects(plural, namespace):
+            if found["metadata"]["name"] == name:
+                return dict(found.get("status") or {})
+        return {}
+
+
+@pytest.fixture
+async def town(tmp_path: Path) -> AsyncIterator[Town]:
+    """A town not yet started: its rig (main holds pkg/), the fake API server, and its processes."""
+    rig = make_git_rig(tmp_path / "rig")
+    Repo(rig.remote).git.config("core.logAllRefUpdates", "always")  # every commit main was ever on
+    base = rig.push_branch("main", {"pkg/__init__.py": ""}, author="town")
+    api = FakeApiServer()
+    await api.start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
+    address = f"127.0.0.1:{free_port()}"
+    socket = f"gastown-faults-{os.getpid()}-{tmp_path.name}"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    env = {**worker_env(address, "gastown", tmp_path / "home", socket), "KUBECONFIG": str(kubeconfig)}
+    port = int(address.rsplit(":", 1)[1])
+    temporal_argv = dev_server_args(port, None, tmp_path / "temporal.db", "default")
+    town = Town(
+        temporal=Supervised("temporal", temporal_argv, dict(os.environ), logs / "temporal.log"),
+        worker=Supervised("worker", WORKER_COMMAND, env, logs / "worker.log"),
+        bridge=Supervised("bridge", [GASTOWN, "bridge"], env, logs / "bridge.log"),
+        api=api,
+        kubeconfig=kubeconfig,
+        rig=rig,
+        work=tmp_path / "work",
+        base=base,
+        address=address,
+    )
+    for name in ("runs", "locks"):
+        (town.work / name).mkdir(parents=True)
+    try:
+        yield town
+    finally:
+        for process in town.processes:
+            process.stop()
+        with (logs / "events.jsonl").open("w") as events:  # for reading a run afterwards
+            events.writelines(json.dumps(event) + "\n" for event in api.objects("events"))
+        tmux = libtmux.Server(socket_name=socket)
+        if tmux.is_alive():
+            tmux.kill()
+        await api.stop()
