@@ -22,6 +22,7 @@ RESULTS = Path(__file__).parent / "results"
 # name -> (what it measures, the arguments of a quick run)
 SUITE = {
     "polecat": ("Polecat latencies and history size", ["--samples", "3", "--long-run", "5"]),
+    "scale": ("Many polecats at once: starts, memory, history", ["--sizes", "20"]),
     "bridge": ("The Kubernetes bridge, against the fake API server", ["--resources", "50"]),
     "convoy": ("BeadStore sync and a convoy", ["--beads", "20", "--parallelism", "5"]),
     "refinery": ("The merge queue against a plain git loop", ["--branches", "10", "--repeats", "1"]),

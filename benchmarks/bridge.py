@@ -4,7 +4,7 @@ The API server is the test suite's fake (no real one can run here); Temporal
 (dev server with its SQLite file), the worker and `gastown bridge` are real
 processes, as `gastown up` and a cluster would run them.
 
-    .venv/bin/python -m benchmarks.bridge [--resources 200]
+    .venv/bin/python -m benchmarks.bridge [--resources 1000]
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--resources", type=int, default=200)
+    parser.add_argument("--resources", type=int, default=1000)
     result = asyncio.run(main(parser.parse_args().resources))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))

@@ -37,6 +37,7 @@ from worker.embedded import EmbeddedRuntime
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
 IN_FLIGHT = 20  # applies at once, as a script or a convoy would send them
+STEADY = 10.0  # seconds all N work together, measured
 
 
 def manifest(name: str, namespace: str, gate: Path) -> dict[str, Any]:
@@ -77,6 +78,11 @@ class MemoryPeak:
             await asyncio.sleep(0.2)
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 async def phases(reconciler: Reconciler, namespace: str) -> Counter[str]:
     found = await reconciler.list(Polecat, namespace)
     return Counter(p.status.phase if p.status else "Pending" for p in found)
@@ -110,7 +116,11 @@ async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path,
         applied = time.monotonic() - started
         working = await wait_for(reconciler, namespace, "Working", size, timeout=60 + size)
         all_working = time.monotonic() - started
-        await asyncio.sleep(5)  # all N at work: the worker's steady state
+        steady = {name: cpu_seconds(process) for name, process in memory.processes.items()}
+        await asyncio.sleep(STEADY)  # all N at work: the steady state
+        busy = {
+            name: (cpu_seconds(process) - steady[name]) / STEADY for name, process in memory.processes.items()
+        }
     released = time.monotonic()
     await wait_for(reconciler, namespace, "Succeeded", size, timeout=60 + size)
     finished = time.monotonic() - released
@@ -136,6 +146,7 @@ async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path,
             "peak": round(memory.peak["temporal"] / mib),
         },
         "history_events_per_polecat": {"mean": round(statistics.mean(events), 1), "max": max(events)},
+        "cpu_while_all_work_percent": {name: round(share * 100) for name, share in busy.items()},
     }
 
 
@@ -153,8 +164,9 @@ async def main(sizes: list[int]) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     lines = [
         "| concurrent polecats | all Working after | starts/s | worker RSS before → peak | "
-        "dev server RSS before → peak | history events / polecat (mean, max) | release → all Succeeded |",
-        "|---|---|---|---|---|---|---|",
+        "dev server RSS before → peak | CPU while all work (worker, dev server) | "
+        "history events / polecat (mean, max) | release → all Succeeded |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         worker, temporal, events = (
@@ -165,6 +177,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {run['polecats']} | {run['all_working_seconds']} s | {run['starts_per_second']} | "
             f"{worker['before']} → {worker['peak']} MiB | {temporal['before']} → {temporal['peak']} MiB | "
+            f"{run['cpu_while_all_work_percent']['worker']} %, {run['cpu_while_all_work_percent']['temporal']} % | "
             f"{events['mean']}, {events['max']} | {run['release_to_all_succeeded_seconds']} s |"
         )
     return "\n".join(lines)

@@ -141,6 +141,24 @@ async def test_invalid_batch_applies_nothing(
     assert await reconciler.find(Rig, None, rig_name) is None  # the valid Rig was not applied either
 
 
+async def test_what_the_fuzzer_found_is_refused_one_line_each(settings: Settings, tmp_path: Path) -> None:
+    """Manifests like those hypothesis found breaking the parser (tests/unit/test_bad_input.py): a kind
+    that is a list, a field name holding a newline, a 3 MB field. One line each, exit 1, no traceback."""
+    unhashable = {"apiVersion": "gastown.gastown.io/v1alpha1", "kind": [], "metadata": {"name": "x"}}
+    newline, huge = polecat_manifest("slit", "r1"), polecat_manifest("ace", "r1")
+    newline["spec"]["bad\nname"] = 1
+    huge["spec"]["beadID"] = "x" * 3_000_000
+    result = await gastown(settings, "apply", "-f", write(tmp_path / "bent.yaml", unhashable, newline, huge))
+    assert result.code == 1 and "Traceback" not in result.err
+    lines = result.err.splitlines()
+    assert lines[:2] == [
+        "(no kind) default/x: kind: must be one of Polecat, Convoy, Witness, Refinery, Rig, BeadStore",
+        "Polecat default/slit: spec.bad\\nname: unknown field",
+    ]
+    assert lines[2].startswith("Polecat default/ace: spec.beadID: String should have at most 128 characters")
+    assert len(lines) == 3 and len(lines[2]) < 200
+
+
 async def test_missing_rig_is_refused(settings: Settings, tmp_path: Path, reconciler: Reconciler) -> None:
     """A Polecat whose rig does not exist is refused with exit 1 and starts nothing."""
     result = await gastown(
