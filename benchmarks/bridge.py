@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import yaml
 
 from benchmarks.polecat import percentile
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import GASTOWN
 
@@ -138,9 +136,4 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--resources", type=int, default=1000)
-    result = asyncio.run(main(parser.parse_args().resources))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's native threads can abort a normal exit (sdk-python #300)
+    report(RESULTS, asyncio.run(main(parser.parse_args().resources)), table)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.beads import read_source
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler
 from crds import BeadStore, Convoy, Polecat, parse_resource
 from crds.beadstore import BeadSource
@@ -196,7 +195,4 @@ if __name__ == "__main__":
     parser.add_argument("--parallelism", type=int, default=20)
     parser.add_argument("--agent-seconds", type=float, default=1.0, help="how long each agent works")
     options = parser.parse_args()
-    result = asyncio.run(main(options.beads, options.parallelism, options.agent_seconds))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    report(RESULTS, asyncio.run(main(options.beads, options.parallelism, options.agent_seconds)), table)

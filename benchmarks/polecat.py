@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +23,7 @@ from typing import Any
 import psutil
 import yaml
 
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
 from tests.helpers import GASTOWN, make_git_rig, polecat_manifest, rig_manifest
@@ -201,10 +199,4 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--long-run", type=float, default=60.0, help="seconds the long agent works")
     options = parser.parse_args()
-    result = asyncio.run(main(options.samples, options.long_run))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
-    print(f"\nwritten to {RESULTS}")
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's native threads can abort a normal exit (sdk-python #300)
+    report(RESULTS, asyncio.run(main(options.samples, options.long_run)), table)

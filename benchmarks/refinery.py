@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
@@ -31,7 +30,7 @@ from typing import Any
 
 from git import Repo
 
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler
 from crds import Refinery, Rig, parse_resource
 from tests.helpers import (
@@ -170,7 +169,4 @@ if __name__ == "__main__":
     parser.add_argument("--check-seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3, help="runs of the loop and the queue (medians)")
     options = parser.parse_args()
-    result = asyncio.run(run(options.branches, options.check_seconds, options.repeats))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    report(RESULTS, asyncio.run(run(options.branches, options.check_seconds, options.repeats)), table)

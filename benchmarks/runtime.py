@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bridge.reconcile import Reconciler
 from tests.helpers import free_port
@@ -34,3 +36,14 @@ async def embedded(work: Path, **settings: Any) -> AsyncIterator[tuple[EmbeddedR
     finally:
         runtime.down()
         subprocess.run(["tmux", "-L", config.tmux_socket, "kill-server"], capture_output=True)
+
+
+def report(path: Path, result: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> NoReturn:
+    """Write `result` to `path`, print its table, and exit at once (the SDK's native threads can
+    abort a normal interpreter exit: sdk-python #300)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(table(result))
+    print(f"\nwritten to {path}")
+    sys.stdout.flush()
+    os._exit(0)

@@ -15,11 +15,9 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
 from tests.helpers import make_git_rig, rig_manifest
@@ -188,9 +186,4 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
-    result = asyncio.run(main(parser.parse_args().sizes))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's native threads can abort a normal exit (sdk-python #300)
+    report(RESULTS, asyncio.run(main(parser.parse_args().sizes)), table)

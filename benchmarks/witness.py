@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import statistics
@@ -32,7 +31,7 @@ from typing import Any
 from aiohttp import web
 from temporalio.service import RPCError
 
-from benchmarks.runtime import embedded
+from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler
 from crds import Polecat, Witness, parse_resource
 from tests.helpers import (
@@ -208,7 +207,4 @@ if __name__ == "__main__":
     parser.add_argument("--latency-samples", type=int, default=5)
     parser.add_argument("--checks", type=int, default=5)
     options = parser.parse_args()
-    result = asyncio.run(main(options.polecats, options.latency_samples, options.checks))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    report(RESULTS, asyncio.run(main(options.polecats, options.latency_samples, options.checks)), table)

@@ -134,7 +134,7 @@ async def webhook() -> AsyncIterator[Webhook]:
     hook = Webhook()
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook.handle)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)  # a hung answer ends at once
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
