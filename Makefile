@@ -22,8 +22,11 @@ demo: $(STAMP)  ## The whole town at work on a sample rig, on the embedded runti
 $(AGENTS): agents/install agents/package.json agents/package-lock.json agents/aider.lock
 	agents/install $(PYTHON)
 
+# Tests in two processes (pytest-xdist), each with its own dev server: most tests wait on agents,
+# timers and processes rather than compute, so two overlap well on two cores.
+TEST_PROCESSES ?= 2
 test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES)
 
 # The fault suite with more seeds than CI's two: `make faults SEEDS="1 2 3"`.
 SEEDS ?= 1 2 3 4 5 6 7 8 9 10
