@@ -11,110 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
 from temporalio.client import Client
 
 from bridge.kubernetes import FINALIZER
 from bridge.reconcile import Reconciler
-from crds import KINDS, Polecat
-from tests.fake_apiserver import FakeApiServer
+from crds import Polecat
 from tests.helpers import (
-    GASTOWN,
     GitRig,
     convoy_manifest,
-    kubectl,
-    kubectl_apply,
-    kubectl_get,
     polecat_manifest,
     refinery_manifest,
     rig_manifest,
-    terminate_running,
     wait_until,
     witness_manifest,
 )
-from tests.integration.conftest import SECRET_PATH, Webhook
-from worker.main import build_worker
+from tests.integration.conftest import SECRET_PATH, Cluster, Webhook
 from worker.settings import Settings
-
-
-@dataclass
-class Cluster:
-    api: FakeApiServer
-    kubeconfig: Path
-    settings: Settings
-    bridge: asyncio.subprocess.Process | None = None
-
-    async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        return await kubectl(self.kubeconfig, *args, stdin=stdin)
-
-    async def apply(self, *documents: dict[str, Any]) -> str:
-        return await kubectl_apply(self.kubeconfig, *documents)
-
-    async def get(self, plural: str, name: str) -> dict[str, Any] | None:
-        return await kubectl_get(self.kubeconfig, plural, name)
-
-    async def start_bridge(self) -> asyncio.subprocess.Process:
-        """`gastown bridge`, once it watches every kind."""
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "TEMPORAL_ADDRESS": self.settings.temporal_address,
-            "GASTOWN_TASK_QUEUE": self.settings.task_queue,
-        }
-        before = dict(self.api.watches_started)
-        bridge = await asyncio.create_subprocess_exec(
-            GASTOWN, "bridge", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
-
-        def watching_all() -> bool:
-            started = self.api.watches_started
-            return all(started.get(k.INFO.plural, 0) > before.get(k.INFO.plural, 0) for k in KINDS.values())
-
-        await wait_until(watching_all, "the bridge to watch every kind")
-        return bridge
-
-    async def stop_bridge(self) -> None:
-        bridge = self.bridge
-        if bridge is not None and bridge.returncode is None:
-            bridge.terminate()
-            try:
-                await asyncio.wait_for(bridge.wait(), 30)
-            except TimeoutError:
-                bridge.kill()
-                await bridge.wait()
-
-    async def phase(self, name: str) -> str | None:
-        found = await self.get("polecats", name)
-        return found.get("status", {}).get("phase") if found else None
-
-
-@pytest.fixture
-async def cluster(client: Client, settings: Settings, tmp_path: Path) -> AsyncIterator[Cluster]:
-    """The fake API server, a worker that can reach it, and `gastown bridge` watching it.
-
-    The bridge runs in its own process, as in production: kopf owns its event loop.
-    """
-    api = FakeApiServer()
-    await api.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
-    kube_settings = settings.model_copy(update={"kubeconfig": str(kubeconfig)})
-    cluster = Cluster(api, kubeconfig, kube_settings)
-    async with build_worker(client, kube_settings):
-        cluster.bridge = await cluster.start_bridge()
-        try:
-            yield cluster
-        finally:
-            await cluster.stop_bridge()
-            await terminate_running(client, settings.task_queue)
-    await api.stop()
 
 
 async def test_kubectl_apply_runs_a_polecat_and_status_comes_back(
