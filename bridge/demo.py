@@ -121,9 +121,9 @@ async def _watch(reconciler: Reconciler, messages: list[str], board: Board) -> d
         lines.append(f"   refinery  {merged} merged into main  {doing}")
         lines += [click.style(f"   webhook | {message}", dim=True) for message in messages]
         board.show(lines)
-        done = [p for p in polecats.values() if p.status and p.status.phase in ("Succeeded", "Failed")]
-        good = [p for p in done if p.status and p.status.phase == "Succeeded"]
-        if len(done) == len(BEADS) and merged >= len(good) and messages:
+        done = [p.status for p in polecats.values() if p.status and p.status.phase in ("Succeeded", "Failed")]
+        landed = all(_phase(status) == "Merged" for status in done if status.phase == "Succeeded")
+        if len(done) == len(BEADS) and landed and messages:  # as the summary shows them: each good one Merged
             return polecats
         if time.monotonic() > deadline:
             raise click.ClickException(f"the demo did not finish within {TIMEOUT:.0f}s")

@@ -40,7 +40,6 @@ class Supervised:
     argv: list[str]
     env: dict[str, str]
     log: Path
-    kills: int = 0
     crashes: int = 0  # exits of its own, each followed by a restart
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)  # None while killed
     started: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
@@ -63,7 +62,6 @@ class Supervised:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            self.kills += 1
         self.process = None
 
     def revive(self) -> None:
@@ -125,12 +123,12 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
     await api.start()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(api.kubeconfig()))
-    address = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    address = f"127.0.0.1:{port}"
     socket = f"gastown-faults-{os.getpid()}-{tmp_path.name}"
     logs = tmp_path / "logs"
     logs.mkdir()
     env = {**worker_env(address, "gastown", tmp_path / "home", socket), "KUBECONFIG": str(kubeconfig)}
-    port = int(address.rsplit(":", 1)[1])
     temporal_argv = dev_server_args(port, None, tmp_path / "temporal.db", "default")
     town = Town(
         temporal=Supervised("temporal", temporal_argv, dict(os.environ), logs / "temporal.log"),
@@ -150,8 +148,9 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
     finally:
         for process in town.processes:
             process.stop()
-        with (logs / "events.jsonl").open("w") as events:  # for reading a run afterwards
-            events.writelines(json.dumps(event) + "\n" for event in api.objects("events"))
+        with (logs / "objects.jsonl").open("w") as objects:  # for reading a run afterwards
+            for plural in ("events", *(kind.INFO.plural for kind in KINDS.values())):
+                objects.writelines(json.dumps(found) + "\n" for found in api.objects(plural))
         tmux = libtmux.Server(socket_name=socket)
         if tmux.is_alive():
             tmux.kill()

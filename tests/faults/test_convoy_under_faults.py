@@ -36,6 +36,7 @@ BEADS = [f"ft-{number:02d}" for number in range(1, 31)]
 PARALLELISM = 5
 KILLS = 8  # per run, one process at a time
 RIG = "faults"
+FINAL = ("Succeeded", "Failed", "Terminated")
 
 # The Refinery's check: the package compiles. It records each commit it passed.
 CHECK = """
@@ -96,11 +97,13 @@ async def test_a_convoy_loses_nothing_while_its_processes_are_killed(seed: int, 
         for process in town.processes:
             process.revive()
         convoy, refinery = town.status("convoys", "sprint"), town.status("refineries", "refinery")
+        polecats = town.api.objects("polecats", "default")
         return (
             killing.done()
             and convoy.get("phase") in ("Completed", "Failed")
             and refinery.get("merged", 0) + len(refinery.get("conflicts", [])) >= convoy.get("completed", 0)
             and not refinery.get("queue")
+            and all(p.get("status", {}).get("phase") in FINAL for p in polecats)  # as kubectl shows them
         )
 
     try:
@@ -112,9 +115,9 @@ async def test_a_convoy_loses_nothing_while_its_processes_are_killed(seed: int, 
 
     convoy = town.status("convoys", "sprint")
     failed = [
-        f"{p['spec']['beadID']}: {p['status'].get('message')}"
+        f"{p['spec']['beadID']}: {p['status'].get('phase')} {p['status'].get('message')}"
         for p in town.api.objects("polecats", "default")
-        if p.get("status", {}).get("phase") != "Succeeded"
+        if p["status"]["phase"] != "Succeeded"
     ]
     assert (convoy["phase"], convoy["completed"]) == ("Completed", len(BEADS)), failed
     polecats = [p["spec"]["beadID"] for p in town.api.objects("polecats", "default")]
