@@ -25,7 +25,7 @@ import click
 from aiohttp import web
 
 from bridge.reconcile import NotFound, Reconciler, workflow_id_of
-from bridge.town import BEADS, CONVOY, FAILS, NAMESPACE, RIG, STALLS, make_town
+from bridge.town import BEADS, BEADSTORE, CONVOY, FAILS, NAMESPACE, REFINERY, RIG, STALLS, WITNESS, make_town
 from crds import BeadStore, Convoy, Polecat, Refinery, Rig, Witness, parse_resource
 from crds.common import Resource
 from crds.polecat import PolecatStatus
@@ -113,7 +113,7 @@ async def _watch(reconciler: Reconciler, messages: list[str], board: Board) -> d
     deadline = time.monotonic() + TIMEOUT
     while True:
         polecats = await _polecats(reconciler)
-        refinery = await reconciler.get(Refinery, NAMESPACE, "athena-refinery")
+        refinery = await reconciler.get(Refinery, NAMESPACE, REFINERY)
         assert isinstance(refinery, Refinery)
         merged = refinery.status.merged if refinery.status else 0
         lines = [_bead_line(bead, polecats.get(bead)) for bead in BEADS]
@@ -163,7 +163,7 @@ async def run_demo(settings: Settings) -> None:
         )
         say("   main:\n" + "\n".join(f"     {line}" for line in graph.stdout.splitlines()))
         say("   histories in the Temporal UI (while it runs: `gastown up`):")
-        for kind, name in ((Convoy, CONVOY), (Refinery, "athena-refinery"), (Witness, "athena-witness")):
+        for kind, name in ((Convoy, CONVOY), (Refinery, REFINERY), (Witness, WITNESS)):
             say(f"     {settings.workflow_url(workflow_id_of(kind, NAMESPACE, name))}")
         say(f"   took {time.monotonic() - started:.1f}s; the project stays in {root}")
     finally:
@@ -190,9 +190,9 @@ async def _clear(reconciler: Reconciler) -> None:
     """Delete what the demo applies, the convoy first (its polecats and their agents go with it)."""
     kinds: list[tuple[type[Resource], str | None, str]] = [
         (Convoy, NAMESPACE, CONVOY),
-        (Witness, NAMESPACE, "athena-witness"),
-        (Refinery, NAMESPACE, "athena-refinery"),
-        (BeadStore, NAMESPACE, "athena-beads"),
+        (Witness, NAMESPACE, WITNESS),
+        (Refinery, NAMESPACE, REFINERY),
+        (BeadStore, NAMESPACE, BEADSTORE),
         (Rig, None, RIG),
     ]
     for kind, namespace, name in kinds:

@@ -22,6 +22,9 @@ from git import Actor, Repo
 NAMESPACE = "demo"
 RIG = "athena"
 CONVOY = "sprint-1"
+BEADSTORE = "athena-beads"
+REFINERY = "athena-refinery"
+WITNESS = "athena-witness"
 AGENT = Path(__file__).resolve().parents[1] / "examples" / "agents" / "scripted_agent.py"
 STALLS = "at-0003"  # goes quiet on its first run: the Witness restarts it, its work is kept
 FAILS = "at-0005"  # exits 1: the Witness tells the webhook
@@ -109,7 +112,7 @@ def make_town(root: Path, webhook_url: str) -> Town:
         {
             "apiVersion": api,
             "kind": "BeadStore",
-            "metadata": {"name": "athena-beads", **meta},
+            "metadata": {"name": BEADSTORE, **meta},
             "spec": {
                 "rigRef": RIG,
                 "syncInterval": "1m",
@@ -119,7 +122,7 @@ def make_town(root: Path, webhook_url: str) -> Town:
         {
             "apiVersion": api,
             "kind": "Refinery",
-            "metadata": {"name": "athena-refinery", **meta},
+            "metadata": {"name": REFINERY, **meta},
             "spec": {
                 "rigRef": RIG,
                 "targetBranch": "main",
@@ -131,7 +134,7 @@ def make_town(root: Path, webhook_url: str) -> Town:
         {
             "apiVersion": api,
             "kind": "Witness",
-            "metadata": {"name": "athena-witness", **meta},
+            "metadata": {"name": WITNESS, **meta},
             "spec": {
                 "rigRef": RIG,
                 "checkInterval": "2s",

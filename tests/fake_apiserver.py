@@ -246,6 +246,14 @@ class FakeApiServer:
         self._oldest = next(self._versions)
         self._history.clear()
 
+    def watching_every_kind(self, before: dict[str, int] | None = None) -> bool:
+        """Whether a watch of each of our kinds has started (since `before`, a copy of watches_started)."""
+        before = before or {}
+        return all(
+            self.watches_started.get(kind.INFO.plural, 0) > before.get(kind.INFO.plural, 0)
+            for kind in KINDS.values()
+        )
+
     def objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         return [
             copy.deepcopy(obj)

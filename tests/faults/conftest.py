@@ -100,10 +100,7 @@ class Town:
             process.start()
             if process is self.temporal:
                 await wait_for_server(Settings(TEMPORAL_ADDRESS=self.address))
-        await wait_until(
-            lambda: all(self.api.watches_started.get(kind.INFO.plural) for kind in KINDS.values()),
-            "the bridge to watch every kind",
-        )
+        await wait_until(self.api.watching_every_kind, "the bridge to watch every kind")
 
     def status(self, plural: str, name: str, namespace: str | None = "default") -> dict[str, Any]:
         """The status on the API server, as `kubectl get` would show it."""

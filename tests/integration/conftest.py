@@ -20,7 +20,6 @@ import yaml
 from aiohttp import web
 from temporalio.client import Client
 
-from crds import KINDS
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import (
     GASTOWN,
@@ -189,12 +188,7 @@ class Cluster:
         bridge = await asyncio.create_subprocess_exec(
             GASTOWN, "bridge", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-
-        def watching_all() -> bool:
-            started = self.api.watches_started
-            return all(started.get(k.INFO.plural, 0) > before.get(k.INFO.plural, 0) for k in KINDS.values())
-
-        await wait_until(watching_all, "the bridge to watch every kind")
+        await wait_until(lambda: self.api.watching_every_kind(before), "the bridge to watch every kind")
         return bridge
 
     async def stop_bridge(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crds import KINDS
 from tests.helpers import wait_until
 from tests.integration.conftest import Cluster
 from tests.integration.test_cli import gastown
@@ -65,8 +66,8 @@ async def test_a_bent_manifest_gets_a_clear_answer_through_the_real_processes(
         for event in cluster.api.objects("events"):
             if event["involvedObject"]["name"] == name:
                 return str(event["message"])
-        for plural in ("polecats", "convoys", "witnesses", "refineries", "rigs", "beadstores"):
-            for found in cluster.api.objects(plural):
+        for kind in KINDS.values():
+            for found in cluster.api.objects(kind.INFO.plural):
                 if found["metadata"]["name"] == name and found.get("status"):
                     return "status"
         return None
