@@ -30,14 +30,16 @@ SUITE = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks, every one even when one fails; non-zero naming those that failed."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: does the suite run?")
     parser.add_argument("--only", nargs="+", choices=list(SUITE), default=list(SUITE))
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
     summary: dict[str, object] = {}
+    failed: list[str] = []
     sections = [
         "# Benchmarks",
         "",
@@ -49,15 +51,21 @@ def main() -> int:
         started = time.monotonic()
         run = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *(quick if options.quick else [])])
         if run.returncode != 0:
-            print(f"benchmarks.{name} failed (exit {run.returncode})", file=sys.stderr)
-            return 1
+            print(f"benchmarks.{name} failed (exit {run.returncode})", file=sys.stderr, flush=True)
+            failed.append(name)
+            sections += ["", f"## {title} (`benchmarks/{name}.py`)", "", f"Failed (exit {run.returncode})."]
+            continue
         result = json.loads((RESULTS / f"{name}.json").read_text())
         summary[name] = {"seconds": round(time.monotonic() - started, 1), "result": result}
         table = importlib.import_module(f"benchmarks.{name}").table(result)
         sections += ["", f"## {title} (`benchmarks/{name}.py`)", "", table]
-    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.json").write_text(json.dumps({**summary, "failed": failed}, indent=2))
     (RESULTS / "summary.md").write_text("\n".join(sections) + "\n")
     print(f"wrote {RESULTS / 'summary.json'} and {RESULTS / 'summary.md'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

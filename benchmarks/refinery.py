@@ -59,7 +59,12 @@ def copy_of(rig: GitRig, root: Path) -> GitRig:
     remote = root / "remote.git"
     shutil.copytree(rig.remote, remote)
     checkout = root / "checkout"
-    Repo.clone_from(remote, checkout)
+    repo = Repo.clone_from(remote, checkout)
+    # The plain loop's merges are commits: an identity of their own, so a machine with no global
+    # git identity (a fresh one) runs it too.
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "Benchmark")
+        config.set_value("user", "email", "benchmark@gastown.local")
     return GitRig(checkout=checkout, remote=remote)
 
 
