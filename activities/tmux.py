@@ -1,8 +1,10 @@
 """Agents in tmux: start one in a polecat's worktree, watch it, stop it.
 
-Every command goes to tmux as an argv list on a private socket. The agent's
-own argv is always passed as two or more words after `env --`, because tmux
-hands a *single* word to `sh -c`: user text must never reach a shell.
+Every command goes to tmux as an argv list on the worker's private socket (one
+tmux server per GASTOWN_HOME). The pane runs `launch_agent.py`, which gives
+the agent the worker's environment of the moment (never the tmux server's)
+and execs it; its argv is always several words, because tmux hands a
+*single* word to `sh -c`: user text must never reach a shell.
 
 The session outlives the worker (tmux daemonises), which is what makes a
 polecat durable: a restarted worker adopts the session it finds by name.
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shlex
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +43,9 @@ TAIL_LINES = 20
 TAIL_CHARS = 2000
 STOP_GRACE_SECONDS = 2.0
 _STARTED = "@gastown-started"
+# The pane's first process, which takes the agent's environment from ENV_FILE and execs the agent.
+LAUNCHER = Path(__file__).with_name("launch_agent.py")
+ENV_FILE = "environment.json"
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
 
 
@@ -91,6 +98,15 @@ def tail_of(log_file: Path) -> str:
     tail = "\n".join(line for line in lines if line)
     tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
     return tail[-TAIL_CHARS:]
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it may hold a key), whole or not at all."""
+    partial = path.with_name(f".{path.name}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    partial.replace(path)
 
 
 class TmuxActivities:
@@ -161,20 +177,23 @@ class TmuxActivities:
         agent_dir.mkdir(mode=0o700, exist_ok=True)
         for name, content in command.files.items():
             (agent_dir / name).write_text(content)
+        # The agent's whole environment: the worker's own (HOME, PATH, keys, endpoints) as it is
+        # now, whatever the tmux server captured when it started, plus what this agent needs.
         env = {
+            **os.environ,
             **agent_environment(polecat.name, launch.branch, polecat.spec),
             "GT_PROMPT_FILE": str(prompt_file),
             "PWD": launch.worktree,  # opencode works in $PWD, not in its working directory
             **command.env,
-            # A key the agent reads under another name than the worker's (the pane has the rest).
+            # A key the agent reads under another name than the worker's.
             **{
                 variable: os.environ[source]
                 for variable, source in command.keys.items()
                 if variable != source and source in os.environ
             },
         }
-
-        env_flags = [flag for name, value in env.items() for flag in ("-e", f"{name}={value}")]
+        env_file = agent_dir / ENV_FILE
+        write_private(env_file, json.dumps(env))
         exists = await self._pane(session) is not None
         # One tmux invocation: the session waits on a placeholder until
         # remain-on-exit and the log pipe are in place, so not one byte of
@@ -184,18 +203,16 @@ class TmuxActivities:
             *setup,
             "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
             "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
-            "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree, *env_flags,
-            "env", "--", *self._resolved(command.argv), ";",
+            "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree,
+            sys.executable, "-I", str(LAUNCHER), str(env_file), *self._resolved(command.argv), ";",
             "set-option", "-t", f"={session}:", _STARTED, "1",
         )  # fmt: skip
         activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
         return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
 
     def _resolved(self, argv: list[str]) -> list[str]:
-        """The agent's argv, its program taken from the project's agent CLIs when they have it.
-
-        (A pane's PATH is tmux's own: `-e PATH=...` does not reach the command.)
-        """
+        """The agent's argv, its program taken from the project's agent CLIs when they have it
+        (ahead of any on the worker's PATH, which the agent keeps as it is)."""
         installed = self.agents_bin / argv[0] if self.agents_bin and "/" not in argv[0] else None
         return [str(installed), *argv[1:]] if installed and installed.exists() else argv
 

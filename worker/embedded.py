@@ -23,8 +23,9 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
 
+from worker import ports
 from worker.client import connect
-from worker.settings import Settings
+from worker.settings import Settings, record_ports
 from workflows import attributes
 
 STOP_TIMEOUT = 15.0
@@ -69,10 +70,9 @@ class Process:
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError):
+        except (FileNotFoundError, ValueError):
             return None
+        return pid if _alive(pid) else None
 
     def start(self, argv: list[str], env: dict[str, str] | None = None) -> int:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +165,7 @@ class EmbeddedRuntime:
         """Start what is not running and wait until both are ready; what happened, as lines."""
         said = []
         if self.server.pid() is None:
+            said += self._claim_ports()
             argv = dev_server_args(
                 self.port,
                 self.settings.ui_port,
@@ -177,7 +178,7 @@ class EmbeddedRuntime:
             )
         else:
             said.append(f"Temporal dev server already running (pid {self.server.pid()})")
-        client = await wait_for_server(self.settings, timeout)
+        client = await self._wait_for_own_server(timeout)
         if self.worker.pid() is None:
             env = {**os.environ, **self.worker_env()}
             pid = self.worker.start([sys.executable, "-m", "bridge.cli", "worker"], env)
@@ -193,6 +194,56 @@ class EmbeddedRuntime:
             await asyncio.sleep(0.1)
         said.append(f"ready: Temporal {self.settings.temporal_address}, UI {self.settings.ui_url}")
         return said
+
+    def _claim_ports(self) -> list[str]:
+        """Make sure this home's ports are free before its dev server starts; what was done, as lines.
+
+        Ports another process holds are never shared: ports set in the environment are refused
+        with the holder's name, and the defaults (or ports recorded earlier) are replaced by free
+        ones, recorded in `<home>/ports.json` so every later command of this home finds them.
+        """
+        s = self.settings
+        busy = [
+            (what, port) for what, port in (("Temporal", self.port), ("UI", s.ui_port)) if ports.taken(port)
+        ]
+        if not busy:
+            return []
+        holders = {port: ports.holder(port) for _, port in busy}
+        if len(set(holders.values())) == 1:
+            named = " and ".join(f"{what} port {port}" for what, port in busy)
+            held = f"{named} {'are' if len(busy) > 1 else 'is'} held by {next(iter(holders.values()))}"
+        else:
+            held = "; ".join(f"{what} port {port} is held by {holders[port]}" for what, port in busy)
+        if s.ports_chosen:
+            raise RuntimeUnavailable(
+                f"{held}. This home ({s.home}) will not join it: set TEMPORAL_ADDRESS=127.0.0.1:PORT "
+                "and GASTOWN_UI_PORT=PORT to free ports, or unset both and `gastown up` picks free ones"
+            )
+        host = s.temporal_address.rsplit(":", 1)[0]
+        address, ui_port = f"{host}:{ports.free_port()}", ports.free_port()
+        while f"{host}:{ui_port}" == address:
+            ui_port = ports.free_port()
+        record_ports(s.home, address, ui_port)
+        self.settings = s.model_copy(update={"temporal_address": address, "ui_port": ui_port})
+        return [
+            f"{held}: this home ({s.home}) uses Temporal {address} and UI port {ui_port} instead, "
+            f"recorded in {s.ports_file} for every gastown command with this GASTOWN_HOME "
+            "(set TEMPORAL_ADDRESS and GASTOWN_UI_PORT to choose others)"
+        ]
+
+    async def _wait_for_own_server(self, timeout: float) -> Client:
+        """A client of this home's dev server, once it answers; an error if it exited instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.server.pid() is None:
+                raise RuntimeUnavailable(f"the Temporal dev server exited; see {self.server.log_file}")
+            try:
+                return await wait_for_server(
+                    self.settings, timeout=min(1.0, max(0.1, deadline - time.monotonic()))
+                )
+            except RuntimeUnavailable:
+                if time.monotonic() > deadline:
+                    raise
 
     def down(self) -> list[str]:
         """Stop the worker, then the server. Agents in tmux keep running and are adopted on `up`."""
@@ -213,4 +264,5 @@ class EmbeddedRuntime:
             "GASTOWN_TASK_QUEUE": s.task_queue,
             "GASTOWN_HOME": str(s.home),
             "GASTOWN_TMUX_SOCKET": s.tmux_socket,
+            "GASTOWN_UI_PORT": str(s.ui_port),
         }

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from activities.notify import SmtpSettings
@@ -23,7 +26,8 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field("gastown", validation_alias="GASTOWN_TASK_QUEUE")
     home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
-    tmux_socket: str = Field("gastown", validation_alias="GASTOWN_TMUX_SOCKET")
+    # Unset: a socket of this home's own (`tmux_socket_of`), so two homes never share a tmux server.
+    tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
     # How the worker reaches Kubernetes (for CR status and pods): a kubeconfig,
     # or, when unset, the in-cluster service account.
@@ -46,6 +50,29 @@ class Settings(BaseSettings):
     smtp_password_file: str | None = Field(None, validation_alias="GASTOWN_SMTP_PASSWORD_FILE")
     smtp_starttls: bool = Field(False, validation_alias="GASTOWN_SMTP_STARTTLS")
 
+    @model_validator(mode="after")
+    def _of_this_home(self) -> Self:
+        """What this home has of its own, where the environment does not say: its tmux socket,
+        and the ports `gastown up` recorded for it when the default ones were another home's."""
+        if not self.tmux_socket:
+            self.tmux_socket = tmux_socket_of(self.home)
+        self._ports_chosen = bool({"temporal_address", "ui_port"} & self.model_fields_set)
+        recorded = recorded_ports(self.home)
+        if recorded and not self._ports_chosen:
+            self.temporal_address, self.ui_port = recorded
+        return self
+
+    @property
+    def ports_file(self) -> Path:
+        return ports_file(self.home)
+
+    # True when the environment (or the caller) chose the ports: `gastown up` never moves those.
+    _ports_chosen: bool = PrivateAttr(False)
+
+    @property
+    def ports_chosen(self) -> bool:
+        return self._ports_chosen
+
     def smtp(self) -> SmtpSettings:
         return SmtpSettings(
             host=self.smtp_host,
@@ -64,3 +91,28 @@ class Settings(BaseSettings):
     def workflow_url(self, workflow_id: str) -> str:
         """The Temporal UI page of one workflow."""
         return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
+def tmux_socket_of(home: Path) -> str:
+    """The tmux socket (`tmux -L NAME`) of a home: its agents' server, and no other home's."""
+    digest = hashlib.sha256(str(home.expanduser().absolute()).encode()).hexdigest()[:10]
+    return f"gastown-{digest}"
+
+
+def ports_file(home: Path) -> Path:
+    """Where `gastown up` records the ports it chose for a home (every command of that home reads it)."""
+    return home / "ports.json"
+
+
+def recorded_ports(home: Path) -> tuple[str, int] | None:
+    """The Temporal address and UI port recorded for `home`, if any."""
+    try:
+        recorded = json.loads(ports_file(home).read_text())
+        return str(recorded["temporalAddress"]), int(recorded["uiPort"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_ports(home: Path, temporal_address: str, ui_port: int) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    ports_file(home).write_text(json.dumps({"temporalAddress": temporal_address, "uiPort": ui_port}) + "\n")

@@ -10,6 +10,7 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --wait-for PATH      block until PATH exists (lets a test decide when it ends)
   --child-pid PATH     start a child process and write its pid to PATH
   --runs PATH          append one line per start to PATH (counts restarts)
+  --environment PATH   write the environment it was started with to PATH, as JSON
   --stall-runs N       on its first N starts (counted in --runs), go quiet for good at the end:
                        a hung agent, for the Witness to find
   --stall-if BEAD=N    the same, only when working BEAD (repeatable)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +47,7 @@ def main() -> int:
     parser.add_argument("--wait-for")
     parser.add_argument("--child-pid")
     parser.add_argument("--runs")
+    parser.add_argument("--environment")
     parser.add_argument("--stall-runs", type=int, default=0)
     parser.add_argument("--stall-if", action="append", default=[])
     parser.add_argument("--fail-runs", type=int, default=0)
@@ -71,6 +74,8 @@ def main() -> int:
             return 75
     span(args.spans, "start", bead)
 
+    if args.environment:
+        Path(args.environment).write_text(json.dumps(dict(os.environ)))
     started = 1
     if args.runs:
         with open(args.runs, "a") as runs:

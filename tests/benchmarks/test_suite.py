@@ -22,7 +22,7 @@ def test_one_failing_benchmark_does_not_hide_the_rest(
         attempted.append(argv[2].removeprefix("benchmarks."))
         return subprocess.CompletedProcess(argv, 3)
 
-    monkeypatch.setattr(suite.subprocess, "run", failing)
+    monkeypatch.setattr("subprocess.run", failing)
     monkeypatch.setattr(suite, "RESULTS", tmp_path)
     assert suite.main(["--quick", "--only", "refinery", "witness"]) == 1
     assert attempted == ["refinery", "witness"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -226,3 +227,18 @@ async def cluster(client: Client, settings: Settings, tmp_path: Path) -> AsyncIt
             await cluster.stop_bridge()
             await terminate_running(client, settings.task_queue)
     await api.stop()
+
+
+@pytest.fixture
+def tmux_argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every tmux command line this test's processes run, one per line in the returned file: `tmux`
+    on PATH is a script that writes its arguments there, then runs the machine's tmux."""
+    real = shutil.which("tmux")
+    assert real, "tmux is installed by .ci/run"
+    shims, log = tmp_path / "tmux-shim", tmp_path / "tmux-argv.log"
+    shims.mkdir()
+    shim = shims / "tmux"
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{real}" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    return log

@@ -288,10 +288,12 @@ async def test_each_agent_reaches_each_provider(
     tmp_path: Path,
     agent: str,
     provider_name: str,
+    tmux_argv: Path,
 ) -> None:
     """Each agent, given agentConfig.provider, finds the provider where the worker's environment says
     (its standard variables), with the key from there, and commits; maxTokens and temperature reach
-    the model where the agent can send them."""
+    the model where the agent can send them. The key is on no tmux command line, not even when the
+    agent reads it under another name (claude-code's ANTHROPIC_AUTH_TOKEN, from LITELLM_PROXY_API_KEY)."""
     url_variable, path, key_variable = ROUTES[(agent, provider_name)]
     server = ModelServer([], final=WHOLE_FILE) if agent == "aider" else ModelServer([commit(program(agent))])
     monkeypatch.setenv("HOME", str(tmp_path / "agent-home"))
@@ -313,5 +315,7 @@ async def test_each_agent_reaches_each_provider(
         assert all(
             any("sk-from-the-worker" in value for value in headers.values()) for headers in server.headers
         )
+    assert "respawn-pane" in tmux_argv.read_text()  # the agent was started through the logged tmux
+    assert "sk-from-the-worker" not in tmux_argv.read_text()
     if agent != "claude-code":
         assert sampling(turns[0]) == (321, 0.25)

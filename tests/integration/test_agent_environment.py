@@ -1,0 +1,146 @@
+"""What a local agent finds in its environment: the worker's that starts it, and nothing of another home.
+
+Each test runs `gastown up` as a user does, with no GASTOWN_TMUX_SOCKET: every
+home has a tmux server of its own. The agent is the scripted agent, which
+writes the environment it was started with to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import libtmux
+import psutil
+import pytest
+import yaml
+
+from tests.helpers import free_port, make_git_rig, polecat_manifest, rig_manifest, wait_until
+from tests.integration.test_embedded import run
+from worker.settings import record_ports, tmux_socket_of
+
+Runtime = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, tmux_argv: Path) -> AsyncIterator[Runtime]:
+    """Makes the environment of a `gastown` run for a home (its own ports, HOME and key); every
+    home made is brought `down` afterwards and its tmux server killed."""
+    made: list[dict[str, str]] = []
+
+    def environment(home: str, **variables: str) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if key != "GASTOWN_TMUX_SOCKET"}
+        env |= {
+            "GASTOWN_HOME": str(tmp_path / home),
+            "HOME": str(tmp_path / f"{home}-user"),
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "GASTOWN_UI_PORT": str(free_port()),
+            "GASTOWN_TASK_QUEUE": "gastown",
+        }
+        env |= variables
+        env = {key: value for key, value in env.items() if value}  # "" removes a variable
+        made.append(env)
+        return env
+
+    yield environment
+    for env in made:
+        await run(env, "down")
+        server = libtmux.Server(socket_name=tmux_socket_of(Path(env["GASTOWN_HOME"])))
+        if server.is_alive():
+            server.kill()
+
+
+async def start_polecat(env: dict[str, str], tmp_path: Path, name: str) -> dict[str, str]:
+    """Apply a rig and a polecat `name` whose agent stays up; the environment its agent started with."""
+    home = Path(env["GASTOWN_HOME"])
+    seen, gate = tmp_path / f"{name}.env.json", tmp_path / "never"
+    rig = (
+        make_git_rig(tmp_path / f"rig-{home.name}") if not (tmp_path / f"rig-{home.name}").exists() else None
+    )
+    documents: list[dict[str, Any]] = []
+    if rig is not None:
+        documents.append(rig_manifest("town", rig))
+    documents.append(polecat_manifest(name, "town", "--environment", str(seen), "--wait-for", str(gate)))
+    manifest = tmp_path / f"{name}.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    applied = await run(env, "apply", "-f", str(manifest))
+    assert applied.code == 0, applied.err
+
+    def environment() -> dict[str, str] | None:
+        try:
+            return dict(json.loads(seen.read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    return await wait_until(environment, f"{name}'s agent to start", timeout=60)
+
+
+def sessions(env: dict[str, str]) -> set[str]:
+    """The tmux sessions of a home's own tmux server."""
+    server = libtmux.Server(socket_name=tmux_socket_of(Path(env["GASTOWN_HOME"])))
+    return {session.name or "" for session in server.sessions} if server.is_alive() else set()
+
+
+def on_a_command_line(text: str) -> list[str]:
+    """Command lines of this machine's processes that contain `text`."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or [])
+        if text in line:
+            found.append(line)
+    return found
+
+
+async def test_two_homes_at_once_each_give_their_agents_their_own_key(
+    runtime: Runtime, tmp_path: Path, tmux_argv: Path
+) -> None:
+    """Two homes run side by side with different keys: each agent has its own home's key and HOME,
+    each home's agents live in its own tmux server, and no key is on any command line. A second
+    home never joins the first one's ports: it is refused when the ports were asked for, and moves
+    to free ports (saying which) when they were only its defaults."""
+    a = runtime("a", ANTHROPIC_API_KEY="sk-home-a-key")
+    assert (await run(a, "up")).code == 0
+
+    clash = runtime("b", ANTHROPIC_API_KEY="sk-home-b-key")
+    clash |= {"TEMPORAL_ADDRESS": a["TEMPORAL_ADDRESS"], "GASTOWN_UI_PORT": a["GASTOWN_UI_PORT"]}
+    refused = await run(clash, "up")
+    assert refused.code == 2
+    assert f"held by the Gas Town runtime of GASTOWN_HOME={a['GASTOWN_HOME']}" in refused.err, refused.err
+    assert "will not join it" in refused.err
+
+    b = runtime("b", ANTHROPIC_API_KEY="sk-home-b-key", TEMPORAL_ADDRESS="", GASTOWN_UI_PORT="")
+    record_ports(
+        Path(b["GASTOWN_HOME"]), a["TEMPORAL_ADDRESS"], int(a["GASTOWN_UI_PORT"])
+    )  # as if chosen before
+    moved = await run(b, "up")
+    assert moved.code == 0, moved.err
+    assert f"held by the Gas Town runtime of GASTOWN_HOME={a['GASTOWN_HOME']}" in moved.out
+    assert "uses Temporal 127.0.0.1:" in moved.out
+    assert (await run(b, "status")).code == 0  # every command of home b finds its new ports
+
+    seen_a = await start_polecat(a, tmp_path, "furiosa")
+    seen_b = await start_polecat(b, tmp_path, "nux")
+    assert (seen_a["ANTHROPIC_API_KEY"], seen_a["HOME"]) == ("sk-home-a-key", a["HOME"])
+    assert (seen_b["ANTHROPIC_API_KEY"], seen_b["HOME"]) == ("sk-home-b-key", b["HOME"])
+    assert [name.split("-")[2] for name in sessions(a)] == ["furiosa"]
+    assert [name.split("-")[2] for name in sessions(b)] == ["nux"]
+    for key in ("sk-home-a-key", "sk-home-b-key"):
+        assert not on_a_command_line(key)
+        assert key not in tmux_argv.read_text()
+
+
+async def test_a_key_changed_between_two_ups_reaches_new_agents(runtime: Runtime, tmp_path: Path) -> None:
+    """After `down`, a new key and `up` again, a new agent gets the new key, though an agent started
+    with the old one still runs in the home's tmux server."""
+    old = runtime("home", ANTHROPIC_API_KEY="sk-old-key")
+    assert (await run(old, "up")).code == 0
+    assert (await start_polecat(old, tmp_path, "furiosa"))["ANTHROPIC_API_KEY"] == "sk-old-key"
+    assert (await run(old, "down")).code == 0
+
+    new = {**old, "ANTHROPIC_API_KEY": "sk-new-key"}
+    assert (await run(new, "up")).code == 0
+    assert (await start_polecat(new, tmp_path, "nux"))["ANTHROPIC_API_KEY"] == "sk-new-key"
+    assert sorted(name.split("-")[2] for name in sessions(new)) == ["furiosa", "nux"]
