@@ -218,6 +218,7 @@ def change_problems(current: Polecat, new: Polecat) -> list[str]:
     if new.spec.rig != current.spec.rig:
         problems.append(f"spec.rig: immutable (is {current.spec.rig!r})")
     phase = current.status.phase if current.status else "Pending"
-    if phase == "Terminated" and new.spec.desired_state != "Terminated":
+    # The same spec again (a bridge resyncing the CR, the same file applied twice) changes nothing.
+    if phase == "Terminated" and new.spec.desired_state != "Terminated" and new.spec != current.spec:
         problems.append("spec.desiredState: the polecat is Terminated; delete it to start again")
     return problems

@@ -79,6 +79,14 @@ class PolecatState(BaseModel):
     session: AgentSession | None = None
     pod: PodRef | None = None
     remedy: Remedy | None = None  # a Witness's order, taken and not yet carried out
+    termination: Termination | None = None  # how the polecat was told to stop for good
+
+
+class Termination(BaseModel):
+    """Who ended the polecat, as its Terminated condition says: the spec, the signal, or a Witness."""
+
+    reason: str  # DesiredStateTerminated, TerminateSignal, WitnessTerminated
+    message: str
 
 
 class Remedy(BaseModel):
@@ -131,7 +139,9 @@ class PolecatWorkflow:
         outcome = apply_outcome(self.fresh, self.polecat.spec, polecat.spec)
         self.fresh = False
         self.polecat = polecat
-        if self.state.status.phase != "Terminated":
+        if polecat.spec.desired_state == "Terminated":
+            self._terminate("DesiredStateTerminated", "terminated: desiredState Terminated was applied")
+        elif self.state.termination is None:
             self.state.desired = polecat.spec.desired_state
         if outcome == "configured":
             workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
@@ -149,11 +159,18 @@ class PolecatWorkflow:
     def terminate(self) -> None:
         """Stop the agent for good (the Temporal UI can send this with no input).
 
-        The spec shows it too, as if desiredState Terminated had been applied.
+        The spec is left as it was applied (the CR on a cluster stays the one source of it);
+        the status says the polecat was terminated, and how.
         """
+        self._terminate(
+            "TerminateSignal", "terminated by the terminate signal (gastown terminate or the Temporal UI)"
+        )
+
+    def _terminate(self, reason: str, message: str) -> None:
+        """Terminated for good: the first word on it is the one the status keeps."""
         self.state.desired = "Terminated"
-        self.polecat.spec.desired_state = "Terminated"
-        workflow.upsert_memo({attributes.MEMO_SPEC: self.polecat.spec.to_wire()})
+        if self.state.termination is None:
+            self.state.termination = Termination(reason=reason, message=message)
 
     @workflow.signal
     def merge_verdict(self, verdict: MergeVerdict) -> None:
@@ -184,7 +201,7 @@ class PolecatWorkflow:
         if remedy.uid != self.polecat.metadata.uid or remedy.attempt != status.restarts:
             return  # decided for another run or attempt
         if remedy.action == "terminate":
-            self.terminate()
+            self._terminate("WitnessTerminated", remedy.message)
         elif remedy.action == "restart":
             if status.phase in ("Working", "Failed") and status.restarts < MAX_RESTARTS:
                 self.state.remedy = remedy
@@ -227,7 +244,8 @@ class PolecatWorkflow:
         """One step of the actual state towards the desired state."""
         if self.state.desired == "Terminated":
             await self._stop_agent()
-            self._set_phase("Terminated", "Terminated", "terminated on request")
+            how = self.state.termination or Termination(reason="Terminated", message="terminated on request")
+            self._set_phase("Terminated", how.reason, how.message)
         elif self.state.remedy is not None:
             await self._carry_out(self.state.remedy)
         elif self.state.desired == "Working":
@@ -502,6 +520,8 @@ class PolecatWorkflow:
         conditions = set_condition(
             conditions, "Failed", "True" if failed else "False", reason, message if failed else "", now
         )
+        if phase == "Terminated":  # how it was ended, alike in every client
+            conditions = set_condition(conditions, "Terminated", "True", reason, message, now)
         status.conditions = conditions
         self._publish(EventNote(reason=reason, message=message, type="Warning" if failed else "Normal"))
 

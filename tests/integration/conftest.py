@@ -186,11 +186,17 @@ class Cluster:
             "GASTOWN_TASK_QUEUE": self.settings.task_queue,
         }
         before = dict(self.api.watches_started)
-        bridge = await asyncio.create_subprocess_exec(
-            GASTOWN, "bridge", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
+        with self.bridge_log.open("ab") as log:  # every run of the bridge, one after another
+            bridge = await asyncio.create_subprocess_exec(
+                GASTOWN, "bridge", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+            )
         await wait_until(lambda: self.api.watching_every_kind(before), "the bridge to watch every kind")
         return bridge
+
+    @property
+    def bridge_log(self) -> Path:
+        """What the bridge wrote (kopf's log and ours, at INFO)."""
+        return self.kubeconfig.with_name("bridge.log")
 
     async def stop_bridge(self) -> None:
         bridge = self.bridge

@@ -174,7 +174,9 @@ async def test_missing_rig_is_refused(settings: Settings, tmp_path: Path, reconc
 async def test_apply_from_stdin_and_terminate(
     settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """Manifests can come from stdin; `gastown terminate` ends a working polecat and waits for it."""
+    """Manifests can come from stdin; `gastown terminate` ends a working polecat and waits for it. The
+    spec stays as applied and the status says how it ended; the same file again changes nothing, and
+    a changed spec asking for Working is refused (a Terminated polecat is not restarted)."""
     documents = yaml.safe_dump_all(
         [
             rig_manifest(rig_name, git_rig),
@@ -187,8 +189,19 @@ async def test_apply_from_stdin_and_terminate(
     terminated = await gastown(settings, "terminate", "polecat", "warboy")
     assert (terminated.code, terminated.out.strip()) == (0, "polecat.gastown.gastown.io/warboy terminated")
     shown = json.loads((await gastown(settings, "get", "polecat", "warboy", "-o", "json")).out)
-    assert (shown["spec"]["desiredState"], shown["status"]["phase"]) == ("Terminated", "Terminated")
-    refused = await gastown(settings, "apply", "-f", "-", stdin=documents)
+    assert (shown["spec"]["desiredState"], shown["status"]["phase"]) == ("Working", "Terminated")
+    (how,) = [c for c in shown["status"]["conditions"] if c["type"] == "Terminated"]
+    assert (how["status"], how["reason"]) == ("True", "TerminateSignal")
+    again = await gastown(settings, "apply", "-f", "-", stdin=documents)
+    assert again.code == 0, again.err
+    assert "polecat.gastown.gastown.io/warboy unchanged" in again.out
+    changed = yaml.safe_dump_all(
+        [
+            rig_manifest(rig_name, git_rig),
+            polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "other")),
+        ]
+    )
+    refused = await gastown(settings, "apply", "-f", "-", stdin=changed)
     assert refused.code == 1
     assert "spec.desiredState: the polecat is Terminated; delete it to start again" in refused.err
 

@@ -30,6 +30,7 @@ from tests.helpers import (
     witness_manifest,
 )
 from tests.integration.conftest import SECRET_PATH, Cluster, Webhook
+from tests.integration.test_cli import gastown
 from worker.settings import Settings
 
 
@@ -195,6 +196,49 @@ async def test_spec_change_terminates_through_kubectl(
     polecat = await cluster.get("polecats", "warboy")
     assert polecat is not None
     assert polecat["status"]["observedGeneration"] == polecat["metadata"]["generation"] == 2
+
+
+async def test_a_terminate_signal_shows_in_the_status_and_leaves_the_cr_spec_alone(
+    cluster: Cluster, git_rig: GitRig, rig_name: str, tmp_path: Path, client: Client, settings: Settings
+) -> None:
+    """The terminate signal (as the Temporal UI sends it) ends the polecat: its CR shows phase
+    Terminated and a Terminated condition naming the signal, its spec still says what was applied
+    (Working), and `gastown get` says the same. A bridge restart then resyncs the CR without error."""
+    working = polecat_manifest("warboy", rig_name, "--wait-for", str(tmp_path / "never"))
+    await cluster.apply(rig_manifest(rig_name, git_rig), working)
+    await wait_until(lambda: _phase_in(cluster, "warboy", "Working"), "warboy to work", 60)
+    handle = await Reconciler(client, settings.task_queue).running(Polecat, "default", "warboy")
+    await handle.signal("terminate")
+    await wait_until(lambda: _phase_in(cluster, "warboy", "Terminated"), "warboy to terminate", 60)
+
+    polecat = await cluster.get("polecats", "warboy")
+    assert polecat is not None and polecat["spec"]["desiredState"] == "Working"
+    conditions = {c["type"]: c for c in polecat["status"]["conditions"]}
+    assert (conditions["Terminated"]["status"], conditions["Terminated"]["reason"]) == (
+        "True",
+        "TerminateSignal",
+    )
+    shown = await gastown(cluster.settings, "get", "polecat", "warboy", "-o", "json")
+    assert shown.code == 0, shown.err
+    as_shown = json.loads(shown.out)
+    assert (as_shown["spec"]["desiredState"], as_shown["status"]["phase"]) == ("Working", "Terminated")
+
+    def warnings() -> list[str]:
+        return [
+            event["message"]
+            for event in cluster.api.objects("events", "default")
+            if event["involvedObject"]["name"] == "warboy" and event["type"] != "Normal"
+        ]
+
+    before = warnings()  # the first apply may have met the Rig not yet there
+    await cluster.stop_bridge()
+    cluster.bridge = await cluster.start_bridge()
+    resynced = "Polecat default/warboy unchanged"
+    await wait_until(
+        lambda: resynced in cluster.bridge_log.read_text(), "the restarted bridge to resync warboy"
+    )
+    assert warnings() == before
+    assert await cluster.phase("warboy") == "Terminated"
 
 
 async def test_kubernetes_mode_polecat_becomes_a_pod(cluster: Cluster, rig_name: str) -> None:

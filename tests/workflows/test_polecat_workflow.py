@@ -222,13 +222,16 @@ async def test_unsupported_settings_are_reported_while_working(run: Any) -> None
 
 
 async def test_terminate_while_working(run: Any) -> None:
-    """The terminate signal (as the Temporal UI sends it) stops the agent and ends Terminated."""
+    """The terminate signal (as the Temporal UI sends it) stops the agent and ends Terminated, its
+    condition naming the signal; an apply of the same spec (Working) right after does not undo it."""
     fakes = FakeActivities(exit_code=None)
     handle = await run(fakes, a_polecat())
     await phase_of(handle, "Working")
     await handle.signal("terminate")
+    await handle.execute_update(PolecatWorkflow.apply, a_polecat())
     status = await phase_of(handle, "Terminated")
     assert status.current_state == "Terminated"
+    assert condition(status, "Terminated") == ("True", "TerminateSignal")
     assert "stop_agent" in fakes.calls
     assert "publish_branch" not in fakes.calls
 
