@@ -236,6 +236,9 @@ async def describe(kind: str, name: str, namespace: str) -> None:
     if resource is None:
         _not_found(model, name)
     click.echo(render.describe(resource, settings.workflow_url(workflow_id_of(model, namespace, name))))
+    session = resource.status.tmux_session if isinstance(resource, Polecat) and resource.status else None
+    if session:
+        click.echo(f"Attach:       tmux -L {settings.tmux_socket} attach -t {session}")
 
 
 @cli.command()

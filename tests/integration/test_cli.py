@@ -107,6 +107,7 @@ async def test_apply_get_describe_logs_delete(
         "Temporal UI:  http://127.0.0.1:8233/namespaces/default/workflows/polecat%2Fdefault%2Ffuriosa"
         in described.out
     )
+    assert f"Attach:       tmux -L {settings.tmux_socket} attach -t gt-default-furiosa-" in described.out
 
     logs = await gastown(settings, "logs", "polecat", "furiosa")
     assert "hello from the agent" in logs.out
