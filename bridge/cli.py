@@ -23,6 +23,7 @@ import yaml
 from bridge import manifests, render
 from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
 from crds import InvalidResource, Polecat, Refinery, Resource, kind_for
+from crds.common import check_branch_name
 from crds.generate import generate
 from worker.client import connect
 from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, wait_for_server
@@ -386,13 +387,14 @@ async def refinery_approve(name: str, branch: str, namespace: str) -> None:
     found = await reconciler.find(Refinery, namespace, name)
     if not isinstance(found, Refinery):
         _not_found(Refinery, name)
+    try:
+        check_branch_name(branch)
+    except ValueError as error:
+        raise Refused(f"Refinery {namespace}/{name}: branch {branch!r}: {error}") from None
     queued = [entry.branch for entry in found.status.queue] if found.status else []
-    if branch not in queued:
-        raise Refused(
-            f"Refinery {namespace}/{name}: {branch} is not in the queue (queued: {', '.join(queued) or 'none'})"
-        )
     await reconciler.signal(Refinery, namespace, name, "approve", branch)
-    click.echo(f"{branch} approved on refinery {name}")
+    later = "" if branch in queued else " (not queued yet: it lands approved once it is)"
+    click.echo(f"{branch} approved on refinery {name}{later}")
 
 
 # --- CRDs ----------------------------------------------------------------------

@@ -80,6 +80,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rig import release_rig
 
 RETRY_BLOCKED = timedelta(seconds=30)
+# Approvals of branches not queued (yet) are kept, the newest this many: state stays bounded.
+MAX_APPROVALS = 1000
 FORGET_AFTER = timedelta(minutes=10)  # a polecat run unseen this long may be queued again if it reappears
 GIT = RetryPolicy(
     maximum_attempts=5,
@@ -111,6 +113,9 @@ class RefineryState(BaseModel):
     runs: dict[str, str | None] = Field(default_factory=dict)  # branch -> uid of the polecat run queued
     handled: dict[str, datetime] = Field(default_factory=dict)  # polecat run@commit -> last seen Succeeded
     finished: str | None = None  # digest of the Succeeded polecats last seen
+    # Branches approved by signal and not yet landed (or otherwise out of the queue): an approval
+    # given before its branch is queued, or while its entry is remade, is never lost.
+    approvals: list[str] = Field(default_factory=list)
 
 
 class RefineryInput(BaseModel):
@@ -187,6 +192,7 @@ class RefineryWorkflow:
         entry = self._entry(branch)
         assert entry is not None  # validated
         self.state.status.queue.remove(entry)
+        self.state.approvals = [each for each in self.state.approvals if each != branch]
         self._settle_conflicts()
         self.nudged = True
         self._publish(None)
@@ -205,10 +211,11 @@ class RefineryWorkflow:
 
     @workflow.signal
     def approve(self, branch: str) -> None:
-        """Approve a queued branch to land (autoMerge false); the Temporal UI can send this."""
+        """Approve a branch to land (autoMerge false), queued or not yet; the Temporal UI can send this."""
+        if branch not in self.state.approvals:
+            self.state.approvals = [*self.state.approvals, branch][-MAX_APPROVALS:]
         if self._entry(branch) is None:
-            workflow.logger.warning("approve: %s is not in the queue; ignored", branch)
-            return
+            workflow.logger.info("approve: %s is not queued yet; it lands approved when it is", branch)
         self._approve(branch)
         self.nudged = True
         self._publish(None)
@@ -521,7 +528,11 @@ class RefineryWorkflow:
         )
         entry.bead_id = request.bead_id or entry.bead_id
         entry.commit = commit or entry.commit
-        entry.approved = entry.approved or request.branch in _approvals(self.refinery)
+        entry.approved = (
+            entry.approved
+            or request.branch in self.state.approvals
+            or request.branch in _approvals(self.refinery)
+        )
         self.state.runs[request.branch] = uid
         self._mark(entry, "Pending", "queued")
         self._settle_conflicts()
@@ -585,6 +596,8 @@ class RefineryWorkflow:
         else:
             status.queue.remove(entry)
             self.state.runs.pop(entry.branch, None)
+            # Landed or out: a branch of that name queued later is new work, to be approved anew.
+            self.state.approvals = [each for each in self.state.approvals if each != entry.branch]
             self._settle_conflicts()
         kind = "Normal" if outcome == "Merged" else "Warning"
         self._publish(EventNote(reason=reason, message=f"{entry.branch}: {message}", type=kind))

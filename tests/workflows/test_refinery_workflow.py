@@ -36,6 +36,7 @@ class Remote:
     conflicting: set[str] = field(default_factory=set)
     no_remote: bool = False
     landed: list[str] = field(default_factory=list)  # branches, in landing order
+    moved_once: set[str] = field(default_factory=set)  # their first landing finds the target moved
 
     @activity.defn(name="merge.prepare")
     async def prepare(self, request: PrepareRequest) -> Candidate:
@@ -62,6 +63,10 @@ class Remote:
 
     @activity.defn(name="merge.land")
     async def land(self, candidate: Candidate) -> Landed:
+        moved = self.moved_once & set(candidate.stacked)
+        if moved:
+            self.moved_once -= moved
+            raise ApplicationError("main moved", type="TargetMoved", non_retryable=True)
         self.landed += candidate.stacked
         assert candidate.tip is not None
         return Landed(commit=candidate.tip, remote_head=candidate.tip)
@@ -142,6 +147,28 @@ async def test_a_batch_with_two_culprits_lands_the_rest(run: Any) -> None:
     assert remote.landed == ["b1", "b2", "b4", "b5", "b7", "b8"]
     assert {r.branch for r in status.recent if r.outcome == "Rejected"} == {"b3", "b6"}
     assert not remote.bad & set(remote.landed)
+
+
+async def test_an_approval_given_before_the_branch_is_queued_is_kept(run: Any) -> None:
+    """autoMerge false: approving a branch before it is queued counts; it lands once queued, with no
+    second approval."""
+    remote = Remote()
+    handle = await run(remote, a_refinery(autoMerge=False))
+    await handle.signal(RefineryWorkflow.approve, "b1")
+    await enqueue(handle, "b1")
+    await settled(handle, merged=1)
+    assert remote.landed == ["b1"]
+
+
+async def test_an_approval_survives_a_landing_refused_because_the_target_moved(run: Any) -> None:
+    """An approved branch whose push is refused (the target moved) is made again and lands without
+    being approved again."""
+    remote = Remote(moved_once={"b1"})
+    handle = await run(remote, a_refinery(autoMerge=False))
+    await enqueue(handle, "b1")
+    await handle.signal(RefineryWorkflow.approve, "b1")
+    await settled(handle, merged=1)
+    assert remote.landed == ["b1"] and not remote.moved_once
 
 
 async def test_conflicts_stay_queued_and_are_listed(run: Any) -> None:
