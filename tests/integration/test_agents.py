@@ -18,7 +18,7 @@ from git import Repo
 
 from bridge.reconcile import Reconciler
 from crds import Polecat, Witness
-from tests.helpers import GitRig, parsed, reach, rig, rig_manifest, witness_manifest
+from tests.helpers import GitRig, parsed, reach, rig, rig_manifest, wait_until, witness_manifest
 from tests.model_server import ModelServer, ToolCall, serve
 from worker.settings import Settings
 
@@ -159,11 +159,16 @@ async def test_a_hung_agent_is_caught_by_the_witness(
     and, as its spec says, terminates it."""
     async with anthropic_api(ModelServer([], failure="hang"), monkeypatch, tmp_path) as server:
         await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        await reconciler.apply(agent_polecat("toast", rig_name, "claude-code"))
+        # The Witness comes once claude has asked (a slow machine can take longer than the threshold
+        # just to start claude), so what it finds is an agent waiting in silence.
+        await wait_until(lambda: server.requests, "claude to ask the model", timeout=60)
         witness = witness_manifest(rig_name, stuckThreshold="3s", actions={"onStuck": "terminate"})
         await reconciler.apply(parsed(Witness, witness))
-        await reconciler.apply(agent_polecat("toast", rig_name, "claude-code"))
-        await reach(reconciler, Polecat, "toast", "Terminated", timeout=60)
-        assert server.requests  # it did ask, and waited
+        done = await reach(reconciler, Polecat, "toast", "Terminated", timeout=60)
+    assert done.status is not None
+    (how,) = [c for c in done.status.conditions if c.type == "Terminated"]
+    assert how.reason == "WitnessTerminated"
     found = await reconciler.get(Witness, "default", "witness")
     assert found.status is not None
     (alert,) = found.status.alerts
