@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
@@ -173,7 +173,13 @@ async def test_delete_removes_spawned_polecats_and_ends(run: Any) -> None:
     handle = await run(world, a_convoy(["gt-1", "gt-2"]))
     await wait_until(lambda: len(world.spawned) == 2, "both spawned")
     await handle.signal(ConvoyWorkflow.delete)
-    await handle.result()
+
+    async def ended() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+
+    # Polled, not `handle.result()`: waiting on the result lets the test server skip time, which can
+    # fire the timeouts of activities still running on a slow machine (seen: a 180 s hang).
+    await wait_until(ended, "the convoy's workflow to end")
     assert sorted(world.removed) == ["p1", "p2"]
 
 
