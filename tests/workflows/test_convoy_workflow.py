@@ -175,7 +175,7 @@ async def test_delete_removes_spawned_polecats_and_ends(run: Any) -> None:
     await handle.signal(ConvoyWorkflow.delete)
 
     async def ended() -> bool:
-        return (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+        return bool((await handle.describe()).status == WorkflowExecutionStatus.COMPLETED)
 
     # Polled, not `handle.result()`: waiting on the result lets the test server skip time, which can
     # fire the timeouts of activities still running on a slow machine (seen: a 180 s hang).
