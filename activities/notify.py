@@ -16,9 +16,7 @@ backoff; a 4xx is final.
 from __future__ import annotations
 
 import asyncio
-import os
 import smtplib
-import tempfile
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import KubeConnection, StatusTarget
+from activities.private_files import write_private
 from crds.witness import redacted_url, webhook_reference
 
 SLACK_TIMEOUT = 10.0  # seconds
@@ -70,10 +69,7 @@ def store_webhook(home: Path, witness: str, url: str) -> None:
     """Keep a Witness's webhook URL where this machine's worker reads it (0600, written atomically)."""
     path = webhook_file(home, witness)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, temporary = tempfile.mkstemp(dir=path.parent)  # created 0600
-    with os.fdopen(fd, "w") as stream:
-        stream.write(url)
-    os.replace(temporary, path)
+    write_private(path, url)
 
 
 def forget_webhook(home: Path, witness: str) -> None:

@@ -31,6 +31,7 @@ from temporalio.exceptions import ApplicationError
 from activities.agents import agent_command, agent_environment, prompt_for
 from activities.beads import Bead
 from activities.heartbeats import heartbeating
+from activities.private_files import write_private
 from crds.common import short_uid
 from crds.polecat import Polecat
 
@@ -98,15 +99,6 @@ def tail_of(log_file: Path) -> str:
     tail = "\n".join(line for line in lines if line)
     tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
     return tail[-TAIL_CHARS:]
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it may hold a key), whole or not at all."""
-    partial = path.with_name(f".{path.name}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    partial.replace(path)
 
 
 class TmuxActivities:
