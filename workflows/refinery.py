@@ -191,8 +191,7 @@ class RefineryWorkflow:
     def dequeue(self, branch: str) -> None:
         entry = self._entry(branch)
         assert entry is not None  # validated
-        self.state.status.queue.remove(entry)
-        self.state.approvals = [each for each in self.state.approvals if each != branch]
+        self._leave_queue(entry)
         self._settle_conflicts()
         self.nudged = True
         self._publish(None)
@@ -538,6 +537,13 @@ class RefineryWorkflow:
         self._settle_conflicts()
         self._publish(None)
 
+    def _leave_queue(self, entry: QueueEntry) -> None:
+        """The entry out of the queue, with what was kept for it: a branch of that name queued
+        later is new work, of a run of its own, to be approved anew."""
+        self.state.status.queue.remove(entry)
+        self.state.runs.pop(entry.branch, None)
+        self.state.approvals = [branch for branch in self.state.approvals if branch != entry.branch]
+
     def _approve(self, branch: str) -> None:
         entry = self._entry(branch)
         if entry is not None:
@@ -594,10 +600,7 @@ class RefineryWorkflow:
             self._mark(entry, "Conflict", message)
             self._settle_conflicts(files_of={entry.branch: files or []})
         else:
-            status.queue.remove(entry)
-            self.state.runs.pop(entry.branch, None)
-            # Landed or out: a branch of that name queued later is new work, to be approved anew.
-            self.state.approvals = [each for each in self.state.approvals if each != entry.branch]
+            self._leave_queue(entry)
             self._settle_conflicts()
         kind = "Normal" if outcome == "Merged" else "Warning"
         self._publish(EventNote(reason=reason, message=f"{entry.branch}: {message}", type=kind))
