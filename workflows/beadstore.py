@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.common import parse_duration
     from crds.rig import Rig
     from workflows import attributes
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow, release_rig
     from workflows.schedule import drop_schedule, keep_schedule
@@ -126,7 +126,7 @@ class BeadStoreWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(input.model_copy(update={"store": self.store, "state": self.state}))
+                continue_as_new(input.model_copy(update={"store": self.store, "state": self.state}))
 
     def _every(self) -> timedelta:
         return parse_duration(self.store.spec.sync_interval)

@@ -48,7 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.failures import message_of
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
@@ -136,9 +136,7 @@ class ConvoyWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(
-                    input.model_copy(update={"convoy": self.convoy, "state": self.state})
-                )
+                continue_as_new(input.model_copy(update={"convoy": self.convoy, "state": self.state}))
             await self._watch()
 
     async def _watch(self) -> None:

@@ -1,6 +1,8 @@
-"""Keeping histories bounded: when an entity workflow should continue as new."""
+"""Keeping histories bounded: when and how an entity workflow continues as new."""
 
 from __future__ import annotations
+
+from typing import Any, NoReturn
 
 from temporalio import workflow
 
@@ -19,3 +21,12 @@ def history_full(limit: int) -> bool:
         or info.get_current_history_length() >= limit
         or info.get_current_history_size() >= HISTORY_SIZE_LIMIT
     )
+
+
+def continue_as_new(next_input: Any) -> NoReturn:
+    """Hand the state to a new run, the memo (what `gastown get` shows) with it.
+
+    Left to the server, the new run would get the memo its first run started with: the status
+    and spec upserted since would go back in time until the next change is published.
+    """
+    workflow.continue_as_new(next_input, memo=dict(workflow.memo()))

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.failures import message_of, reason_of
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome
 
 SHORT = timedelta(minutes=2)
@@ -236,9 +236,7 @@ class PolecatWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(
-                    input.model_copy(update={"polecat": self.polecat, "state": self.state})
-                )
+                continue_as_new(input.model_copy(update={"polecat": self.polecat, "state": self.state}))
 
     async def _reconcile(self) -> None:
         """One step of the actual state towards the desired state."""

@@ -74,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows import attributes
     from workflows.failures import message_of, reason_of
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
@@ -264,9 +264,7 @@ class RefineryWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(
-                    input.model_copy(update={"refinery": self.refinery, "state": self.state})
-                )
+                continue_as_new(input.model_copy(update={"refinery": self.refinery, "state": self.state}))
 
     def _next_batch(self) -> list[str]:
         pending = [entry.branch for entry in self.state.status.queue if entry.status == "Pending"]

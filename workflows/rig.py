@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
     from workflows import attributes
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.names import next_name
     from workflows.publisher import StatusPublisher, apply_outcome
 
@@ -237,7 +237,7 @@ class RigWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle()
                 )
                 publishing.cancel()
-                workflow.continue_as_new(input.model_copy(update={"rig": self.rig, "state": self.state}))
+                continue_as_new(input.model_copy(update={"rig": self.rig, "state": self.state}))
             await self._check()
 
     async def _follow_polecat_count(self) -> None:

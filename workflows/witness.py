@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAction, WitnessAlert, WitnessStatus
     from workflows import attributes
     from workflows.failures import message_of
-    from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.polecat import PolecatWorkflow, Remedy
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
@@ -175,9 +175,7 @@ class WitnessWorkflow:
                     lambda: workflow.all_handlers_finished() and self.publisher.idle() and not self.notifying
                 )
                 publishing.cancel()
-                workflow.continue_as_new(
-                    input.model_copy(update={"witness": self.witness, "state": self.state})
-                )
+                continue_as_new(input.model_copy(update={"witness": self.witness, "state": self.state}))
 
     # --- the schedule ---------------------------------------------------------------
 

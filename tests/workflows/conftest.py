@@ -6,14 +6,20 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import TypedSearchAttributes
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
+
+from tests.helpers import wait_until
+from workflows import attributes
+
+S = TypeVar("S", bound=BaseModel)
 
 
 class Starter(Protocol):
@@ -73,3 +79,21 @@ async def rolled_over_and_replays(client: Client, workflow_id: str, workflow: ty
     await latest.result()
     history = await latest.fetch_history()
     await Replayer(workflows=[workflow], data_converter=client.data_converter).replay_workflow(history)
+
+
+async def status_when(
+    handle: WorkflowHandle[Any, Any], model: type[S], holds: Callable[[S], bool], what: str
+) -> S:
+    """The workflow's published status once it `holds`, read from the memo as `gastown get` reads it.
+
+    Not a query: the test server's continue-as-new is not atomic (temporalio/sdk-java#1537), and a
+    query that lands between two runs can wait for an answer that never comes (seen under load:
+    "query deadline exceeded"). The real server answers it.
+    """
+
+    async def probe() -> S | None:
+        memo = await (await handle.describe()).memo()
+        status = model.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+        return status if holds(status) else None
+
+    return await wait_until(probe, what, timeout=20)

@@ -25,8 +25,8 @@ from activities.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
-from tests.helpers import polecat, rig, wait_until
-from tests.workflows.conftest import Starter
+from tests.helpers import polecat, rig
+from tests.workflows.conftest import Starter, status_when
 from workflows import attributes
 from workflows.polecat import PolecatInput, PolecatWorkflow
 
@@ -140,13 +140,9 @@ def run(start_workflow: Starter) -> Any:
 
 
 async def phase_of(handle: WorkflowHandle[Any, Any], phase: str) -> PolecatStatus:
-    """The polecat's status once its phase is `phase` (queried from the workflow)."""
+    """The polecat's status once its phase is `phase`."""
 
-    async def probe() -> PolecatStatus | None:
-        status: PolecatStatus = await handle.query(PolecatWorkflow.status)
-        return status if status.phase == phase else None
-
-    return await wait_until(probe, f"phase {phase}", timeout=20)
+    return await status_when(handle, PolecatStatus, lambda s: s.phase == phase, f"phase {phase}")
 
 
 def condition(status: PolecatStatus, type_: str) -> tuple[str, str]:
@@ -338,3 +334,5 @@ async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping:
     assert len(history.events) < 90
     carried = await latest.query(PolecatWorkflow.status)
     assert (carried.phase, carried.commit, carried.conditions) == (done.phase, done.commit, done.conditions)
+    shown = (await description.memo())[attributes.MEMO_STATUS]  # what `gastown get` shows
+    assert shown == done.to_wire()

@@ -22,9 +22,8 @@ from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest
 from activities.visibility import FinishedPolecats, SucceededWatch
 from crds import Refinery, Rig
 from crds.refinery import CheckResult, RefineryStatus
-from tests.helpers import parsed, wait_until
-from tests.workflows.conftest import Starter, rolled_over_and_replays
-from workflows import attributes
+from tests.helpers import parsed
+from tests.workflows.conftest import Starter, rolled_over_and_replays, status_when
 from workflows.refinery import RETRY_BLOCKED, EnqueueRequest, RefineryInput, RefineryWorkflow
 
 
@@ -118,16 +117,13 @@ def run(start_workflow: Starter) -> Any:
 
 
 async def settled(handle: WorkflowHandle[Any, Any], merged: int) -> RefineryStatus:
-    """The status once `merged` landed and nothing waits; read from the memo, as `gastown get` does (the
-    test server can hold a query that arrives while the workflow continues as new)."""
+    """The status once `merged` landed and nothing waits."""
 
-    async def probe() -> RefineryStatus | None:
-        memo = await (await handle.describe()).memo()
-        status = RefineryStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+    def holds(status: RefineryStatus) -> bool:
         busy = any(entry.status in ("Pending", "Testing") for entry in status.queue)
-        return status if status.merged == merged and not busy and status.phase == "Idle" else None
+        return status.merged == merged and not busy and status.phase == "Idle"
 
-    return await wait_until(probe, f"{merged} merged and the queue settled", timeout=20)
+    return await status_when(handle, RefineryStatus, holds, f"{merged} merged and the queue settled")
 
 
 async def enqueue(handle: WorkflowHandle[Any, Any], *branches: str) -> None:
@@ -190,11 +186,7 @@ async def test_a_rig_without_a_remote_blocks_until_it_has_one(run: Any) -> None:
     handle = await run(remote, a_refinery(), retry_blocked=timedelta(seconds=1))
     await enqueue(handle, "b1")
 
-    async def blocked() -> RefineryStatus | None:
-        status: RefineryStatus = await handle.query(RefineryWorkflow.status)
-        return status if status.phase == "Blocked" else None
-
-    status = await wait_until(blocked, "Blocked", timeout=20)
+    status = await status_when(handle, RefineryStatus, lambda s: s.phase == "Blocked", "Blocked")
     assert status.message.startswith("the rig has no remote to land on; trying again every")
     remote.no_remote = False
     await settled(handle, merged=1)
