@@ -191,14 +191,18 @@ class TmuxActivities:
         # remain-on-exit and the log pipe are in place, so not one byte of
         # output and not the exit status can be missed.
         setup = [] if exists else ["new-session", "-d", "-s", session, "sleep", "2147483647", ";"]
-        await self._tmux(
-            *setup,
-            "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
-            "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
-            "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree,
-            sys.executable, "-I", str(LAUNCHER), str(env_file), *self._resolved(command.argv), ";",
-            "set-option", "-t", f"={session}:", _STARTED, "1",
-        )  # fmt: skip
+        try:
+            await self._tmux(
+                *setup,
+                "set-option", "-t", f"={session}:", "remain-on-exit", "on", ";",
+                "pipe-pane", "-t", f"={session}:", f"exec cat >> {shlex.quote(str(log_file))}", ";",
+                "respawn-pane", "-k", "-t", f"={session}:", "-c", launch.worktree,
+                sys.executable, "-I", str(LAUNCHER), str(env_file), *self._resolved(command.argv), ";",
+                "set-option", "-t", f"={session}:", _STARTED, "1",
+            )  # fmt: skip
+        except BaseException:
+            env_file.unlink(missing_ok=True)  # the launcher never ran to delete it: keys stay nowhere
+            raise
         activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
         return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ import libtmux
 import psutil
 import pytest
 import yaml
+from temporalio.testing import ActivityEnvironment
 
-from tests.helpers import free_port, make_git_rig, polecat_manifest, rig_manifest, wait_until
+from activities.tmux import ENV_FILE, AgentLaunch, TmuxActivities
+from tests.helpers import free_port, make_git_rig, polecat, polecat_manifest, rig_manifest, wait_until
 from tests.integration.test_embedded import run
 from worker.settings import record_ports, tmux_socket_of
 
@@ -144,3 +148,36 @@ async def test_a_key_changed_between_two_ups_reaches_new_agents(runtime: Runtime
     assert (await run(new, "up")).code == 0
     assert (await start_polecat(new, tmp_path, "nux"))["ANTHROPIC_API_KEY"] == "sk-new-key"
     assert sorted(name.split("-")[2] for name in sessions(new)) == ["furiosa", "nux"]
+
+
+async def test_a_failed_start_leaves_no_environment_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When tmux cannot start the agent, the file with the worker's keys is removed, not left behind."""
+    real = shutil.which("tmux")
+    assert real, "tmux is installed by .ci/run"
+    shims = tmp_path / "failing-tmux"
+    shims.mkdir()
+    shim = shims / "tmux"  # the machine's tmux, except that it cannot start a pane's process
+    shim.write_text(
+        f'#!/bin/sh\ncase "$*" in *respawn-pane*) echo "fork failed" >&2; exit 1;; esac\nexec "{real}" "$@"\n'
+    )
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-never-left-behind")
+    socket = f"gastown-test-{uuid.uuid4().hex[:8]}"
+    tmux = TmuxActivities(tmp_path / "home", socket)
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    launch = AgentLaunch(
+        polecat=polecat(polecat_manifest("nux", "athena")), worktree=str(worktree), branch="polecat/nux"
+    )
+    try:
+        with pytest.raises(RuntimeError, match="fork failed"):
+            await ActivityEnvironment().run(tmux.start_agent, launch)
+    finally:
+        server = libtmux.Server(socket_name=socket)
+        if server.is_alive():
+            server.kill()
+    agent_dirs = list((tmp_path / "home" / "polecats" / "default").glob("*.agent"))
+    assert len(agent_dirs) == 1 and not (agent_dirs[0] / ENV_FILE).exists()
