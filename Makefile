@@ -34,7 +34,7 @@ faults: $(STAMP)  ## A 30-bead convoy while worker, dev server and bridge are ki
 	GASTOWN_FAULT_SEEDS="$(SEEDS)" $(BIN)/pytest tests/faults -s --durations=0
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

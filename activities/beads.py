@@ -26,8 +26,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
 from activities.visibility import describe_running
+from contracts import attributes
 from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
-from workflows import attributes
 
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
 MAX_ERRORS = 20

@@ -26,10 +26,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
+from contracts import attributes
 from crds import GROUP, VERSION
 from crds.convoy import Convoy
 from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
-from workflows import attributes
 
 CONVOY_LABEL = f"{GROUP}/convoy"
 WATCH_POLL = 0.5  # seconds between looks at the convoy's polecats: status follows within a second

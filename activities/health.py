@@ -30,8 +30,8 @@ from temporalio.client import Client
 from activities.git import worktree_path
 from activities.kube import KubeConnection
 from activities.visibility import describe_running, rig_polecats
+from contracts import attributes
 from crds.polecat import PolecatStatus
-from workflows import attributes
 
 MESSAGE_CHARS = 300
 # Concurrent pod log reads of one look.

@@ -13,35 +13,10 @@ from typing import Any, cast
 
 from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import BaseModel
 from temporalio import activity
 
+from contracts.status import EventNote, StatusTarget, StatusUpdate
 from crds.common import rfc3339
-
-
-class StatusTarget(BaseModel):
-    """Where a resource lives in Kubernetes."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespace: str | None
-    name: str
-    uid: str
-
-
-class EventNote(BaseModel):
-    reason: str
-    message: str
-    type: str = "Normal"  # or Warning
-
-
-class StatusUpdate(BaseModel):
-    target: StatusTarget
-    status: dict[str, Any]
-    observed_generation: int | None = None
-    events: list[EventNote] = []
 
 
 class KubeConnection:

@@ -28,8 +28,9 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.kube import KubeConnection, StatusTarget
+from activities.kube import KubeConnection
 from activities.private_files import write_private
+from contracts.status import StatusTarget
 from crds.witness import redacted_url, webhook_reference
 
 SLACK_TIMEOUT = 10.0  # seconds

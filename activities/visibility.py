@@ -16,8 +16,8 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts import attributes
 from crds.polecat import LIVE_PHASES, PolecatStatus
-from workflows import attributes
 
 
 async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:

@@ -25,10 +25,10 @@ import yaml
 
 from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
+from client.settings import Settings
 from crds import Polecat, parse_resource
 from tests.helpers import GASTOWN, make_git_rig, polecat_manifest, rig_manifest
 from worker.embedded import EmbeddedRuntime
-from worker.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "polecat.json"
 

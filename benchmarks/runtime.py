@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from bridge.reconcile import Reconciler
+from client.connection import connect
+from client.settings import Settings
 from tests.helpers import free_port
-from worker.client import connect
 from worker.embedded import EmbeddedRuntime
-from worker.settings import Settings
 
 
 @contextlib.asynccontextmanager

@@ -24,9 +24,9 @@ import kopf
 from temporalio.service import RPCError, RPCStatusCode
 
 from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
+from client.connection import connect
+from client.settings import Settings
 from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resource
-from worker.client import connect
-from worker.settings import Settings
 
 FINALIZER = "gastown.gastown.io/finalizer"
 PREFIX = "gastown.gastown.io"

@@ -31,13 +31,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.beads import held_bead_store
 from activities.convoys import PolecatRefused
-from activities.kube import StatusTarget
 from activities.notify import forget_webhook, store_webhook
 from activities.visibility import describe_running
+from contracts import attributes
+from contracts.status import StatusTarget
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig, Witness
 from crds.common import rfc3339
 from crds.polecat import change_problems
-from workflows import attributes
 from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow

@@ -22,11 +22,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
+from contracts import attributes
 from tests.helpers import GitRig, free_port, make_git_rig, terminate_running
 from worker.embedded import dev_server_args, wait_for_server
 from worker.main import build_worker
-from worker.settings import Settings
-from workflows import attributes
 
 
 @pytest.fixture(scope="session")

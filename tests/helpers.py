@@ -273,7 +273,7 @@ def max_concurrent(spans: Path) -> int:
     return peak
 
 
-WORKER_COMMAND = [sys.executable, "-m", "bridge.cli", "worker"]
+WORKER_COMMAND = [sys.executable, "-m", "cli.commands", "worker"]
 
 
 def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: str) -> dict[str, str]:

@@ -23,10 +23,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
 
+from client.connection import connect
+from client.settings import Settings, record_ports
+from contracts import attributes
 from worker import ports
-from worker.client import connect
-from worker.settings import Settings, record_ports
-from workflows import attributes
 
 STOP_TIMEOUT = 15.0
 
@@ -181,7 +181,7 @@ class EmbeddedRuntime:
         client = await self._wait_for_own_server(timeout)
         if self.worker.pid() is None:
             env = {**os.environ, **self.worker_env()}
-            pid = self.worker.start([sys.executable, "-m", "bridge.cli", "worker"], env)
+            pid = self.worker.start([sys.executable, "-m", "cli.commands", "worker"], env)
             said.append(f"started worker (pid {pid}), log in {self.worker.log_file}")
         else:
             said.append(f"worker already running (pid {self.worker.pid()})")

@@ -23,8 +23,8 @@ from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
 from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
-from worker.client import connect_when_up
-from worker.settings import Settings
+from client.connection import connect_when_up
+from client.settings import Settings
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow

@@ -26,13 +26,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import heartbeats
     from activities.beads import BeadActivities, SyncReport, SyncRequest
-    from activities.kube import EventNote, StatusTarget
+    from contracts import attributes, heartbeats
+    from contracts.status import EventNote, StatusTarget
     from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
     from crds.common import parse_duration
     from crds.rig import Rig
-    from workflows import attributes
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow, release_rig

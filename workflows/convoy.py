@@ -31,7 +31,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import heartbeats
     from activities.convoys import (
         WATCH_POLL,
         ConvoyActivities,
@@ -42,11 +41,11 @@ with workflow.unsafe.imports_passed_through():
         WatchRequest,
         holder_prefix,
     )
-    from activities.kube import EventNote, StatusTarget
+    from contracts import attributes, heartbeats
+    from contracts.status import EventNote, StatusTarget
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
     from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
-    from workflows import attributes
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change

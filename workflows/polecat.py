@@ -25,13 +25,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import heartbeats
     from activities.agents import NAMED_AGENTS
     from activities.beads import Bead, BeadActivities, BeadLookup
     from activities.git import BranchRequest, GitActivities, WorktreeRequest
-    from activities.kube import EventNote, StatusTarget
     from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
     from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
+    from contracts import attributes, heartbeats
+    from contracts.status import EventNote, StatusTarget
     from crds.beadstore import BeadSource
     from crds.common import set_condition
     from crds.polecat import (
@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         change_problems,
     )
     from crds.rig import Rig
-    from workflows import attributes
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.publisher import StatusPublisher, apply_outcome

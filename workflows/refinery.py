@@ -44,8 +44,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import heartbeats
-    from activities.kube import EventNote, StatusTarget
     from activities.merges import (
         Candidate,
         CheckRequest,
@@ -56,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         Recipe,
     )
     from activities.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
+    from contracts import attributes, heartbeats
+    from contracts.status import EventNote, StatusTarget
     from crds.common import check_branch_name, parse_duration
     from crds.refinery import (
         APPROVE_ANNOTATION,
@@ -72,7 +72,6 @@ with workflow.unsafe.imports_passed_through():
         RefineryStatus,
     )
     from crds.rig import Rig
-    from workflows import attributes
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow

@@ -28,13 +28,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import heartbeats
     from activities.git import RigCheck
-    from activities.kube import EventNote, StatusTarget
     from activities.visibility import CountWatch, VisibilityActivities
+    from contracts import attributes, heartbeats
+    from contracts.status import EventNote, StatusTarget
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
-    from workflows import attributes
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.names import next_name
     from workflows.publisher import StatusPublisher, apply_outcome

@@ -40,12 +40,12 @@ from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthActivities, HealthReport, HealthRequest, PolecatHealth
-    from activities.kube import EventNote, StatusTarget
     from activities.notify import MailMessage, SlackMessage
+    from contracts import attributes
+    from contracts.status import EventNote, StatusTarget
     from crds.common import parse_duration
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
     from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAction, WitnessAlert, WitnessStatus
-    from workflows import attributes
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
     from workflows.polecat import PolecatWorkflow, Remedy

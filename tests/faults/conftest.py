@@ -27,11 +27,11 @@ import pytest
 import yaml
 from git import Repo
 
+from client.settings import Settings
 from crds import KINDS
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import GASTOWN, WORKER_COMMAND, GitRig, free_port, make_git_rig, wait_until, worker_env
 from worker.embedded import dev_server_args, wait_for_server
-from worker.settings import Settings
 
 
 @dataclass

@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 from temporalio.client import Client
 
+from client.settings import Settings
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import (
     GASTOWN,
@@ -33,7 +34,6 @@ from tests.helpers import (
     wait_until,
 )
 from worker.main import build_worker
-from worker.settings import Settings
 
 DATA = REPO_ROOT / "tests" / "data" / "beads"  # real exports, MIT (see its README)
 GASTOWN_EXPORT = DATA / "gastown-issues.jsonl"

@@ -22,9 +22,9 @@ import yaml
 from temporalio.testing import ActivityEnvironment
 
 from activities.tmux import ENV_FILE, AgentLaunch, TmuxActivities
+from client.settings import record_ports, tmux_socket_of
 from tests.helpers import free_port, make_git_rig, polecat, polecat_manifest, rig_manifest, wait_until
 from tests.integration.test_embedded import run
-from worker.settings import record_ports, tmux_socket_of
 
 Runtime = Callable[..., dict[str, str]]
 

@@ -17,10 +17,10 @@ import pytest
 from git import Repo
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import Polecat, Witness
 from tests.helpers import GitRig, parsed, reach, rig, rig_manifest, wait_until, witness_manifest
 from tests.model_server import ModelServer, ToolCall, serve
-from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

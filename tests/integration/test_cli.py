@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import Polecat, Rig
 from tests.helpers import (
     GASTOWN,
@@ -24,7 +25,6 @@ from tests.helpers import (
     wait_until,
     worker_env,
 )
-from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

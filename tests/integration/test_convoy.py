@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import BeadStore, Convoy, Polecat, parse_resource
 from tests.helpers import (
     WORKER_COMMAND,
@@ -28,7 +29,6 @@ from tests.helpers import (
     worker_env,
     write_beads,
 )
-from worker.settings import Settings
 from workflows.names import pool_names
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from bridge.kubernetes import FINALIZER
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import Polecat
 from tests.helpers import (
     GitRig,
@@ -31,7 +32,6 @@ from tests.helpers import (
 )
 from tests.integration.conftest import SECRET_PATH, Cluster, Webhook
 from tests.integration.test_cli import gastown
-from worker.settings import Settings
 
 
 async def test_kubectl_apply_runs_a_polecat_and_status_comes_back(

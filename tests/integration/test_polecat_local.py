@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from bridge.reconcile import Reconciler, workflow_id_of
+from client.settings import Settings
 from crds import Polecat, Rig
 from tests.helpers import (
     WORKER_COMMAND,
@@ -28,7 +29,6 @@ from tests.helpers import (
     worker_env,
 )
 from tests.helpers import reach as reach_phase
-from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

@@ -19,11 +19,11 @@ from temporalio.client import Client
 
 from activities.pod_entrypoint import NO_COMMITS
 from bridge.reconcile import Reconciler, workflow_id_of
+from client.settings import Settings
 from crds import Polecat, Rig, parse_resource
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import parsed, reach, terminate_running
 from worker.main import build_worker
-from worker.settings import Settings
 
 SECRET_VALUE = "sk-ant-api03-THIS-MUST-NEVER-LEAK-8d3f"
 

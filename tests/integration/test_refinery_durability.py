@@ -19,6 +19,7 @@ import pytest
 from git import Repo
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import Refinery
 from tests.helpers import (
     WORKER_COMMAND,
@@ -32,7 +33,6 @@ from tests.helpers import (
     wait_until,
     worker_env,
 )
-from worker.settings import Settings
 
 # Blocks forever, once, if its `armed-<name>` file exists (renamed to `reached-<name>`: it got there).
 BLOCK_ONCE = """

@@ -18,7 +18,8 @@ from temporalio.client import Client, ScheduleIntervalSpec, ScheduleOverlapPolic
 from temporalio.service import RPCError, RPCStatusCode
 
 from bridge.reconcile import Reconciler
-from bridge.render import describe
+from cli.render import describe
+from client.settings import Settings
 from crds import InvalidResource, Polecat, Witness, parse_resource
 from tests.helpers import (
     GitRig,
@@ -33,7 +34,6 @@ from tests.helpers import (
     witness_manifest,
 )
 from tests.integration.conftest import Webhook
-from worker.settings import Settings
 
 pytestmark = pytest.mark.usefixtures("worker")
 

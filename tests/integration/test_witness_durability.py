@@ -9,6 +9,7 @@ import libtmux
 from temporalio.client import Client
 
 from bridge.reconcile import Reconciler
+from client.settings import Settings
 from crds import Witness
 from tests.helpers import (
     GitRig,
@@ -23,7 +24,6 @@ from tests.helpers import (
 )
 from tests.integration.conftest import Webhook
 from worker.main import build_worker
-from worker.settings import Settings
 
 
 async def test_one_alert_across_a_worker_restart(

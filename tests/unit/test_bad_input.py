@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import manifests
 from bridge.kubernetes import _resource
+from cli import manifests
 from crds import InvalidResource, Resource
 from tests.helpers import REPO_ROOT
 

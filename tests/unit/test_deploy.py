@@ -15,9 +15,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bridge.cli import cli
+from cli.commands import cli
+from contracts import attributes
 from tests.helpers import KUBECTL, REPO_ROOT
-from workflows import attributes
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_dockerfile_copies_what_exists() -> None:
     assert 'ENTRYPOINT ["gastown"]' in dockerfile
     assert 'CMD ["worker"]' in dockerfile
     project = (REPO_ROOT / "pyproject.toml").read_text()
-    assert 'gastown = "bridge.cli:main"' in project
+    assert 'gastown = "cli.commands:main"' in project
 
 
 def test_the_worker_can_have_a_git_key(rendered: list[dict[str, Any]]) -> None:

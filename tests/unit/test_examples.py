@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.manifests import load
+from cli.manifests import load
 from tests.helpers import REPO_ROOT
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.manifests import load
+from cli.manifests import load
 from crds import InvalidResource
 
 RIG = (

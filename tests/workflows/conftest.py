@@ -16,8 +16,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from contracts import attributes
 from tests.helpers import wait_until
-from workflows import attributes
 
 S = TypeVar("S", bound=BaseModel)
 

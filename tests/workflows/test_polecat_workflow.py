@@ -22,12 +22,12 @@ from temporalio.worker import Replayer
 from activities.beads import Bead, BeadLookup
 from activities.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from activities.tmux import AgentExit, AgentLaunch, AgentSession
+from contracts import attributes
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
 from tests.helpers import polecat, rig
 from tests.workflows.conftest import Starter, status_when
-from workflows import attributes
 from workflows.polecat import PolecatInput, PolecatWorkflow
 
 

@@ -29,13 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.health import HealthReport, HealthRequest, PolecatHealth, report
     from activities.notify import MailMessage, SlackMessage
     from activities.schedules import ScheduleRequest
+    from contracts import attributes
     from crds import Witness
     from crds.polecat import MAX_RESTARTS
     from crds.witness import WitnessStatus, webhook_reference
     from tests.conftest import start_time_skipping
     from tests.helpers import parsed, wait_until
     from tests.workflows.conftest import rolled_over_and_replays
-    from workflows import attributes
     from workflows.polecat import Remedy
     from workflows.witness import TICK, WitnessInput, WitnessTickWorkflow, WitnessWorkflow
 

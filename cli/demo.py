@@ -1,7 +1,7 @@
 """`gastown demo`: the whole town at work on a sample rig, on the embedded runtime.
 
 From nothing: the embedded runtime, a sample project in a temporary directory
-and the town of `bridge.town` applied through the same reconcile core as
+and the town of `cli.town` applied through the same reconcile core as
 `gastown apply`. A live board shows each bead's polecat, the Refinery and
 what the Witness told the webhook the demo listens on; at the end, a summary
 table, main's graph and where each history is in the Temporal UI. Everything
@@ -25,13 +25,13 @@ import click
 from aiohttp import web
 
 from bridge.reconcile import NotFound, Reconciler, workflow_id_of
-from bridge.town import BEADS, BEADSTORE, CONVOY, FAILS, NAMESPACE, REFINERY, RIG, STALLS, WITNESS, make_town
+from cli.town import BEADS, BEADSTORE, CONVOY, FAILS, NAMESPACE, REFINERY, RIG, STALLS, WITNESS, make_town
+from client.connection import connect
+from client.settings import Settings
 from crds import BeadStore, Convoy, Polecat, Refinery, Rig, Witness, parse_resource
 from crds.common import Resource
 from crds.polecat import PolecatStatus
-from worker.client import connect
 from worker.embedded import EmbeddedRuntime
-from worker.settings import Settings
 
 TIMEOUT = 110.0  # the demo's promise is under two minutes
 WEBHOOK_PATH = "/services/demo/webhook"

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import PayloadLimitsConfig
 
-from worker.settings import Settings
+from client.settings import Settings
 
 log = logging.getLogger(__name__)
 

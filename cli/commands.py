@@ -20,14 +20,14 @@ from typing import Any, NoReturn
 import click
 import yaml
 
-from bridge import manifests, render
 from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
+from cli import manifests, render
+from client.connection import connect
+from client.settings import Settings
 from crds import InvalidResource, Polecat, Refinery, Resource, kind_for
 from crds.common import check_branch_name
 from crds.generate import generate
-from worker.client import connect
 from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, wait_for_server
-from worker.settings import Settings
 from workflows.refinery import EnqueueRequest
 
 EXIT_REFUSED = 1
@@ -120,7 +120,7 @@ async def up() -> None:
 @_run
 async def demo() -> None:
     """Run one polecat on a sample rig on the embedded runtime, and narrate it."""
-    from bridge.demo import run_demo
+    from cli.demo import run_demo
 
     await run_demo(_settings())
 
