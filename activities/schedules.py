@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import (
     Client,
@@ -25,26 +24,19 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-
-class ScheduleRequest(BaseModel):
-    schedule_id: str
-    every: timedelta
-    workflow: str  # the workflow type each run starts
-    run_id: str  # its workflow id (the server appends the time)
-    arg: str  # its one argument
-    task_queue: str
-    note: str  # shown in the UI
+from contracts import schedules
+from contracts.schedules import ScheduleRequest
 
 
 def _spec(every: timedelta) -> ScheduleSpec:
     return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
 
 
-class ScheduleActivities:
+class ScheduleActivities(schedules.ScheduleActivities):
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name="schedules.ensure")
+    @activity.defn(name=schedules.ENSURE)
     async def ensure(self, request: ScheduleRequest) -> None:
         schedule = Schedule(
             action=ScheduleActionStartWorkflow(
@@ -71,7 +63,7 @@ class ScheduleActivities:
 
         await self.client.get_schedule_handle(request.schedule_id).update(follow_spec)
 
-    @activity.defn(name="schedules.delete")
+    @activity.defn(name=schedules.DELETE)
     async def delete(self, schedule_id: str) -> None:
         try:
             await self.client.get_schedule_handle(schedule_id).delete()

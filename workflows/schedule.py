@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.schedules import ScheduleActivities, ScheduleRequest
+    from contracts.schedules import ScheduleActivities, ScheduleRequest
 
 SHORT = timedelta(minutes=2)
 

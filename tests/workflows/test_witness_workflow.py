@@ -28,8 +28,8 @@ from temporalio.worker import Worker
 with workflow.unsafe.imports_passed_through():
     from activities.health import HealthReport, HealthRequest, PolecatHealth, report
     from activities.notify import MailMessage, SlackMessage
-    from activities.schedules import ScheduleRequest
-    from contracts import attributes
+    from contracts import attributes, schedules
+    from contracts.schedules import ScheduleRequest
     from crds import Witness
     from crds.polecat import MAX_RESTARTS
     from crds.witness import WitnessStatus, webhook_reference
@@ -166,11 +166,11 @@ class Town:
     async def notify_email(self, message: MailMessage) -> None:
         self.mail.append(message)
 
-    @activity.defn(name="schedules.ensure")
+    @activity.defn(name=schedules.ENSURE)
     async def ensure(self, request: ScheduleRequest) -> None:
         pass
 
-    @activity.defn(name="schedules.delete")
+    @activity.defn(name=schedules.DELETE)
     async def delete(self, schedule_id: str) -> None:
         pass
 
