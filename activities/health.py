@@ -17,20 +17,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client
 
 from activities.git import worktree_path
 from activities.kube import KubeConnection
 from activities.visibility import describe_running, rig_polecats
-from contracts import attributes
+from contracts import attributes, health
+from contracts.health import HealthReport, HealthRequest, PolecatHealth
 from crds.polecat import PolecatStatus
 
 MESSAGE_CHARS = 300
@@ -38,52 +38,20 @@ MESSAGE_CHARS = 300
 POD_READS = 16
 
 
-class HealthRequest(BaseModel):
-    rig: str
-    quiet_after: timedelta  # a Working polecat quiet this long is reported in full
-    watching: list[str] = Field(default_factory=list)  # `<ns>/<name>`s always reported in full
-
-
-class PolecatHealth(BaseModel):
-    """One polecat as the Witness judges it."""
-
-    namespace: str
-    name: str
-    uid: str | None
-    phase: str
-    bead_id: str | None = None
-    restarts: int = 0
-    working_since: datetime | None = None  # the current attempt's start
-    completion_time: datetime | None = None
-    reason: str = ""  # of its latest phase change
-    message: str = ""
-    quiet_for: float | None = None  # seconds since visible progress; None: not visible from here
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-class HealthReport(BaseModel):
-    monitored: int = 0  # the rig's polecats, but Terminated ones
-    failed: int = 0
-    notable: list[PolecatHealth] = Field(default_factory=list)  # Failed, quiet, or watched
-
-
-class HealthActivities:
+class HealthActivities(health.HealthActivities):
     def __init__(self, client: Client, home: Path, connection: KubeConnection) -> None:
         self.client = client
         self.home = home
         self.connection = connection
 
-    @activity.defn(name="health.observe")
+    @activity.defn(name=health.OBSERVE)
     async def observe(self, request: HealthRequest) -> HealthReport:
         """The rig's polecats: counts, and in full those Failed, quiet for `quiet_after`, or watched."""
         query = rig_polecats(request.rig)
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
         return report(await self._look(memos), request)
 
-    @activity.defn(name="health.recheck")
+    @activity.defn(name=health.RECHECK)
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
         """Polecats read again from their own workflows, right before an action: never behind."""
         memos = []

@@ -30,25 +30,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kube import KubeConnection
 from activities.private_files import write_private
+from contracts import notify
+from contracts.notify import MailMessage, SlackMessage
 from contracts.status import StatusTarget
 from crds.witness import redacted_url, webhook_reference
 
 SLACK_TIMEOUT = 10.0  # seconds
 SMTP_TIMEOUT = 20.0
-
-
-class SlackMessage(BaseModel):
-    witness: str  # `<namespace>/<name>`: whose webhook
-    reference: str  # the spec's stand-in for the URL (a digest)
-    channel: str | None = None
-    text: str
-    target: StatusTarget | None = None  # set when the Witness is a CR: the URL is read from it
-
-
-class MailMessage(BaseModel):
-    to: str
-    subject: str
-    text: str
 
 
 class SmtpSettings(BaseModel):
@@ -77,13 +65,13 @@ def forget_webhook(home: Path, witness: str) -> None:
     webhook_file(home, witness).unlink(missing_ok=True)
 
 
-class NotifyActivities:
+class NotifyActivities(notify.NotifyActivities):
     def __init__(self, home: Path, connection: KubeConnection, smtp: SmtpSettings) -> None:
         self.home = home
         self.connection = connection
         self.smtp = smtp
 
-    @activity.defn(name="notify.slack")
+    @activity.defn(name=notify.SLACK)
     async def slack(self, message: SlackMessage) -> None:
         """POST `{"channel", "text"}` to the Witness's webhook."""
         url = await self._webhook(message)
@@ -150,7 +138,7 @@ class NotifyActivities:
         slack = (spec.get("notifications") or {}).get("slack") or {}
         return str(slack.get("webhookURL") or "")
 
-    @activity.defn(name="notify.email")
+    @activity.defn(name=notify.EMAIL)
     async def email(self, message: MailMessage) -> None:
         """Send the alert to `notifications.email.to` through the worker's SMTP server."""
         if not self.smtp.host:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -39,9 +41,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.health import HealthActivities, HealthReport, HealthRequest, PolecatHealth
-    from activities.notify import MailMessage, SlackMessage
     from contracts import attributes
+    from contracts.health import HealthActivities, HealthReport, HealthRequest, PolecatHealth
+    from contracts.notify import MailMessage, NotifyActivities, SlackMessage
     from contracts.status import EventNote, StatusTarget
     from crds.common import parse_duration
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
@@ -53,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rig import release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 
+M = TypeVar("M", bound=BaseModel)  # a notification message
 TICK = "WitnessTick"
 LOOK = timedelta(minutes=1)
 # Notifications are retried with backoff for about an hour, then given up (and said so in the status).
@@ -384,7 +387,7 @@ class WitnessWorkflow:
         text = "\n".join(
             [head, *lines[:20], *([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])]
         )
-        sends: list[tuple[str, str, BaseModel]] = []
+        sends: list[Coroutine[Any, Any, None]] = []
         if notifications.slack is not None:
             message = SlackMessage(
                 witness=self._key(),
@@ -393,19 +396,21 @@ class WitnessWorkflow:
                 text=text,
                 target=self.status_target,
             )
-            sends.append(("Slack", "notify.slack", message))
+            sends.append(self._deliver("Slack", NotifyActivities.slack, message))
         if notifications.email is not None:
             subject = f"[gastown] {head}: " + ", ".join(f"{a.polecat} {a.type}" for a in alerts[:3])
             mail = MailMessage(to=notifications.email.to, subject=subject[:200], text=text)
-            sends.append(("email", "notify.email", mail))
-        for channel, activity, argument in sends:
-            task = asyncio.create_task(self._deliver(channel, activity, argument))
+            sends.append(self._deliver("email", NotifyActivities.email, mail))
+        for send in sends:
+            task = asyncio.create_task(send)
             self.notifying.add(task)
             task.add_done_callback(self.notifying.discard)
 
-    async def _deliver(self, channel: str, activity: str, argument: BaseModel) -> None:
+    async def _deliver(
+        self, channel: str, activity: Callable[[NotifyActivities, M], Awaitable[None]], argument: M
+    ) -> None:
         try:
-            await workflow.execute_activity(
+            await workflow.execute_activity_method(
                 activity,
                 argument,
                 start_to_close_timeout=timedelta(seconds=30),

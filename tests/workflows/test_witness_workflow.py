@@ -26,9 +26,10 @@ from temporalio.worker import Worker
 # This module defines a workflow (the fake Polecat): the sandbox re-imports it, so what it uses is
 # passed through, as in the workflows' own modules.
 with workflow.unsafe.imports_passed_through():
-    from activities.health import HealthReport, HealthRequest, PolecatHealth, report
-    from activities.notify import MailMessage, SlackMessage
-    from contracts import attributes, schedules
+    from activities.health import report
+    from contracts import attributes, health, notify, schedules
+    from contracts.health import HealthReport, HealthRequest, PolecatHealth
+    from contracts.notify import MailMessage, SlackMessage
     from contracts.schedules import ScheduleRequest
     from crds import Witness
     from crds.polecat import MAX_RESTARTS
@@ -145,12 +146,12 @@ class Town:
             health.quiet_for = (now - state.last_progress).total_seconds()
         return health
 
-    @activity.defn(name="health.observe")
+    @activity.defn(name=health.OBSERVE)
     async def observe(self, request: HealthRequest) -> HealthReport:
         found = [await self._read(key) for key in self.keys]
         return report([health for health in found if health], request)
 
-    @activity.defn(name="health.recheck")
+    @activity.defn(name=health.RECHECK)
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
         self.rechecks.append(keys)
         if self.progress_on_recheck:
@@ -158,11 +159,11 @@ class Town:
                 await self.polecat(key.split("/", 1)[1]).signal("progress")
         return [health for health in [await self._read(key) for key in keys] if health]
 
-    @activity.defn(name="notify.slack")
+    @activity.defn(name=notify.SLACK)
     async def notify_slack(self, message: SlackMessage) -> None:
         self.slack.append(message)
 
-    @activity.defn(name="notify.email")
+    @activity.defn(name=notify.EMAIL)
     async def notify_email(self, message: MailMessage) -> None:
         self.mail.append(message)
 
