@@ -29,7 +29,8 @@ from temporalio.client import Client
 from activities.git import worktree_path
 from activities.kube import KubeConnection
 from activities.visibility import describe_running, rig_polecats
-from contracts import attributes, health
+from contracts import attributes
+from contracts import health as contract
 from contracts.health import HealthReport, HealthRequest, PolecatHealth
 from crds.polecat import PolecatStatus
 
@@ -38,20 +39,20 @@ MESSAGE_CHARS = 300
 POD_READS = 16
 
 
-class HealthActivities(health.HealthActivities):
+class HealthActivities(contract.HealthActivities):
     def __init__(self, client: Client, home: Path, connection: KubeConnection) -> None:
         self.client = client
         self.home = home
         self.connection = connection
 
-    @activity.defn(name=health.OBSERVE)
+    @activity.defn(name=contract.OBSERVE)
     async def observe(self, request: HealthRequest) -> HealthReport:
         """The rig's polecats: counts, and in full those Failed, quiet for `quiet_after`, or watched."""
         query = rig_polecats(request.rig)
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
         return report(await self._look(memos), request)
 
-    @activity.defn(name=health.RECHECK)
+    @activity.defn(name=contract.RECHECK)
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
         """Polecats read again from their own workflows, right before an action: never behind."""
         memos = []

@@ -15,6 +15,7 @@ from kubernetes.aio import client, config
 from kubernetes.aio.client.exceptions import ApiException
 from temporalio import activity
 
+from contracts import status as contract
 from contracts.status import EventNote, StatusTarget, StatusUpdate
 from crds.common import rfc3339
 
@@ -59,11 +60,11 @@ class _ApiClientContext:
             await self.client.close()
 
 
-class KubeActivities:
+class KubeActivities(contract.KubeActivities):
     def __init__(self, connection: KubeConnection) -> None:
         self.connection = connection
 
-    @activity.defn(name="kube.publish_status")
+    @activity.defn(name=contract.PUBLISH_STATUS)
     async def publish_status(self, update: StatusUpdate) -> None:
         """Write the status subresource and post the Events. A resource that is gone is done."""
         async with self.connection.api() as api:

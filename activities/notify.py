@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.kube import KubeConnection
 from activities.private_files import write_private
-from contracts import notify
+from contracts import notify as contract
 from contracts.notify import MailMessage, SlackMessage
 from contracts.status import StatusTarget
 from crds.witness import redacted_url, webhook_reference
@@ -65,13 +65,13 @@ def forget_webhook(home: Path, witness: str) -> None:
     webhook_file(home, witness).unlink(missing_ok=True)
 
 
-class NotifyActivities(notify.NotifyActivities):
+class NotifyActivities(contract.NotifyActivities):
     def __init__(self, home: Path, connection: KubeConnection, smtp: SmtpSettings) -> None:
         self.home = home
         self.connection = connection
         self.smtp = smtp
 
-    @activity.defn(name=notify.SLACK)
+    @activity.defn(name=contract.SLACK)
     async def slack(self, message: SlackMessage) -> None:
         """POST `{"channel", "text"}` to the Witness's webhook."""
         url = await self._webhook(message)
@@ -138,7 +138,7 @@ class NotifyActivities(notify.NotifyActivities):
         slack = (spec.get("notifications") or {}).get("slack") or {}
         return str(slack.get("webhookURL") or "")
 
-    @activity.defn(name=notify.EMAIL)
+    @activity.defn(name=contract.EMAIL)
     async def email(self, message: MailMessage) -> None:
         """Send the alert to `notifications.email.to` through the worker's SMTP server."""
         if not self.smtp.host:

@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts import schedules
+from contracts import schedules as contract
 from contracts.schedules import ScheduleRequest
 
 
@@ -32,11 +32,11 @@ def _spec(every: timedelta) -> ScheduleSpec:
     return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
 
 
-class ScheduleActivities(schedules.ScheduleActivities):
+class ScheduleActivities(contract.ScheduleActivities):
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name=schedules.ENSURE)
+    @activity.defn(name=contract.ENSURE)
     async def ensure(self, request: ScheduleRequest) -> None:
         schedule = Schedule(
             action=ScheduleActionStartWorkflow(
@@ -63,7 +63,7 @@ class ScheduleActivities(schedules.ScheduleActivities):
 
         await self.client.get_schedule_handle(request.schedule_id).update(follow_spec)
 
-    @activity.defn(name=schedules.DELETE)
+    @activity.defn(name=contract.DELETE)
     async def delete(self, schedule_id: str) -> None:
         try:
             await self.client.get_schedule_handle(schedule_id).delete()

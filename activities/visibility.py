@@ -7,16 +7,15 @@ count comes from visibility, one query however many workflows it covers.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import attributes
+from contracts import visibility as contract
+from contracts.visibility import CountWatch, FinishedPolecat, FinishedPolecats, SucceededWatch
 from crds.polecat import LIVE_PHASES, PolecatStatus
 
 
@@ -31,38 +30,6 @@ async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutio
     return description if description.status == WorkflowExecutionStatus.RUNNING else None
 
 
-class CountWatch(BaseModel):
-    rig: str
-    seen: int  # the count the rig shows
-    poll: float = 1.0
-    limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
-
-
-class SucceededWatch(BaseModel):
-    rig: str
-    seen: str | None  # digest of what the refinery has; None: answer at once
-    poll: float = 1.0
-    limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
-
-
-class FinishedPolecat(BaseModel):
-    """A Succeeded polecat whose branch no refinery has merged yet."""
-
-    namespace: str
-    name: str
-    uid: str | None
-    branch: str
-    commit: str | None
-    bead_id: str | None
-
-
-class FinishedPolecats(BaseModel):
-    polecats: list[FinishedPolecat] = Field(default_factory=list)
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
-
 def rig_polecats(rig: str, *phases: str) -> str:
     """The visibility query of a rig's running polecats (in one of `phases`, if any are given)."""
     query = f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{rig}' AND ExecutionStatus = 'Running'"
@@ -72,11 +39,11 @@ def rig_polecats(rig: str, *phases: str) -> str:
     return query
 
 
-class VisibilityActivities:
+class VisibilityActivities(contract.VisibilityActivities):
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    @activity.defn(name="visibility.watch_polecat_count")
+    @activity.defn(name=contract.WATCH_POLECAT_COUNT)
     async def watch_polecat_count(self, watch: CountWatch) -> int:
         """The rig's live polecats, as soon as their number differs from `seen`."""
         query = rig_polecats(watch.rig, *LIVE_PHASES)
@@ -88,7 +55,7 @@ class VisibilityActivities:
             activity.heartbeat()
             await asyncio.sleep(watch.poll)
 
-    @activity.defn(name="visibility.watch_succeeded")
+    @activity.defn(name=contract.WATCH_SUCCEEDED)
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
         """The rig's Succeeded polecats not yet merged, as soon as they differ from `seen`; one query a look."""
         query = rig_polecats(watch.rig, "Succeeded")

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from temporalio import activity
+
+PUBLISH_STATUS = "kube.publish_status"
 
 
 class StatusTarget(BaseModel):
@@ -34,3 +37,10 @@ class StatusUpdate(BaseModel):
     status: dict[str, Any]
     observed_generation: int | None = None
     events: list[EventNote] = []
+
+
+class KubeActivities:
+    @activity.defn(name=PUBLISH_STATUS)
+    async def publish_status(self, update: StatusUpdate) -> None:
+        """Write the status subresource and post the Events. A resource that is gone is done."""
+        raise NotImplementedError

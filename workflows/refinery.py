@@ -53,9 +53,9 @@ with workflow.unsafe.imports_passed_through():
         PrepareRequest,
         Recipe,
     )
-    from activities.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
     from contracts import attributes, heartbeats
     from contracts.status import EventNote, StatusTarget
+    from contracts.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
     from crds.common import check_branch_name, parse_duration
     from crds.refinery import (
         APPROVE_ANNOTATION,

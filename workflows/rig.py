@@ -29,9 +29,9 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.git import RigCheck
-    from activities.visibility import CountWatch, VisibilityActivities
     from contracts import attributes, heartbeats
     from contracts.status import EventNote, StatusTarget
+    from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
     from workflows.history import HISTORY_LIMIT, continue_as_new, history_full

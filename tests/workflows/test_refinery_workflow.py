@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest
-from activities.visibility import FinishedPolecats, SucceededWatch
+from contracts.visibility import FinishedPolecats, SucceededWatch
 from crds import Refinery, Rig
 from crds.refinery import CheckResult, RefineryStatus
 from tests.helpers import parsed

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.git import RigCheck
-from activities.visibility import CountWatch
+from contracts.visibility import CountWatch
 from crds.rig import Rig, RigSpec
 from tests.helpers import rig, wait_until
 from workflows.rig import NameRequest, RigInput, RigWorkflow
