@@ -15,9 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.kube import KubeActivities
     from contracts import attributes
-    from contracts.status import EventNote, StatusTarget, StatusUpdate
+    from contracts.status import EventNote, KubeActivities, StatusTarget, StatusUpdate
     from crds.common import ApiModel
 
 MAX_PENDING_EVENTS = 20
