@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from activities.beads import Bead
+from contracts.beads import Bead
 from crds.polecat import AgentConfig, PolecatSpec
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -27,6 +27,8 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeats import heartbeating
 from activities.visibility import describe_running
 from contracts import attributes
+from contracts import beads as contract
+from contracts.beads import Bead, BeadLookup, SyncReport, SyncRequest
 from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
 
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
@@ -34,22 +36,6 @@ MAX_ERRORS = 20
 MAX_UNKNOWN_NAMES = 5
 STABLE_READ_ATTEMPTS = 20
 SETTLE_SECONDS = 0.05  # how long a file that ends mid-line must stay unchanged to be taken as whole
-
-
-class Bead(BaseModel):
-    """One beads issue, the fields Gas Town reads; unknown fields are kept aside, not fatal."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    title: str = ""
-    description: str = ""
-    acceptance_criteria: str = ""
-    status: str = "open"
-    priority: int = 2
-    issue_type: str = "task"
-    labels: list[str] = Field(default_factory=list)
-    closed_at: str | None = None
 
 
 KNOWN_FIELDS = {
@@ -231,30 +217,10 @@ def read_source(source: BeadSource, checkout: str | None, filters: BeadFilters |
     return READERS[source.type](source_path(source.path, checkout), statuses, labels)
 
 
-class SyncRequest(BaseModel):
-    source: BeadSource
-    filters: BeadFilters | None = None
-    checkout: str | None = None  # the rig's localPath
-
-
-class SyncReport(BaseModel):
-    """One sync: what was read, and every problem met (bad data) or the reason it could not read (error)."""
-
-    issue_count: int = 0
-    problems: list[str] = Field(default_factory=list)
-    error: str | None = None
-
-
-class BeadLookup(BaseModel):
-    source: BeadSource  # the rig's BeadStore's
-    checkout: str | None  # the rig's localPath
-    bead_ids: list[str]
-
-
-class BeadActivities:
+class BeadActivities(contract.BeadActivities):
     """Reading a rig's beads for its BeadStore and its polecats."""
 
-    @activity.defn(name="beads.sync")
+    @activity.defn(name=contract.SYNC)
     @heartbeating
     async def sync(self, request: SyncRequest) -> SyncReport:
         try:
@@ -273,7 +239,7 @@ class BeadActivities:
             )
         return SyncReport(issue_count=len(snapshot.beads), problems=problems[:MAX_ERRORS])
 
-    @activity.defn(name="beads.find")
+    @activity.defn(name=contract.FIND)
     @heartbeating
     async def find(self, lookup: BeadLookup) -> list[Bead]:
         """The beads asked for, unfiltered: a closed bead is found, and seen closed."""

@@ -16,13 +16,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.gitlocks import clear_stale_locks, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from activities.pod_entrypoint import own_commits
+from contracts import git as contract
+from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from crds.common import short_uid
 from crds.rig import RigSpec
 
@@ -31,39 +32,6 @@ REMOTE_TIMEOUT = 20  # seconds a rig's remote has to answer `git ls-remote`
 # Concurrent `git fetch` / `worktree add` on one repository race for the same
 # lock files; serialise them per repository within this worker.
 _repo_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-
-
-class WorktreeRequest(BaseModel):
-    rig_name: str
-    rig: RigSpec
-    namespace: str
-    polecat: str
-    uid: str
-    branch: str
-
-
-class Worktree(BaseModel):
-    path: str
-    branch: str
-    base: str
-
-
-class BranchRequest(BaseModel):
-    worktree: str
-    branch: str
-
-
-class RigCheck(BaseModel):
-    ready: bool = False
-    reason: str  # CamelCase, the Ready condition's reason
-    message: str
-
-
-class BranchResult(BaseModel):
-    branch: str
-    commit: str
-    pushed: bool
-    own_commits: int | None = None  # commits only this branch has (None in histories from before)
 
 
 def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
@@ -102,13 +70,13 @@ def _branch_exists(repo: Repo, ref: str) -> bool:
         return False
 
 
-class GitActivities:
+class GitActivities(contract.GitActivities):
     """Git work of one worker; worktrees live under `<home>/worktrees/`."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
 
-    @activity.defn(name="git.prepare_worktree")
+    @activity.defn(name=contract.PREPARE_WORKTREE)
     @heartbeating
     async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         """A worktree of the rig's checkout on the polecat's branch, from defaultBranch."""
@@ -142,13 +110,13 @@ class GitActivities:
                 repo.git.worktree("add", "--no-track", "-b", request.branch, str(path), base)
         return Worktree(path=str(path), branch=request.branch, base=base)
 
-    @activity.defn(name="git.publish_branch")
+    @activity.defn(name=contract.PUBLISH_BRANCH)
     @heartbeating
     async def publish_branch(self, request: BranchRequest) -> BranchResult:
         """The branch's head commit, pushed to origin when the rig has one."""
         return await asyncio.to_thread(_publish_branch, request)
 
-    @activity.defn(name="git.check_rig")
+    @activity.defn(name=contract.CHECK_RIG)
     async def check_rig(self, rig: RigSpec) -> RigCheck:
         """Whether the rig's checkout (and remote, with a gitURL) is usable, and why not."""
         return await asyncio.to_thread(_check_rig, rig)

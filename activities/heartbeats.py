@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
 
@@ -22,7 +22,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def heartbeating(body: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def heartbeating(body: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(body)
     async def beating(*args: P.args, **kwargs: P.kwargs) -> R:
         async def beat() -> None:

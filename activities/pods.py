@@ -25,9 +25,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import NAMED_AGENTS, agent_command, agent_environment, prompt_for
-from activities.beads import Bead
 from activities.kube import KubeConnection
 from activities.pod_entrypoint import NO_COMMITS
+from contracts.beads import Bead
 from crds.common import short_uid
 from crds.polecat import Polecat, ResourceList
 

@@ -29,9 +29,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
-from activities.beads import Bead
 from activities.heartbeats import heartbeating
 from activities.private_files import write_private
+from contracts.beads import Bead
 from crds.common import short_uid
 from crds.polecat import Polecat
 

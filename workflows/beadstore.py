@@ -26,8 +26,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.beads import BeadActivities, SyncReport, SyncRequest
     from contracts import attributes, heartbeats
+    from contracts.beads import BeadActivities, SyncReport, SyncRequest
     from contracts.status import EventNote, StatusTarget
     from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
     from crds.common import parse_duration

@@ -26,11 +26,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agents import NAMED_AGENTS
-    from activities.beads import Bead, BeadActivities, BeadLookup
-    from activities.git import BranchRequest, GitActivities, WorktreeRequest
     from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
     from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
     from contracts import attributes, heartbeats
+    from contracts.beads import Bead, BeadActivities, BeadLookup
+    from contracts.git import BranchRequest, GitActivities, WorktreeRequest
     from contracts.status import EventNote, StatusTarget
     from crds.beadstore import BeadSource
     from crds.common import set_condition

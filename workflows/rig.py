@@ -28,8 +28,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.git import RigCheck
     from contracts import attributes, heartbeats
+    from contracts.git import RigCheck
     from contracts.status import EventNote, StatusTarget
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition

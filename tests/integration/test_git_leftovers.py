@@ -17,9 +17,10 @@ from pathlib import Path
 from git import Actor, Repo
 from temporalio.testing import ActivityEnvironment
 
-from activities.git import GitActivities, Worktree, WorktreeRequest, worktree_path
+from activities.git import GitActivities, worktree_path
 from activities.gitlocks import clear_stale_locks
 from activities.merges import CheckRequest, MergeActivities
+from contracts.git import Worktree, WorktreeRequest
 from crds.rig import RigSpec
 from tests.helpers import GitRig, wait_until
 from tests.integration.test_merges import prepare, recipe

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from activities.agents import AgentCommand, agent_command, prompt_for
-from activities.beads import Bead
+from contracts.beads import Bead
 from crds.polecat import PolecatSpec
 
 PROMPT = 'fix it"; rm -rf / #'

@@ -9,8 +9,8 @@ import kubernetes_validate
 import pytest
 
 from activities.agents import agent_command, prompt_for
-from activities.beads import Bead
 from activities.pods import AGENT_DIR, build_pod, pod_name
+from contracts.beads import Bead
 from crds.polecat import Polecat
 from tests.helpers import polecat
 

@@ -19,10 +19,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.beads import Bead, BeadLookup
-from activities.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from activities.tmux import AgentExit, AgentLaunch, AgentSession
 from contracts import attributes
+from contracts.beads import Bead, BeadLookup
+from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
