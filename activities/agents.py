@@ -244,11 +244,6 @@ def custom(config: AgentConfig) -> AgentCommand:
     return AgentCommand(list(config.command or []), env, keys)
 
 
-# The agents a polecat knows by name. Their exit status does not prove work (aider exits 0 when it
-# gave up on the model): such a polecat succeeds only with a commit on its branch.
-NAMED_AGENTS = ("claude-code", "opencode", "aider")
-
-
 def agent_command(spec: PolecatSpec, prompt: str, environ: Mapping[str, str], agent_dir: str) -> AgentCommand:
     """The argv, extra environment, key references, files and warnings for the polecat's agent.
 

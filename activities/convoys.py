@@ -9,15 +9,12 @@ are resources a person can list, and the same `PolecatStore` interface.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
-from datetime import timedelta
 from typing import Any, Protocol, cast
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
@@ -27,12 +24,20 @@ from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
 from contracts import attributes
+from contracts import convoys as contract
+from contracts.convoys import (
+    ConvoySnapshot,
+    PolecatSeen,
+    RemoveRequest,
+    SpawnRequest,
+    WatchRequest,
+    holder_prefix,
+)
 from crds import GROUP, VERSION
 from crds.convoy import Convoy
 from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
 
 CONVOY_LABEL = f"{GROUP}/convoy"
-WATCH_POLL = 0.5  # seconds between looks at the convoy's polecats: status follows within a second
 BEAD_POLL = 5.0  # seconds between reads of the bead store (closed beads)
 
 
@@ -50,45 +55,6 @@ class PolecatStore(Protocol):
 
 class PolecatRefused(ValueError):
     """The store refused the polecat: the lines say why."""
-
-
-class SpawnRequest(BaseModel):
-    convoy: Convoy  # metadata and spec as applied
-    bead_id: str
-    kubernetes: bool  # the convoy is a Kubernetes resource: its polecats are too
-
-
-class PolecatSeen(BaseModel):
-    name: str
-    bead_id: str
-    phase: str
-
-
-class ConvoySnapshot(BaseModel):
-    """What the convoy's beads look like now; equal snapshots mean nothing changed."""
-
-    polecats: list[PolecatSeen] = Field(default_factory=list)
-    closed: list[str] = Field(default_factory=list)
-    bead_error: str | None = None  # the bead store could not be read
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
-
-class WatchRequest(BaseModel):
-    namespace: str
-    rig: str | None
-    checkout: str | None  # the rig's localPath, for a relative bead store path
-    beads: list[str]
-    seen: str | None  # digest of the snapshot the convoy has; None: answer at once
-    poll: float = WATCH_POLL
-    limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
-
-
-class RemoveRequest(BaseModel):
-    namespace: str
-    names: list[str]
-    kubernetes: bool
 
 
 async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[str]) -> str:
@@ -113,11 +79,6 @@ async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[
         delay = min(delay * 2, 2.0)
 
 
-def holder_prefix(convoy: Convoy) -> str:
-    """How the rig knows the names a convoy holds: `convoy/<ns>/<name>#` + the bead."""
-    return f"convoy/{convoy.namespace}/{convoy.name}#"
-
-
 def spawned_polecat(convoy: Convoy, name: str, bead_id: str) -> Polecat:
     """The Polecat a convoy spawns for a bead: its template, on its rig, Working."""
     template = convoy.spec.polecat_template or PolecatTemplate()
@@ -136,7 +97,7 @@ def spawned_polecat(convoy: Convoy, name: str, bead_id: str) -> Polecat:
     )
 
 
-class ConvoyActivities:
+class ConvoyActivities(contract.ConvoyActivities):
     def __init__(self, client: Client, local: PolecatStore, connection: KubeConnection) -> None:
         self.client = client
         self.local = local
@@ -145,7 +106,7 @@ class ConvoyActivities:
     def _store(self, kubernetes: bool) -> PolecatStore:
         return KubePolecats(self.connection) if kubernetes else self.local
 
-    @activity.defn(name="convoy.spawn")
+    @activity.defn(name=contract.SPAWN)
     @heartbeating
     async def spawn(self, request: SpawnRequest) -> str:
         """Create (or adopt, on a retry) the convoy's polecat for a bead; its name comes from the rig."""
@@ -168,7 +129,7 @@ class ConvoyActivities:
                 return name  # created by an earlier attempt of this activity
             taken.append(name)  # someone else's polecat has that name here
 
-    @activity.defn(name="convoy.remove")
+    @activity.defn(name=contract.REMOVE)
     async def remove(self, request: RemoveRequest) -> None:
         """Delete the convoy's polecats (which stops their agents); one already gone is done."""
         store = self._store(request.kubernetes)
@@ -179,7 +140,7 @@ class ConvoyActivities:
 
         await asyncio.gather(*(one(name) for name in request.names))
 
-    @activity.defn(name="convoy.watch")
+    @activity.defn(name=contract.WATCH)
     async def watch(self, request: WatchRequest) -> ConvoySnapshot:
         """The convoy's polecats and closed beads, as soon as they differ from what the convoy has."""
         deadline = time.monotonic() + request.limit.total_seconds()

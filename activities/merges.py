@@ -27,12 +27,11 @@ import fcntl
 import os
 import signal
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from git import GitCommandError, Repo, SymbolicReference
 from git.cmd import Git
-from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -40,7 +39,9 @@ from activities.git import open_checkout
 from activities.gitlocks import clear_stale_locks, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from activities.tmux import tail_of, terminate_tree
-from crds.refinery import CheckResult, ConflictResolution, MergeStrategy, check_argv
+from contracts import merges as contract
+from contracts.merges import Candidate, CheckRequest, Landed, Part, PrepareRequest, Recipe
+from crds.refinery import CheckResult, check_argv
 from crds.rig import RigSpec
 
 IDENTITY = {"name": "Gas Town Refinery", "email": "refinery@gastown.invalid"}
@@ -54,67 +55,14 @@ _FIXED_CONFIG = {
 }
 
 
-class Part(BaseModel):
-    """One queued branch in a candidate."""
-
-    branch: str
-    head: str | None = None  # the commit taken; pinned when the candidate is prepared
-    polecat: str | None = None
-    namespace: str | None = None
-    bead_id: str | None = None
-
-
-class Recipe(BaseModel):
-    """Everything a candidate is made from; pinned (base and heads set), it always makes the same commit."""
-
-    rig: str
-    remote: str = ""  # the URL landed on; found when the candidate is prepared
-    target: str
-    strategy: MergeStrategy
-    resolution: ConflictResolution
-    refinery: str  # `<namespace>/<name>`, named in commit messages
-    when: datetime  # the commits' author and committer date
-    base: str | None = None
-    parts: list[Part]
-
-
-class Candidate(BaseModel):
-    recipe: Recipe
-    tip: str | None = None  # the commit to test and land; None: no part made it into the stack
-    stacked: list[str] = Field(default_factory=list)  # branches in the tip, in order
-    conflicts: dict[str, list[str]] = Field(default_factory=dict)  # branch -> conflicting files
-    missing: list[str] = Field(default_factory=list)  # branches not on the remote
-    already: list[str] = Field(default_factory=list)  # branches the target already holds
-
-
-class PrepareRequest(BaseModel):
-    rig: RigSpec
-    recipe: Recipe
-    # Stack on this candidate's tip instead of the target's latest commit: it is being landed now,
-    # and this one is made meanwhile, to land right after it.
-    on: Candidate | None = None
-
-
-class CheckRequest(BaseModel):
-    candidate: Candidate
-    commands: list[str]
-    timeout: timedelta
-
-
-class Landed(BaseModel):
-    commit: str
-    remote_head: str  # what the remote's target branch showed after the push
-    pruned: list[str] = Field(default_factory=list)  # landed branches, deleted unless they moved since
-
-
-class MergeActivities:
+class MergeActivities(contract.MergeActivities):
     def __init__(self, home: Path) -> None:
         self.home = home
 
     def _root(self, rig: str) -> Path:
         return self.home / "refinery" / rig
 
-    @activity.defn(name="merge.prepare")
+    @activity.defn(name=contract.PREPARE)
     @heartbeating
     async def prepare(self, request: PrepareRequest) -> Candidate:
         """Stack the recipe's branches on the target's latest commit; conflicts and gone branches are left out."""
@@ -140,7 +88,7 @@ class MergeActivities:
             parts = [part.model_copy(update={"head": heads.get(part.branch)}) for part in recipe.parts]
             return _build(repo, build, recipe.model_copy(update={"base": base, "parts": parts}))
 
-    @activity.defn(name="merge.check")
+    @activity.defn(name=contract.CHECK)
     @heartbeating
     async def check(self, request: CheckRequest) -> list[CheckResult]:
         """Run the checks in order in a clean worktree of the candidate; stops at the first that fails."""
@@ -160,7 +108,7 @@ class MergeActivities:
             _reset_worktree(repo, worktree, tip, scrub=True)
         return worktree
 
-    @activity.defn(name="merge.land")
+    @activity.defn(name=contract.LAND)
     @heartbeating
     async def land(self, candidate: Candidate) -> Landed:
         """Fast-forward the remote's target to the candidate's tip; TargetMoved if it moved since."""

@@ -20,16 +20,17 @@ from typing import Any, cast
 
 from kubernetes.aio import client, watch
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import NAMED_AGENTS, agent_command, agent_environment, prompt_for
+from activities.agents import agent_command, agent_environment, prompt_for
 from activities.kube import KubeConnection
 from activities.pod_entrypoint import NO_COMMITS
+from contracts import pods as contract
 from contracts.beads import Bead
+from contracts.pods import PodExit, PodLaunch, PodRef
 from crds.common import short_uid
-from crds.polecat import Polecat, ResourceList
+from crds.polecat import NAMED_AGENTS, Polecat, ResourceList
 
 UID = 65532  # the image's non-root user, as distroless images use
 HOME = "/home/polecat"
@@ -224,26 +225,6 @@ FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "C
 WATCH_SLICE_SECONDS = 5
 
 
-class PodLaunch(BaseModel):
-    polecat: Polecat
-    bead: Bead | None = None
-    attempt: int = 0  # restarts so far: each attempt is a pod of its own
-
-
-class PodRef(BaseModel):
-    name: str
-    namespace: str
-    uid_label: str  # the polecat's uid, as the pod's label: how the watch selects it
-
-
-class PodExit(BaseModel):
-    succeeded: bool
-    reason: str
-    message: str
-    exit_code: int | None = None
-    commit: str | None = None
-
-
 def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
     for status in statuses or []:
         if status.get("name") == name:
@@ -305,14 +286,14 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
     return None
 
 
-class PodActivities:
+class PodActivities(contract.PodActivities):
     """Pods of kubernetes-mode polecats, on the cluster the worker is configured for."""
 
     def __init__(self, connection: KubeConnection, default_image: str) -> None:
         self.connection = connection
         self.default_image = default_image
 
-    @activity.defn(name="pods.start_pod")
+    @activity.defn(name=contract.START_POD)
     async def start_pod(self, launch: PodLaunch) -> PodRef:
         """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
         manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt, os.environ)
@@ -335,7 +316,7 @@ class PodActivities:
                     ) from None
         return ref
 
-    @activity.defn(name="pods.watch_pod")
+    @activity.defn(name=contract.WATCH_POD)
     async def watch_pod(self, ref: PodRef) -> PodExit:
         """Wait, heartbeating, until the pod ends; phases arrive from a watch, not a polling loop."""
         async with self.connection.api() as api:
@@ -374,7 +355,7 @@ class PodActivities:
                     if outcome is not None:
                         return outcome
 
-    @activity.defn(name="pods.delete_pod")
+    @activity.defn(name=contract.DELETE_POD)
     async def delete_pod(self, ref: PodRef) -> None:
         """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done."""
         async with self.connection.api() as api:

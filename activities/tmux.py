@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
 from activities.heartbeats import heartbeating
 from activities.private_files import write_private
-from contracts.beads import Bead
+from contracts import tmux as contract
+from contracts.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.common import short_uid
 from crds.polecat import Polecat
 
@@ -48,24 +48,6 @@ _STARTED = "@gastown-started"
 LAUNCHER = Path(__file__).with_name("launch_agent.py")
 ENV_FILE = "environment.json"
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
-
-
-class AgentLaunch(BaseModel):
-    polecat: Polecat
-    worktree: str
-    branch: str
-    bead: Bead | None = None  # its text, from the rig's BeadStore
-
-
-class AgentSession(BaseModel):
-    session: str
-    log_file: str
-    warnings: list[str] = []
-
-
-class AgentExit(BaseModel):
-    exit_code: int
-    tail: str
 
 
 @dataclass(frozen=True)
@@ -101,7 +83,7 @@ def tail_of(log_file: Path) -> str:
     return tail[-TAIL_CHARS:]
 
 
-class TmuxActivities:
+class TmuxActivities(contract.TmuxActivities):
     """Side effects on the worker's tmux server (socket `socket`)."""
 
     def __init__(self, home: Path, socket: str, agents_bin: Path | None = None) -> None:
@@ -152,7 +134,7 @@ class TmuxActivities:
         stem = session_name(polecat)
         return base / f"{stem}.log", base / f"{stem}.prompt.md", base / f"{stem}.agent"
 
-    @activity.defn(name="tmux.start_agent")
+    @activity.defn(name=contract.START_AGENT)
     @heartbeating
     async def start_agent(self, launch: AgentLaunch) -> AgentSession:
         """Start the polecat's agent in its session, or adopt the running one."""
@@ -212,7 +194,7 @@ class TmuxActivities:
         installed = self.agents_bin / argv[0] if self.agents_bin and "/" not in argv[0] else None
         return [str(installed), *argv[1:]] if installed and installed.exists() else argv
 
-    @activity.defn(name="tmux.watch_agent")
+    @activity.defn(name=contract.WATCH_AGENT)
     async def watch_agent(self, session: AgentSession) -> AgentExit:
         """Wait, heartbeating, until the agent's process exits; its status and output tail.
 
@@ -261,7 +243,7 @@ class TmuxActivities:
             await asyncio.sleep(0.01)
         return None
 
-    @activity.defn(name="tmux.stop_agent")
+    @activity.defn(name=contract.STOP_AGENT)
     async def stop_agent(self, session: AgentSession) -> None:
         """End the agent's whole process tree, then its session. Gone already is done."""
         pane = await self._pane(session.session)

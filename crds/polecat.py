@@ -23,6 +23,9 @@ DesiredState = Literal["Idle", "Working", "Terminated"]
 PolecatPhase = Literal["Pending", "Idle", "Working", "Succeeded", "Failed", "Terminated"]
 ExecutionMode = Literal["local", "kubernetes"]
 AgentName = Literal["claude-code", "opencode", "aider", "custom"]
+# The agents a polecat knows by name. Their exit status does not prove work (aider exits 0 when it
+# gave up on the model): such a polecat succeeds only with a commit on its branch.
+NAMED_AGENTS: tuple[AgentName, ...] = ("claude-code", "opencode", "aider")
 Provider = Literal["anthropic", "litellm", "openai", "ollama"]
 
 # The spec's diagram, plus Pending (before the first reconcile) and two edges

@@ -31,7 +31,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.convoys import (
+    from contracts import attributes, heartbeats
+    from contracts.convoys import (
         WATCH_POLL,
         ConvoyActivities,
         ConvoySnapshot,
@@ -41,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
         WatchRequest,
         holder_prefix,
     )
-    from contracts import attributes, heartbeats
     from contracts.status import EventNote, StatusTarget
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
     from crds.polecat import LIVE_PHASES

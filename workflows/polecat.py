@@ -25,18 +25,18 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agents import NAMED_AGENTS
-    from activities.pods import PodActivities, PodExit, PodLaunch, PodRef
-    from activities.tmux import AgentLaunch, AgentSession, TmuxActivities
     from contracts import attributes, heartbeats
     from contracts.beads import Bead, BeadActivities, BeadLookup
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
+    from contracts.pods import PodActivities, PodExit, PodLaunch, PodRef
     from contracts.status import EventNote, StatusTarget
+    from contracts.tmux import AgentLaunch, AgentSession, TmuxActivities
     from crds.beadstore import BeadSource
     from crds.common import set_condition
     from crds.polecat import (
         FINAL_PHASES,
         MAX_RESTARTS,
+        NAMED_AGENTS,
         TRANSITIONS,
         DesiredState,
         Polecat,

@@ -44,7 +44,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.merges import (
+    from contracts import attributes, heartbeats
+    from contracts.merges import (
         Candidate,
         CheckRequest,
         Landed,
@@ -53,7 +54,6 @@ with workflow.unsafe.imports_passed_through():
         PrepareRequest,
         Recipe,
     )
-    from contracts import attributes, heartbeats
     from contracts.status import EventNote, StatusTarget
     from contracts.visibility import FinishedPolecats, SucceededWatch, VisibilityActivities
     from crds.common import check_branch_name, parse_duration

@@ -21,8 +21,9 @@ import pytest
 import yaml
 from temporalio.testing import ActivityEnvironment
 
-from activities.tmux import ENV_FILE, AgentLaunch, TmuxActivities
+from activities.tmux import ENV_FILE, TmuxActivities
 from client.settings import record_ports, tmux_socket_of
+from contracts.tmux import AgentLaunch
 from tests.helpers import free_port, make_git_rig, polecat, polecat_manifest, rig_manifest, wait_until
 from tests.integration.test_embedded import run
 

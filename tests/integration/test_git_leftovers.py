@@ -19,8 +19,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.git import GitActivities, worktree_path
 from activities.gitlocks import clear_stale_locks
-from activities.merges import CheckRequest, MergeActivities
+from activities.merges import MergeActivities
 from contracts.git import Worktree, WorktreeRequest
+from contracts.merges import CheckRequest
 from crds.rig import RigSpec
 from tests.helpers import GitRig, wait_until
 from tests.integration.test_merges import prepare, recipe

@@ -17,7 +17,8 @@ from git import Actor, Repo
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.merges import Candidate, CheckRequest, MergeActivities, Part, PrepareRequest, Recipe
+from activities.merges import MergeActivities
+from contracts.merges import Candidate, CheckRequest, Part, PrepareRequest, Recipe
 from crds.rig import RigSpec
 from tests.helpers import GitRig
 

@@ -288,7 +288,8 @@ async def test_a_retried_start_adopts_the_pod(
 ) -> None:
     """Starting a polecat's pod again (as a retry or a restarted worker does) adopts it: still one pod."""
     from activities.kube import KubeConnection
-    from activities.pods import PodActivities, PodLaunch
+    from activities.pods import PodActivities
+    from contracts.pods import PodLaunch
 
     resource = pod_polecat("cheedo", reconciler)
     await reconciler.apply(resource)

@@ -18,7 +18,8 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.convoys import ConvoySnapshot, PolecatSeen, RemoveRequest, SpawnRequest, WatchRequest
+from contracts import convoys
+from contracts.convoys import ConvoySnapshot, PolecatSeen, RemoveRequest, SpawnRequest, WatchRequest
 from crds import Convoy
 from crds.convoy import ConvoyStatus
 from tests.helpers import parsed, wait_until
@@ -49,7 +50,7 @@ class World:
             if polecat.bead_id == bead:
                 polecat.phase = phase
 
-    @activity.defn(name="convoy.spawn")
+    @activity.defn(name=convoys.SPAWN)
     async def spawn(self, request: SpawnRequest) -> str:
         if request.bead_id in self.refuse:
             raise ApplicationError(
@@ -61,7 +62,7 @@ class World:
         self.peak = max(self.peak, self.in_progress())
         return name
 
-    @activity.defn(name="convoy.watch")
+    @activity.defn(name=convoys.WATCH)
     async def watch(self, request: WatchRequest) -> ConvoySnapshot:
         while True:
             snapshot = self.snapshot()
@@ -70,7 +71,7 @@ class World:
             activity.heartbeat()
             await asyncio.sleep(0.02)
 
-    @activity.defn(name="convoy.remove")
+    @activity.defn(name=convoys.REMOVE)
     async def remove(self, request: RemoveRequest) -> None:
         self.removed += request.names
         for name in request.names:

@@ -19,10 +19,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.tmux import AgentExit, AgentLaunch, AgentSession
-from contracts import attributes
+from contracts import attributes, git, tmux
+from contracts import beads as beads_contract
 from contracts.beads import Bead, BeadLookup
 from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
+from contracts.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
@@ -43,14 +44,14 @@ class FakeActivities:
     calls: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @activity.defn(name="git.prepare_worktree")
+    @activity.defn(name=git.PREPARE_WORKTREE)
     async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         self.calls.append("prepare_worktree")
         if self.fail_prepare:
             raise ApplicationError(self.fail_prepare, type="RigNotReady", non_retryable=True)
         return Worktree(path=f"/work/{request.polecat}", branch=request.branch, base="origin/main")
 
-    @activity.defn(name="tmux.start_agent")
+    @activity.defn(name=tmux.START_AGENT)
     async def start_agent(self, launch: AgentLaunch) -> AgentSession:
         self.calls.append("start_agent")
         self.launched.append(launch)
@@ -58,7 +59,7 @@ class FakeActivities:
             session=f"gt-{launch.polecat.name}", log_file="/logs/x.log", warnings=self.warnings
         )
 
-    @activity.defn(name="tmux.watch_agent")
+    @activity.defn(name=tmux.WATCH_AGENT)
     async def watch_agent(self, session: AgentSession) -> AgentExit:
         self.calls.append("watch_agent")
         try:
@@ -70,20 +71,20 @@ class FakeActivities:
             raise
         return AgentExit(exit_code=self.exit_code, tail="line 1\nboom: it broke")
 
-    @activity.defn(name="tmux.stop_agent")
+    @activity.defn(name=tmux.STOP_AGENT)
     async def stop_agent(self, session: AgentSession) -> None:
         self.calls.append("stop_agent")
 
-    @activity.defn(name="git.publish_branch")
+    @activity.defn(name=git.PUBLISH_BRANCH)
     async def publish_branch(self, request: BranchRequest) -> BranchResult:
         self.calls.append("publish_branch")
         return BranchResult(branch=request.branch, commit="c0ffee" * 6 + "abcd", pushed=True)
 
-    @activity.defn(name="git.check_rig")
+    @activity.defn(name=git.CHECK_RIG)
     async def check_rig(self, spec: RigSpec) -> RigCheck:
         return RigCheck(ready=True, reason="RigReady", message="ready")
 
-    @activity.defn(name="beads.find")
+    @activity.defn(name=beads_contract.FIND)
     async def find_beads(self, lookup: BeadLookup) -> list[Bead]:
         return [bead for bead in self.beads or [] if bead.id in lookup.bead_ids]
 

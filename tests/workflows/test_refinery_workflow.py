@@ -18,7 +18,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.merges import Candidate, CheckRequest, Landed, PrepareRequest
+from contracts import merges, visibility
+from contracts.merges import Candidate, CheckRequest, Landed, PrepareRequest
 from contracts.visibility import FinishedPolecats, SucceededWatch
 from crds import Refinery, Rig
 from crds.refinery import CheckResult, RefineryStatus
@@ -37,7 +38,7 @@ class Remote:
     landed: list[str] = field(default_factory=list)  # branches, in landing order
     moved_once: set[str] = field(default_factory=set)  # their first landing finds the target moved
 
-    @activity.defn(name="merge.prepare")
+    @activity.defn(name=merges.PREPARE)
     async def prepare(self, request: PrepareRequest) -> Candidate:
         if self.no_remote:
             raise ApplicationError(
@@ -55,12 +56,12 @@ class Remote:
             conflicts={b: ["README.md"] for b in branches if b in self.conflicting},
         )
 
-    @activity.defn(name="merge.check")
+    @activity.defn(name=merges.CHECK)
     async def check(self, request: CheckRequest) -> list[CheckResult]:
         passed = not self.bad & set(request.candidate.stacked)
         return [CheckResult(command=request.commands[0], passed=passed, exit_code=0 if passed else 1)]
 
-    @activity.defn(name="merge.land")
+    @activity.defn(name=merges.LAND)
     async def land(self, candidate: Candidate) -> Landed:
         moved = self.moved_once & set(candidate.stacked)
         if moved:
@@ -70,7 +71,7 @@ class Remote:
         assert candidate.tip is not None
         return Landed(commit=candidate.tip, remote_head=candidate.tip)
 
-    @activity.defn(name="visibility.watch_succeeded")
+    @activity.defn(name=visibility.WATCH_SUCCEEDED)
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
         while True:  # no polecats in this world: answer once, then only heartbeat
             found = FinishedPolecats()

@@ -12,6 +12,7 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from contracts import git, visibility
 from contracts.git import RigCheck
 from contracts.visibility import CountWatch
 from crds.rig import Rig, RigSpec
@@ -27,14 +28,14 @@ class FakeChecks:
     live: int = 0
     calls: list[bool] = field(default_factory=list)
 
-    @activity.defn(name="git.check_rig")
+    @activity.defn(name=git.CHECK_RIG)
     async def check_rig(self, spec: RigSpec) -> RigCheck:
         self.calls.append(self.answers)
         if self.answers:
             return RigCheck(ready=True, reason="RigReady", message="remote ready")
         return RigCheck(reason="RemoteUnreachable", message="gitURL x does not answer")
 
-    @activity.defn(name="visibility.watch_polecat_count")
+    @activity.defn(name=visibility.WATCH_POLECAT_COUNT)
     async def watch_polecat_count(self, watch: CountWatch) -> int:
         while self.live == watch.seen:
             activity.heartbeat()

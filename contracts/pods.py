@@ -1,0 +1,50 @@
+"""A polecat's pod, as the Polecat workflow starts, watches and deletes it (`activities.pods` talks to the cluster)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from contracts.beads import Bead
+from crds.polecat import Polecat
+
+START_POD = "pods.start_pod"
+WATCH_POD = "pods.watch_pod"
+DELETE_POD = "pods.delete_pod"
+
+
+class PodLaunch(BaseModel):
+    polecat: Polecat
+    bead: Bead | None = None
+    attempt: int = 0  # restarts so far: each attempt is a pod of its own
+
+
+class PodRef(BaseModel):
+    name: str
+    namespace: str
+    uid_label: str  # the polecat's uid, as the pod's label: how the watch selects it
+
+
+class PodExit(BaseModel):
+    succeeded: bool
+    reason: str
+    message: str
+    exit_code: int | None = None
+    commit: str | None = None
+
+
+class PodActivities:
+    @activity.defn(name=START_POD)
+    async def start_pod(self, launch: PodLaunch) -> PodRef:
+        """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
+        raise NotImplementedError
+
+    @activity.defn(name=WATCH_POD)
+    async def watch_pod(self, ref: PodRef) -> PodExit:
+        """Wait, heartbeating, until the pod ends; phases arrive from a watch, not a polling loop."""
+        raise NotImplementedError
+
+    @activity.defn(name=DELETE_POD)
+    async def delete_pod(self, ref: PodRef) -> None:
+        """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done."""
+        raise NotImplementedError
