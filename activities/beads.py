@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,10 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
-from activities.visibility import describe_running
-from contracts import attributes
+from client.visibility import rig_bead_store
 from contracts import beads as contract
 from contracts.beads import Bead, BeadLookup, SyncReport, SyncRequest
-from crds.beadstore import BeadFilters, BeadSource, BeadStoreSpec
+from crds.beadstore import BeadFilters, BeadSource
 
 MAX_DAEMON_RESPONSE = 10 * 1024 * 1024  # the daemon's own limit
 MAX_ERRORS = 20
@@ -249,36 +248,6 @@ class BeadActivities(contract.BeadActivities):
             raise ApplicationError(str(error), type="BeadSourceUnavailable") from None
         wanted = set(lookup.bead_ids)
         return [bead for bead in snapshot.beads if bead.id in wanted]
-
-
-class RigBeadStore(BaseModel):
-    key: str  # `<namespace>/<name>`
-    spec: BeadStoreSpec | None  # None: the rig's claim is stale, that BeadStore is gone
-
-
-async def rig_bead_store(client: Client, rig: str) -> RigBeadStore | None:
-    """The BeadStore the rig holds (one at most), read from the rig's and the store's workflows.
-
-    Descriptions, not a visibility query: they are never behind.
-    """
-    rig_memo = await _running_memo(client, attributes.workflow_id("Rig", None, rig))
-    return await held_bead_store(client, rig_memo) if rig_memo else None
-
-
-async def held_bead_store(client: Client, rig_memo: Mapping[str, Any]) -> RigBeadStore | None:
-    """The BeadStore a rig's memo says the rig holds (for a caller that has described the rig)."""
-    claim = rig_memo.get(attributes.MEMO_BEAD_STORE)
-    if not isinstance(claim, str):
-        return None
-    namespace, name = claim.split("/", 1)
-    store_memo = await _running_memo(client, attributes.workflow_id("BeadStore", namespace, name))
-    spec = BeadStoreSpec.model_validate(store_memo[attributes.MEMO_SPEC]) if store_memo else None
-    return RigBeadStore(key=claim, spec=spec)
-
-
-async def _running_memo(client: Client, workflow_id: str) -> Mapping[str, Any] | None:
-    description = await describe_running(client, workflow_id)
-    return await description.memo() if description else None
 
 
 async def find_beads(client: Client, rig: str, checkout: str | None, ids: Sequence[str]) -> list[Bead] | None:

@@ -27,6 +27,7 @@ from contracts import attributes
 from contracts import convoys as contract
 from contracts.convoys import (
     ConvoySnapshot,
+    PolecatRefused,
     PolecatSeen,
     RemoveRequest,
     SpawnRequest,
@@ -51,10 +52,6 @@ class PolecatStore(Protocol):
 
     async def delete(self, namespace: str, name: str) -> None:
         """Delete it (which stops its agent); one already gone is done."""
-
-
-class PolecatRefused(ValueError):
-    """The store refused the polecat: the lines say why."""
 
 
 async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[str]) -> str:

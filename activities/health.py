@@ -28,7 +28,7 @@ from temporalio.client import Client
 
 from activities.git import worktree_path
 from activities.kube import KubeConnection
-from activities.visibility import describe_running, rig_polecats
+from client.visibility import describe_running, rig_polecats
 from contracts import attributes
 from contracts import health as contract
 from contracts.health import HealthReport, HealthRequest, PolecatHealth

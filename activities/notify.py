@@ -24,12 +24,12 @@ from typing import Any, cast
 import aiohttp
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import KubeConnection
-from activities.private_files import write_private
+from client.settings import SmtpSettings
+from client.webhooks import webhook_file
 from contracts import notify as contract
 from contracts.notify import MailMessage, SlackMessage
 from contracts.status import StatusTarget
@@ -37,32 +37,6 @@ from crds.witness import redacted_url, webhook_reference
 
 SLACK_TIMEOUT = 10.0  # seconds
 SMTP_TIMEOUT = 20.0
-
-
-class SmtpSettings(BaseModel):
-    """The worker's mail server (GASTOWN_SMTP_*); the password is read from a file, never passed."""
-
-    host: str | None = None
-    port: int = 25
-    sender: str = "gastown@localhost"
-    username: str | None = None
-    password_file: str | None = None
-    starttls: bool = False
-
-
-def webhook_file(home: Path, witness: str) -> Path:
-    return home / "secrets" / "witness" / witness / "slack-webhook-url"
-
-
-def store_webhook(home: Path, witness: str, url: str) -> None:
-    """Keep a Witness's webhook URL where this machine's worker reads it (0600, written atomically)."""
-    path = webhook_file(home, witness)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(path, url)
-
-
-def forget_webhook(home: Path, witness: str) -> None:
-    webhook_file(home, witness).unlink(missing_ok=True)
 
 
 class NotifyActivities(contract.NotifyActivities):

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agents import agent_command, agent_environment, prompt_for
 from activities.heartbeats import heartbeating
-from activities.private_files import write_private
+from client.private_files import write_private
 from contracts import tmux as contract
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.common import short_uid

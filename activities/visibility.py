@@ -10,33 +10,13 @@ import asyncio
 import time
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
+from client.visibility import rig_polecats
 from contracts import attributes
 from contracts import visibility as contract
 from contracts.visibility import CountWatch, FinishedPolecat, FinishedPolecats, SucceededWatch
 from crds.polecat import LIVE_PHASES, PolecatStatus
-
-
-async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
-    """The workflow's description if it is running; None if it ended or never was."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return description if description.status == WorkflowExecutionStatus.RUNNING else None
-
-
-def rig_polecats(rig: str, *phases: str) -> str:
-    """The visibility query of a rig's running polecats (in one of `phases`, if any are given)."""
-    query = f"{attributes.KIND.name} = 'Polecat' AND {attributes.RIG.name} = '{rig}' AND ExecutionStatus = 'Running'"
-    if phases:
-        listed = ", ".join(f"'{phase}'" for phase in phases)
-        query += f" AND {attributes.PHASE.name} IN ({listed})"
-    return query
 
 
 class VisibilityActivities(contract.VisibilityActivities):

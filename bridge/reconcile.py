@@ -29,11 +29,10 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.beads import held_bead_store
-from activities.convoys import PolecatRefused
-from activities.notify import forget_webhook, store_webhook
-from activities.visibility import describe_running
+from client.visibility import describe_running, held_bead_store
+from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
+from contracts.convoys import PolecatRefused
 from contracts.status import StatusTarget
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig, Witness
 from crds.common import rfc3339

@@ -8,13 +8,22 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from activities.notify import SmtpSettings
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
 PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "bin"
+
+
+class SmtpSettings(BaseModel):
+    """The worker's mail server (GASTOWN_SMTP_*); the password is read from a file, never passed."""
+
+    host: str | None = None
+    port: int = 25
+    sender: str = "gastown@localhost"
+    username: str | None = None
+    password_file: str | None = None
+    starttls: bool = False
 
 
 class Settings(BaseSettings):

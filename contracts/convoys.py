@@ -22,6 +22,10 @@ def holder_prefix(convoy: Convoy) -> str:
     return f"convoy/{convoy.namespace}/{convoy.name}#"
 
 
+class PolecatRefused(ValueError):
+    """The store refused the polecat: the lines say why."""
+
+
 class SpawnRequest(BaseModel):
     convoy: Convoy  # metadata and spec as applied
     bead_id: str
