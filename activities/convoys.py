@@ -34,6 +34,7 @@ from contracts.convoys import (
     WatchRequest,
     holder_prefix,
 )
+from contracts.rig import ALLOCATE_NAME, NameRequest
 from crds import GROUP, VERSION
 from crds.convoy import Convoy
 from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
@@ -66,7 +67,7 @@ async def allocate_name(rig: WorkflowHandle[Any, Any], holder: str, taken: list[
     while True:
         try:
             name: str = await rig.execute_update(
-                "allocate_name", {"holder": holder, "taken": taken}, result_type=str
+                ALLOCATE_NAME, NameRequest(holder=holder, taken=taken), result_type=str
             )
             return name
         except RPCError as error:

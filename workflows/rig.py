@@ -30,6 +30,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes, heartbeats
     from contracts.git import RigCheck
+    from contracts.rig import ALLOCATE_NAME, NameRequest
     from contracts.status import EventNote, StatusTarget
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
@@ -43,13 +44,6 @@ with workflow.unsafe.imports_passed_through():
 RECHECK_NOT_READY = timedelta(seconds=30)
 RECHECK_READY = timedelta(minutes=10)
 FOLLOWS_AND_RECHECKS = "rig-follows-polecat-count-and-rechecks"
-
-
-class NameRequest(BaseModel):
-    """A name for a polecat about to be created; the same holder always gets the same name back."""
-
-    holder: str  # who asks, e.g. `convoy/<ns>/<name>#<bead>`; its name stays its own until released
-    taken: list[str] = Field(default_factory=list)  # names found in use (a polecat made by hand)
 
 
 class RigClaim(BaseModel):
@@ -112,7 +106,7 @@ class RigWorkflow:
         workflow.upsert_memo({attributes.MEMO_SPEC: rig.spec.to_wire()})
         return outcome
 
-    @workflow.update
+    @workflow.update(name=ALLOCATE_NAME)
     def allocate_name(self, request: NameRequest) -> str:
         names = self.state.names
         for name, holder in list(names.items()):

@@ -8,12 +8,14 @@ activity (in temporalio's ActivityEnvironment) that must get past it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 from git import Actor, Repo
 from temporalio.testing import ActivityEnvironment
 
@@ -25,6 +27,15 @@ from contracts.merges import CheckRequest
 from crds.rig import RigSpec
 from tests.helpers import GitRig, wait_until
 from tests.integration.test_merges import prepare, recipe
+
+
+def alive_in_group(pgid: int) -> bool:
+    """Whether a process of group `pgid` still lives (a zombie, dead but not yet reaped, does not)."""
+    for process in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
 
 
 def worktree_request(rig: GitRig, branch: str = "polecat/nux") -> WorktreeRequest:
@@ -66,6 +77,9 @@ async def test_a_worktree_half_made_by_a_killed_git_is_made_again(git_rig: GitRi
     await wait_until(lambda: (path / ".git").exists(), "git to start making the worktree", timeout=60)
     os.killpg(add.pid, signal.SIGKILL)
     add.wait()
+    # Its children die a moment later (one busy writing files takes its SIGKILL on return from the
+    # kernel); until then the activity rightly answers WorktreeBusy, and Temporal would retry it.
+    await wait_until(lambda: not alive_in_group(add.pid), "the killed git's children to be gone")
     admin = git_rig.checkout / ".git" / "worktrees" / path.name
     assert (admin / "locked").read_text().strip() == "initializing"  # what a cut-short add leaves
 

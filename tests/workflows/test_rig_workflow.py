@@ -14,10 +14,11 @@ from temporalio.worker import Worker
 
 from contracts import git, visibility
 from contracts.git import RigCheck
+from contracts.rig import NameRequest
 from contracts.visibility import CountWatch
 from crds.rig import Rig, RigSpec
 from tests.helpers import rig, wait_until
-from workflows.rig import NameRequest, RigInput, RigWorkflow
+from workflows.rig import RigInput, RigWorkflow
 
 
 @dataclass
