@@ -331,7 +331,7 @@ class Reconciler:
                 resource.namespace if resource.INFO.namespaced else "",
                 controller.rig_of(resource),
                 controller.bead_of(resource),
-                "Pending",
+                resource.INFO.initial_phase,
             ),
             memo={
                 attributes.MEMO_METADATA: _metadata_memo(resource),

@@ -53,6 +53,7 @@ class BeadStore(Resource):
         plural="beadstores",
         short_names=["bs"],
         namespaced=True,
+        initial_phase=BeadStoreStatus.model_fields["phase"].default,
         printer_columns=[
             ("Rig", ".spec.rigRef", "string", 0),
             ("Type", ".spec.source.type", "string", 0),

@@ -256,6 +256,9 @@ class KindInfo(BaseModel):
     namespaced: bool
     # (name, JSONPath, type, priority): priority 1 columns show with -o wide.
     printer_columns: list[tuple[str, str, str, int]]
+    # The phase a new resource of the kind is filed under (its status model's default), until
+    # its workflow publishes one: the `GastownPhase` search attribute starts with it.
+    initial_phase: str
 
     @property
     def singular(self) -> str:

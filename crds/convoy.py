@@ -66,6 +66,7 @@ class Convoy(Resource):
         plural="convoys",
         short_names=["cv"],
         namespaced=True,
+        initial_phase=ConvoyStatus.model_fields["phase"].default,
         printer_columns=[
             ("Rig", ".spec.rigRef", "string", 0),
             ("Phase", ".status.phase", "string", 0),

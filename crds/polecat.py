@@ -185,6 +185,7 @@ class Polecat(Resource):
         plural="polecats",
         short_names=["pc"],
         namespaced=True,
+        initial_phase=PolecatStatus.model_fields["phase"].default,
         printer_columns=[
             ("Rig", ".spec.rig", "string", 0),
             ("Desired", ".spec.desiredState", "string", 0),

@@ -139,6 +139,7 @@ class Refinery(Resource):
         plural="refineries",
         short_names=["ref"],
         namespaced=True,
+        initial_phase=RefineryStatus.model_fields["phase"].default,
         printer_columns=[
             ("Rig", ".spec.rigRef", "string", 0),
             ("Target", ".spec.targetBranch", "string", 0),

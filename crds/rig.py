@@ -38,6 +38,7 @@ class Rig(Resource):
         plural="rigs",
         short_names=["rg"],
         namespaced=False,
+        initial_phase=RigStatus.model_fields["phase"].default,
         printer_columns=[
             ("Phase", ".status.phase", "string", 0),
             ("Prefix", ".spec.beadsPrefix", "string", 0),

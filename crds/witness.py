@@ -126,6 +126,7 @@ class Witness(Resource):
         plural="witnesses",
         short_names=["wit"],
         namespaced=True,
+        initial_phase=WitnessStatus.model_fields["phase"].default,
         printer_columns=[
             ("Rig", ".spec.rigRef", "string", 0),
             ("Phase", ".status.phase", "string", 0),
