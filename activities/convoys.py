@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
+from client.visibility import running
 from contracts import attributes
 from contracts import convoys as contract
 from contracts.convoys import (
@@ -159,12 +160,7 @@ class ConvoyActivities(contract.ConvoyActivities):
 
     async def _polecats(self, request: WatchRequest) -> list[PolecatSeen]:
         """One visibility query for all of them, whatever their number."""
-        query = (
-            f"{attributes.KIND.name} = 'Polecat' AND {attributes.NAMESPACE.name} = '{request.namespace}'"
-            " AND ExecutionStatus = 'Running'"
-        )
-        if request.rig:
-            query += f" AND {attributes.RIG.name} = '{request.rig}'"
+        query = running("Polecat", namespace=request.namespace, rig=request.rig or None)
         wanted = set(request.beads)
         seen = []
         async for execution in self.client.list_workflows(query):

@@ -29,7 +29,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from client.visibility import describe_running, held_bead_store
+from client.visibility import describe_running, held_bead_store, running
 from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
 from contracts.convoys import PolecatRefused
@@ -395,9 +395,7 @@ class Reconciler:
 
     async def list(self, model: type[R], namespace: str | None) -> list[R]:
         """Live resources of a kind, in one namespace or (None) all, by name."""
-        query = f"{attributes.KIND.name} = '{model.INFO.kind}' AND ExecutionStatus = 'Running'"
-        if namespace is not None and model.INFO.namespaced:
-            query += f" AND {attributes.NAMESPACE.name} = '{namespace}'"
+        query = running(model.INFO.kind, namespace=namespace if model.INFO.namespaced else None)
         found = []
         async for execution in self.client.list_workflows(query):
             found.append(await _resource_from(model, execution))
