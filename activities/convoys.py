@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
+from activities.watching import poll_until_changed
 from client.visibility import running
 from contracts import attributes
 from contracts import convoys as contract
@@ -142,21 +143,22 @@ class ConvoyActivities(contract.ConvoyActivities):
     @activity.defn(name=contract.WATCH)
     async def watch(self, request: WatchRequest) -> ConvoySnapshot:
         """The convoy's polecats and closed beads, as soon as they differ from what the convoy has."""
-        deadline = time.monotonic() + request.limit.total_seconds()
         beads_read_at = 0.0
         closed: list[str] = []
         bead_error: str | None = None
-        while True:
+
+        async def look() -> ConvoySnapshot:
+            nonlocal beads_read_at, closed, bead_error
             if time.monotonic() - beads_read_at >= BEAD_POLL and request.rig:
                 closed, bead_error = await self._closed(request)
                 beads_read_at = time.monotonic()
-            snapshot = ConvoySnapshot(
+            return ConvoySnapshot(
                 polecats=await self._polecats(request), closed=closed, bead_error=bead_error
             )
-            if snapshot.digest() != request.seen or time.monotonic() >= deadline:
-                return snapshot
-            activity.heartbeat()
-            await asyncio.sleep(request.poll)
+
+        return await poll_until_changed(
+            look, lambda snapshot: snapshot.digest() != request.seen, poll=request.poll, limit=request.limit
+        )
 
     async def _polecats(self, request: WatchRequest) -> list[PolecatSeen]:
         """One visibility query for all of them, whatever their number."""

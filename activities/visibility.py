@@ -6,12 +6,10 @@ count comes from visibility, one query however many workflows it covers.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from temporalio import activity
 from temporalio.client import Client
 
+from activities.watching import poll_until_changed
 from client.visibility import rig_polecats
 from contracts import attributes
 from contracts import visibility as contract
@@ -27,20 +25,20 @@ class VisibilityActivities(contract.VisibilityActivities):
     async def watch_polecat_count(self, watch: CountWatch) -> int:
         """The rig's live polecats, as soon as their number differs from `seen`."""
         query = rig_polecats(watch.rig, *LIVE_PHASES)
-        deadline = time.monotonic() + watch.limit.total_seconds()
-        while True:
-            count = (await self.client.count_workflows(query)).count
-            if count != watch.seen or time.monotonic() >= deadline:
-                return count
-            activity.heartbeat()
-            await asyncio.sleep(watch.poll)
+
+        async def look() -> int:
+            return (await self.client.count_workflows(query)).count
+
+        return await poll_until_changed(
+            look, lambda count: count != watch.seen, poll=watch.poll, limit=watch.limit
+        )
 
     @activity.defn(name=contract.WATCH_SUCCEEDED)
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
         """The rig's Succeeded polecats not yet merged, as soon as they differ from `seen`; one query a look."""
         query = rig_polecats(watch.rig, "Succeeded")
-        deadline = time.monotonic() + watch.limit.total_seconds()
-        while True:
+
+        async def look() -> FinishedPolecats:
             found = []
             async for execution in self.client.list_workflows(query):
                 memo = await execution.memo()
@@ -58,8 +56,8 @@ class VisibilityActivities(contract.VisibilityActivities):
                             bead_id=status.bead_id,
                         )
                     )
-            finished = FinishedPolecats(polecats=sorted(found, key=lambda p: (p.namespace, p.name)))
-            if finished.digest() != watch.seen or time.monotonic() >= deadline:
-                return finished
-            activity.heartbeat()
-            await asyncio.sleep(watch.poll)
+            return FinishedPolecats(polecats=sorted(found, key=lambda p: (p.namespace, p.name)))
+
+        return await poll_until_changed(
+            look, lambda finished: finished.digest() != watch.seen, poll=watch.poll, limit=watch.limit
+        )
