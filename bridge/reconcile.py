@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -33,6 +33,7 @@ from client.visibility import describe_running, held_bead_store, running
 from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
 from contracts.convoys import PolecatRefused
+from contracts.rig import HOLDER_MEMO, HolderKind, RigClaim
 from contracts.status import StatusTarget
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig, Witness
 from crds.common import rfc3339
@@ -41,7 +42,7 @@ from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
 from workflows.polecat import PolecatInput, PolecatWorkflow
 from workflows.refinery import RefineryInput, RefineryWorkflow
-from workflows.rig import HOLDERS, RigClaim, RigInput, RigWorkflow
+from workflows.rig import RigInput, RigWorkflow
 from workflows.witness import WitnessInput, WitnessWorkflow
 
 # Order of apply within one batch: what others refer to comes first.
@@ -227,7 +228,7 @@ class Reconciler:
         lines = []
         rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
         # BeadStore, Refinery or Witness -> rig -> the one of that kind for that rig in this batch
-        held: dict[str, dict[str, Resource]] = {kind: {} for kind in HOLDERS}
+        held: dict[str, dict[str, Resource]] = {kind: {} for kind in HOLDER_MEMO}
         for resource in batch:
             kind = resource.INFO.kind
             if kind not in CONTROLLERS:
@@ -283,7 +284,7 @@ class Reconciler:
     async def _rig_holder(self, kind: str, rig_memo: Mapping[str, Any]) -> tuple[str | None, bool]:
         """Which `kind` (BeadStore, Refinery or Witness) the rig's memo says holds it, as `<namespace>/<name>`,
         and whether that resource still exists."""
-        holder = rig_memo.get(HOLDERS[kind][1])
+        holder = rig_memo.get(HOLDER_MEMO[cast(HolderKind, kind)])
         if not isinstance(holder, str):
             return None, False
         namespace, name = holder.split("/", 1)
@@ -303,8 +304,10 @@ class Reconciler:
         handle = self.client.get_workflow_handle(workflow_id_of(Rig, None, rig))
         try:
             await handle.execute_update(
-                f"claim_{HOLDERS[kind][0]}",
-                RigClaim(holder=_key(resource), replaces=None if alive else holder),
+                RigWorkflow.claim,
+                RigClaim(
+                    kind=cast(HolderKind, kind), holder=_key(resource), replaces=None if alive else holder
+                ),
             )
         except WorkflowUpdateFailedError as error:
             raise InvalidResource(resource.ref, [f"spec.rigRef: {_refusal(error)}"]) from None

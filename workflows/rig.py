@@ -22,7 +22,7 @@ import contextlib
 from datetime import datetime, timedelta
 from typing import cast
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
@@ -30,7 +30,16 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes, heartbeats
     from contracts.git import RigCheck
-    from contracts.rig import ALLOCATE_NAME, NameRequest
+    from contracts.rig import (
+        ALLOCATE_NAME,
+        CLAIM,
+        HOLDER_MEMO,
+        RELEASE,
+        HolderKind,
+        NameRequest,
+        RigClaim,
+        RigRelease,
+    )
     from contracts.status import EventNote, StatusTarget
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
@@ -46,23 +55,13 @@ RECHECK_READY = timedelta(minutes=10)
 FOLLOWS_AND_RECHECKS = "rig-follows-polecat-count-and-rechecks"
 
 
-class RigClaim(BaseModel):
-    """A BeadStore, Refinery or Witness about to serve the rig, which has one of each.
-
-    `replaces` names an earlier holder that no longer exists.
-    """
-
-    # `<namespace>/<name>`; histories from before the Refinery call it "store".
-    holder: str = Field(validation_alias=AliasChoices("holder", "store"))
-    replaces: str | None = None
-
-
-# The kinds a rig has one of: the state field and memo key that hold each.
-HOLDERS = {
-    "BeadStore": ("bead_store", attributes.MEMO_BEAD_STORE),
-    "Refinery": ("refinery", attributes.MEMO_REFINERY),
-    "Witness": ("witness", attributes.MEMO_WITNESS),
+# The state field that holds each kind the rig has one of.
+HOLDER_FIELD: dict[HolderKind, str] = {
+    "BeadStore": "bead_store",
+    "Refinery": "refinery",
+    "Witness": "witness",
 }
+RELEASE_BY_KIND = "rig-release-by-kind"  # BeadStore, Refinery, Witness: one typed `release` signal
 
 
 class RigState(BaseModel):
@@ -118,62 +117,61 @@ class RigWorkflow:
         names[name] = request.holder
         return name
 
+    @workflow.update(name=CLAIM)
+    def claim(self, claim: RigClaim) -> None:
+        """`claim.holder` is the rig's one BeadStore, Refinery or Witness from now on."""
+        assert claim.kind is not None  # the validator refuses a claim without one
+        self._claim(claim.kind, claim)
+
+    @claim.validator
+    def _one_of_each(self, claim: RigClaim) -> None:
+        if claim.kind is None:
+            raise ApplicationError("kind: required (BeadStore, Refinery or Witness)", non_retryable=True)
+        held = getattr(self.state, HOLDER_FIELD[claim.kind])
+        if held not in (None, claim.holder, claim.replaces):
+            raise ApplicationError(
+                f"Rig {self.rig.name!r} already has a {claim.kind} ({held}); a rig has one",
+                type=f"{claim.kind}Taken",
+                non_retryable=True,
+            )
+
+    @workflow.signal(name=RELEASE)
+    def release(self, release: RigRelease) -> None:
+        """The rig no longer has `release.holder` (if that is the one it has)."""
+        if getattr(self.state, HOLDER_FIELD[release.kind]) == release.holder:
+            setattr(self.state, HOLDER_FIELD[release.kind], None)
+            workflow.upsert_memo({HOLDER_MEMO[release.kind]: None})
+
+    # What earlier versions sent, one pair per kind: kept so that their histories replay (a rig
+    # lives for days, and a new worker replays its current run). Nothing sends them now.
     @workflow.update
     def claim_bead_store(self, claim: RigClaim) -> None:
         self._claim("BeadStore", claim)
-
-    @claim_bead_store.validator
-    def _one_bead_store(self, claim: RigClaim) -> None:
-        self._check_claim("BeadStore", claim)
 
     @workflow.update
     def claim_refinery(self, claim: RigClaim) -> None:
         self._claim("Refinery", claim)
 
-    @claim_refinery.validator
-    def _one_refinery(self, claim: RigClaim) -> None:
-        self._check_claim("Refinery", claim)
-
     @workflow.update
     def claim_witness(self, claim: RigClaim) -> None:
         self._claim("Witness", claim)
 
-    @claim_witness.validator
-    def _one_witness(self, claim: RigClaim) -> None:
-        self._check_claim("Witness", claim)
-
     @workflow.signal
     def release_bead_store(self, holder: str) -> None:
-        self._release("BeadStore", holder)
+        self.release(RigRelease(kind="BeadStore", holder=holder))
 
     @workflow.signal
     def release_refinery(self, holder: str) -> None:
-        self._release("Refinery", holder)
+        self.release(RigRelease(kind="Refinery", holder=holder))
 
     @workflow.signal
     def release_witness(self, holder: str) -> None:
-        self._release("Witness", holder)
+        self.release(RigRelease(kind="Witness", holder=holder))
 
     # Claims are updates, handled one at a time: of two at once for one rig, one wins.
-    def _claim(self, kind: str, claim: RigClaim) -> None:
-        field, memo = HOLDERS[kind]
-        setattr(self.state, field, claim.holder)
-        workflow.upsert_memo({memo: claim.holder})
-
-    def _check_claim(self, kind: str, claim: RigClaim) -> None:
-        held = getattr(self.state, HOLDERS[kind][0])
-        if held not in (None, claim.holder, claim.replaces):
-            raise ApplicationError(
-                f"Rig {self.rig.name!r} already has a {kind} ({held}); a rig has one",
-                type=f"{kind}Taken",
-                non_retryable=True,
-            )
-
-    def _release(self, kind: str, holder: str) -> None:
-        field, memo = HOLDERS[kind]
-        if getattr(self.state, field) == holder:
-            setattr(self.state, field, None)
-            workflow.upsert_memo({memo: None})
+    def _claim(self, kind: HolderKind, claim: RigClaim) -> None:
+        setattr(self.state, HOLDER_FIELD[kind], claim.holder)
+        workflow.upsert_memo({HOLDER_MEMO[kind]: claim.holder})
 
     @workflow.signal
     def release_names(self, holder_prefix: str) -> None:
@@ -281,14 +279,19 @@ class RigWorkflow:
         self.publisher.publish(self.state.status, self.rig.metadata.generation, event)
 
 
-async def release_rig(kind: str, rig: str, holder: str) -> None:
+async def release_rig(kind: HolderKind, rig: str, holder: str) -> None:
     """From a BeadStore, Refinery or Witness workflow that ends: the rig no longer has `holder`.
 
     A rig that is gone needs no telling.
     """
-    handle = workflow.get_external_workflow_handle(attributes.workflow_id("Rig", None, rig))
+    handle = workflow.get_external_workflow_handle_for(
+        RigWorkflow.run, attributes.workflow_id("Rig", None, rig)
+    )
     with contextlib.suppress(FailureError):
-        await handle.signal(f"release_{HOLDERS[kind][0]}", holder)
+        if workflow.patched(RELEASE_BY_KIND):
+            await handle.signal(RigWorkflow.release, RigRelease(kind=kind, holder=holder))
+        else:  # what a history from before holds: the kind's own signal
+            await handle.signal(f"release_{HOLDER_FIELD[kind]}", holder)
 
 
 def _from_problem(problem: str) -> RigCheck:

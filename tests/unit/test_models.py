@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from contracts.rig import RigClaim
 from crds import InvalidResource, parse_duration, parse_resource
 from crds.beadstore import BeadStore
 from crds.convoy import Convoy
@@ -13,7 +14,6 @@ from crds.polecat import Polecat
 from crds.refinery import Refinery
 from crds.rig import Rig
 from crds.witness import Witness
-from workflows.rig import RigClaim
 
 API = "gastown.gastown.io/v1alpha1"
 
@@ -310,7 +310,8 @@ def test_bad_go_durations(text: str) -> None:
 def test_a_bead_store_claim_of_the_previous_version_is_read() -> None:
     """A rig's history from before the Refinery holds BeadStore claims with the field `store`: still read."""
     assert RigClaim.model_validate_json('{"store": "default/beads"}').holder == "default/beads"
-    assert RigClaim(holder="default/refinery").model_dump() == {
+    assert RigClaim(kind="Refinery", holder="default/refinery").model_dump() == {
+        "kind": "Refinery",
         "holder": "default/refinery",
         "replaces": None,
     }
