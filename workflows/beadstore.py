@@ -15,7 +15,6 @@ cannot be read (it recovers on the next sync that can).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -32,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
     from crds.common import parse_duration
     from crds.rig import Rig
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow, release_rig
     from workflows.schedule import drop_schedule, keep_schedule
@@ -105,7 +104,7 @@ class BeadStoreWorkflow:
 
     @workflow.run
     async def run(self, input: BeadStoreInput) -> None:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         if input.state is None:
             self._publish(None)
         while True:
@@ -121,11 +120,9 @@ class BeadStoreWorkflow:
             elif self._resync():
                 await self._sync()
             else:
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                await self.publisher.roll_over(
+                    input.model_copy(update={"store": self.store, "state": self.state})
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"store": self.store, "state": self.state}))
 
     def _every(self) -> timedelta:
         return parse_duration(self.store.spec.sync_interval)

@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
     from workflows.failures import message_of
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
@@ -120,7 +120,7 @@ class ConvoyWorkflow:
 
     @workflow.run
     async def run(self, input: ConvoyInput) -> ConvoyStatus:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         if input.state is None:
             self._publish(None)
         while True:
@@ -131,11 +131,9 @@ class ConvoyWorkflow:
             if await self._spawn():
                 continue
             if history_full(input.history_limit):
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                await self.publisher.roll_over(
+                    input.model_copy(update={"convoy": self.convoy, "state": self.state})
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"convoy": self.convoy, "state": self.state}))
             await self._watch()
 
     async def _watch(self) -> None:

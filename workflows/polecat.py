@@ -14,7 +14,6 @@ when the server suggests it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import timedelta
 from typing import Literal
@@ -46,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from workflows.failures import message_of, reason_of
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.publisher import StatusPublisher, apply_outcome
 
 SHORT = timedelta(minutes=2)
@@ -220,7 +219,7 @@ class PolecatWorkflow:
 
     @workflow.run
     async def run(self, input: PolecatInput) -> PolecatStatus:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         if input.state is None:
             self._publish(None)
         while True:
@@ -231,11 +230,9 @@ class PolecatWorkflow:
                     return self.state.status
                 await self._reconcile()
             elif history_full(input.history_limit):
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                await self.publisher.roll_over(
+                    input.model_copy(update={"polecat": self.polecat, "state": self.state})
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"polecat": self.polecat, "state": self.state}))
 
     async def _reconcile(self) -> None:
         """One step of the actual state towards the desired state."""

@@ -7,8 +7,10 @@ activities, and the Events of every transition are still all posted.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import attributes
     from contracts.status import EventNote, KubeActivities, StatusTarget, StatusUpdate
     from crds.common import ApiModel
+    from workflows.history import continue_as_new
 
 MAX_PENDING_EVENTS = 20
 
@@ -45,6 +48,7 @@ class StatusPublisher:
         self._wanted: StatusUpdate | None = None
         self._offered = 0
         self._sent = 0
+        self._task: asyncio.Task[None] | None = None
 
     def publish(self, status: ApiModel, generation: int | None, event: EventNote | None) -> None:
         """The status where people look: the memo (`gastown get`), and the CR when there is one."""
@@ -67,8 +71,19 @@ class StatusPublisher:
     def idle(self) -> bool:
         return self._sent == self._offered
 
-    async def run(self) -> None:
-        """Runs for the workflow's life (start it with asyncio.create_task)."""
+    def start(self) -> None:
+        """Start sending, for the run's life (the first thing a workflow's run does)."""
+        self._task = asyncio.create_task(self._send())
+
+    async def roll_over(self, next_input: Any, settled: Callable[[], bool] = lambda: True) -> NoReturn:
+        """Continue as new with `next_input` once no handler runs, every status offered is sent and
+        `settled` holds: nothing a person sent is dropped, and the CR shows the latest status."""
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self.idle() and settled())
+        if self._task is not None:
+            self._task.cancel()
+        continue_as_new(next_input)
+
+    async def _send(self) -> None:
         while True:
             await workflow.wait_condition(lambda: not self.idle())
             offered, update = self._offered, self._wanted

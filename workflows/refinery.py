@@ -73,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from workflows.failures import message_of, reason_of
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
@@ -231,7 +231,7 @@ class RefineryWorkflow:
 
     @workflow.run
     async def run(self, input: RefineryInput) -> RefineryStatus:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         following = asyncio.create_task(self._follow_succeeded())
         if input.state is None:
             self._publish(None)
@@ -259,11 +259,9 @@ class RefineryWorkflow:
             )
             if not self.deleted and history_full(input.history_limit):
                 _stop(following)
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                await self.publisher.roll_over(
+                    input.model_copy(update={"refinery": self.refinery, "state": self.state})
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"refinery": self.refinery, "state": self.state}))
 
     def _next_batch(self) -> list[str]:
         pending = [entry.branch for entry in self.state.status.queue if entry.status == "Pending"]

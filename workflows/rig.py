@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.names import next_name
     from workflows.publisher import StatusPublisher, apply_outcome
 
@@ -197,7 +197,7 @@ class RigWorkflow:
 
     @workflow.run
     async def run(self, input: RigInput) -> None:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         # Rigs started before polecatCount and rechecks (commit 9a5bc38) run on as they were until
         # they continue as new; every run since has both (tests/data/histories replays one).
         self.follows = workflow.patched(FOLLOWS_AND_RECHECKS)
@@ -224,11 +224,9 @@ class RigWorkflow:
             if self.deleted:
                 return
             if not due:  # only the history is full
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle()
+                await self.publisher.roll_over(
+                    input.model_copy(update={"rig": self.rig, "state": self.state})
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"rig": self.rig, "state": self.state}))
             await self._check()
 
     async def _follow_polecat_count(self) -> None:

@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
     from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAction, WitnessAlert, WitnessStatus
     from workflows.failures import message_of
-    from workflows.history import HISTORY_LIMIT, continue_as_new, history_full
+    from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import PolecatWorkflow, Remedy
     from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
@@ -153,7 +153,7 @@ class WitnessWorkflow:
 
     @workflow.run
     async def run(self, input: WitnessInput) -> None:
-        publishing = asyncio.create_task(self.publisher.run())
+        self.publisher.start()
         self._publish([])  # every run: the memo of a run continued as new starts from its input
         while True:
             await workflow.wait_condition(
@@ -174,11 +174,10 @@ class WitnessWorkflow:
             elif self.state.waiting:
                 await self._answer(await self._check())
             else:
-                await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self.publisher.idle() and not self.notifying
+                await self.publisher.roll_over(
+                    input.model_copy(update={"witness": self.witness, "state": self.state}),
+                    settled=lambda: not self.notifying,
                 )
-                publishing.cancel()
-                continue_as_new(input.model_copy(update={"witness": self.witness, "state": self.state}))
 
     # --- the schedule ---------------------------------------------------------------
 
