@@ -1,9 +1,10 @@
 """Workflows started by an earlier version keep running after an upgrade.
 
-Rigs and polecats are entities that live for days; a worker of a new version
+Every kind is an entity that may live for days; a worker of a new version
 replays their histories. These are real histories recorded with the version
-they are named after (`tests/data/histories/<kind>-<commit>.json`); each must
-replay on the current code without a nondeterminism error.
+they are named after (`tests/data/histories/<kind>-<commit>.json`; those of
+595c435 are one `gastown demo` run, every kind in it); each must replay on the
+current code without a nondeterminism error.
 """
 
 from __future__ import annotations
