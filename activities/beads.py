@@ -241,7 +241,6 @@ class BeadActivities(contract.BeadActivities):
     @activity.defn(name=contract.FIND)
     @heartbeating
     async def find(self, lookup: BeadLookup) -> list[Bead]:
-        """The beads asked for, unfiltered: a closed bead is found, and seen closed."""
         try:
             snapshot = await asyncio.to_thread(read_source, lookup.source, lookup.checkout)
         except BeadSourceError as error:

@@ -109,7 +109,6 @@ class ConvoyActivities(contract.ConvoyActivities):
     @activity.defn(name=contract.SPAWN)
     @heartbeating
     async def spawn(self, request: SpawnRequest) -> str:
-        """Create (or adopt, on a retry) the convoy's polecat for a bead; its name comes from the rig."""
         convoy = request.convoy
         rig = self.client.get_workflow_handle(attributes.workflow_id("Rig", None, convoy.spec.rig_ref or ""))
         store = self._store(request.kubernetes)
@@ -131,7 +130,6 @@ class ConvoyActivities(contract.ConvoyActivities):
 
     @activity.defn(name=contract.REMOVE)
     async def remove(self, request: RemoveRequest) -> None:
-        """Delete the convoy's polecats (which stops their agents); one already gone is done."""
         store = self._store(request.kubernetes)
 
         async def one(name: str) -> None:
@@ -142,7 +140,6 @@ class ConvoyActivities(contract.ConvoyActivities):
 
     @activity.defn(name=contract.WATCH)
     async def watch(self, request: WatchRequest) -> ConvoySnapshot:
-        """The convoy's polecats and closed beads, as soon as they differ from what the convoy has."""
         beads_read_at = 0.0
         closed: list[str] = []
         bead_error: str | None = None

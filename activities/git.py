@@ -79,7 +79,6 @@ class GitActivities(contract.GitActivities):
     @activity.defn(name=contract.PREPARE_WORKTREE)
     @heartbeating
     async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
-        """A worktree of the rig's checkout on the polecat's branch, from defaultBranch."""
         return await asyncio.to_thread(self._prepare_worktree, request)
 
     def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
@@ -113,12 +112,10 @@ class GitActivities(contract.GitActivities):
     @activity.defn(name=contract.PUBLISH_BRANCH)
     @heartbeating
     async def publish_branch(self, request: BranchRequest) -> BranchResult:
-        """The branch's head commit, pushed to origin when the rig has one."""
         return await asyncio.to_thread(_publish_branch, request)
 
     @activity.defn(name=contract.CHECK_RIG)
     async def check_rig(self, rig: RigSpec) -> RigCheck:
-        """Whether the rig's checkout (and remote, with a gitURL) is usable, and why not."""
         return await asyncio.to_thread(_check_rig, rig)
 
 

@@ -47,14 +47,12 @@ class HealthActivities(contract.HealthActivities):
 
     @activity.defn(name=contract.OBSERVE)
     async def observe(self, request: HealthRequest) -> HealthReport:
-        """The rig's polecats: counts, and in full those Failed, quiet for `quiet_after`, or watched."""
         query = rig_polecats(request.rig)
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
         return report(await self._look(memos), request)
 
     @activity.defn(name=contract.RECHECK)
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
-        """Polecats read again from their own workflows, right before an action: never behind."""
         memos = []
         for key in keys:
             namespace, name = key.split("/", 1)

@@ -66,7 +66,6 @@ class KubeActivities(contract.KubeActivities):
 
     @activity.defn(name=contract.PUBLISH_STATUS)
     async def publish_status(self, update: StatusUpdate) -> None:
-        """Write the status subresource and post the Events. A resource that is gone is done."""
         async with self.connection.api() as api:
             if await self._patch_status(api, update):
                 for note in update.events:

@@ -65,7 +65,6 @@ class MergeActivities(contract.MergeActivities):
     @activity.defn(name=contract.PREPARE)
     @heartbeating
     async def prepare(self, request: PrepareRequest) -> Candidate:
-        """Stack the recipe's branches on the target's latest commit; conflicts and gone branches are left out."""
         return await asyncio.to_thread(self._prepare, request)
 
     def _prepare(self, request: PrepareRequest) -> Candidate:
@@ -91,7 +90,6 @@ class MergeActivities(contract.MergeActivities):
     @activity.defn(name=contract.CHECK)
     @heartbeating
     async def check(self, request: CheckRequest) -> list[CheckResult]:
-        """Run the checks in order in a clean worktree of the candidate; stops at the first that fails."""
         root = self._root(request.candidate.recipe.rig)
         worktree = await asyncio.to_thread(self._checkout, request.candidate, root / "check")
         results: list[CheckResult] = []
@@ -111,7 +109,6 @@ class MergeActivities(contract.MergeActivities):
     @activity.defn(name=contract.LAND)
     @heartbeating
     async def land(self, candidate: Candidate) -> Landed:
-        """Fast-forward the remote's target to the candidate's tip; TargetMoved if it moved since."""
         return await asyncio.to_thread(self._land, candidate)
 
     def _land(self, candidate: Candidate) -> Landed:

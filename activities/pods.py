@@ -295,7 +295,6 @@ class PodActivities(contract.PodActivities):
 
     @activity.defn(name=contract.START_POD)
     async def start_pod(self, launch: PodLaunch) -> PodRef:
-        """Create the polecat's pod, or adopt it if it exists (same name, same polecat uid)."""
         manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt, os.environ)
         meta = manifest["metadata"]
         ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
@@ -318,7 +317,6 @@ class PodActivities(contract.PodActivities):
 
     @activity.defn(name=contract.WATCH_POD)
     async def watch_pod(self, ref: PodRef) -> PodExit:
-        """Wait, heartbeating, until the pod ends; phases arrive from a watch, not a polling loop."""
         async with self.connection.api() as api:
             core = client.CoreV1Api(api)
             while True:
@@ -357,7 +355,6 @@ class PodActivities(contract.PodActivities):
 
     @activity.defn(name=contract.DELETE_POD)
     async def delete_pod(self, ref: PodRef) -> None:
-        """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done."""
         async with self.connection.api() as api:
             try:
                 await client.CoreV1Api(api).delete_namespaced_pod(

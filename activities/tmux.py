@@ -137,7 +137,6 @@ class TmuxActivities(contract.TmuxActivities):
     @activity.defn(name=contract.START_AGENT)
     @heartbeating
     async def start_agent(self, launch: AgentLaunch) -> AgentSession:
-        """Start the polecat's agent in its session, or adopt the running one."""
         polecat = launch.polecat
         session = session_name(polecat)
         log_file, prompt_file, agent_dir = self._paths(polecat)
@@ -245,7 +244,6 @@ class TmuxActivities(contract.TmuxActivities):
 
     @activity.defn(name=contract.STOP_AGENT)
     async def stop_agent(self, session: AgentSession) -> None:
-        """End the agent's whole process tree, then its session. Gone already is done."""
         pane = await self._pane(session.session)
         if pane is None:
             return

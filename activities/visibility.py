@@ -23,7 +23,6 @@ class VisibilityActivities(contract.VisibilityActivities):
 
     @activity.defn(name=contract.WATCH_POLECAT_COUNT)
     async def watch_polecat_count(self, watch: CountWatch) -> int:
-        """The rig's live polecats, as soon as their number differs from `seen`."""
         query = rig_polecats(watch.rig, *LIVE_PHASES)
 
         async def look() -> int:
@@ -35,7 +34,6 @@ class VisibilityActivities(contract.VisibilityActivities):
 
     @activity.defn(name=contract.WATCH_SUCCEEDED)
     async def watch_succeeded(self, watch: SucceededWatch) -> FinishedPolecats:
-        """The rig's Succeeded polecats not yet merged, as soon as they differ from `seen`; one query a look."""
         query = rig_polecats(watch.rig, "Succeeded")
 
         async def look() -> FinishedPolecats:

@@ -39,11 +39,7 @@ class TmuxActivities:
 
     @activity.defn(name=WATCH_AGENT)
     async def watch_agent(self, session: AgentSession) -> AgentExit:
-        """Wait, heartbeating, until the agent's process exits; its status and output tail.
-
-        The agent's process is watched through a pidfd, which becomes readable
-        the instant it exits: no polling loop, no process spawned per check.
-        """
+        """Wait, heartbeating, until the agent's process exits; its status and output tail."""
         raise NotImplementedError
 
     @activity.defn(name=STOP_AGENT)
