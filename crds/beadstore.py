@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -22,8 +22,12 @@ class BeadSource(ApiModel):
 
 
 class BeadFilters(ApiModel):
-    status: list[str] = Field(default_factory=list, description="Only these statuses.")
-    labels: list[str] = Field(default_factory=list, description="Only with these labels.")
+    status: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list, max_length=100, description="Only these statuses."
+    )
+    labels: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list, max_length=100, description="Only with these labels."
+    )
 
 
 class BeadStoreSpec(ApiModel):

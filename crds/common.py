@@ -150,10 +150,12 @@ def check_branch_name(value: str) -> str:
     return value
 
 
+MAX_BRANCH = 255  # git allows longer names, but no branch a person names is longer
 BranchName = Annotated[
     str,
+    Field(max_length=MAX_BRANCH),
     AfterValidator(check_branch_name),
-    WithJsonSchema({"type": "string", "minLength": 1}),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_BRANCH}),
 ]
 
 

@@ -37,7 +37,7 @@ def describe_errors(error: ValidationError) -> list[str]:
     """Each pydantic error as `path: rule (got value)`, in the spec's names."""
     lines = []
     for item in error.errors():
-        path = [str(part) for part in item["loc"]]
+        path = [f"[{part}]" if isinstance(part, int) else str(part) for part in item["loc"]]
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, FieldError):
             path.append(cause.path)

@@ -60,9 +60,10 @@ class AgentConfig(ApiModel):
     model: str | None = Field(None, max_length=256, description="Full model id.")
     max_tokens: int | None = Field(None, gt=0, description="Max output tokens.")
     temperature: float | None = Field(None, ge=0.0, le=1.0, description="0.0-1.0.")
-    command: list[str] | None = Field(
+    command: list[Annotated[str, Field(max_length=4096)]] | None = Field(
         None,
         min_length=1,
+        max_length=256,
         description=(
             "Extension: the argv of a `custom` agent, run without a shell in the polecat's worktree."
         ),
@@ -84,12 +85,12 @@ class SecretRef(ApiModel):
 
 class SecretKeyRef(ApiModel):
     name: DnsName
-    key: str = Field("api-key", min_length=1, description="Key within the secret.")
+    key: str = Field("api-key", min_length=1, max_length=253, description="Key within the secret.")
 
 
 class ResourceList(ApiModel):
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: str | None = Field(None, max_length=64)
+    memory: str | None = Field(None, max_length=64)
 
 
 class ResourceRequirements(ApiModel):
@@ -98,7 +99,7 @@ class ResourceRequirements(ApiModel):
 
 
 class KubernetesSpec(ApiModel):
-    git_repository: str | None = Field(None, description="SSH URL of the repository.")
+    git_repository: str | None = Field(None, max_length=2048, description="SSH URL of the repository.")
     git_branch: BranchName = Field("main", description="Base branch.")
     work_branch: BranchName | None = Field(None, description="Branch for changes (default polecat/<name>).")
     git_secret_ref: SecretRef | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -20,7 +20,9 @@ class RigSpec(ApiModel):
         None, max_length=4096, description="Path of the checkout for local execution."
     )
     default_branch: BranchName = Field("main", description="Default branch.")
-    name_pools: list[str] = Field(default_factory=list, description="Names for polecats.")
+    name_pools: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=1000, description="Names for polecats."
+    )
 
 
 class RigStatus(ApiModel):

@@ -190,12 +190,12 @@ def test_spec_names_round_trip() -> None:
         (
             "Refinery",
             {"rigRef": "a", "requiredChecks": ["make 'test"]},
-            "spec.requiredChecks.0: cannot be split into words (No closing quotation)",
+            "spec.requiredChecks[0]: cannot be split into words (No closing quotation)",
         ),
         (
             "Refinery",
             {"rigRef": "a", "requiredChecks": ["  "]},
-            "spec.requiredChecks.0: must name a program",
+            "spec.requiredChecks[0]: must name a program",
         ),
         (
             "Refinery",
@@ -212,7 +212,7 @@ def test_spec_names_round_trip() -> None:
         ("BeadStore", {"rigRef": "a", "syncInterval": "5"}, "spec.syncInterval: must be a Go duration"),
         ("Convoy", {"parallelism": 0}, "spec.parallelism: Input should be greater than 0"),
         ("Convoy", {"trackedBeads": ["gt-1", "gt-1"]}, "spec.trackedBeads[1]: gt-1 is listed twice"),
-        ("Convoy", {"trackedBeads": ["gt 1"]}, "spec.trackedBeads.0: String should match pattern"),
+        ("Convoy", {"trackedBeads": ["gt 1"]}, "spec.trackedBeads[0]: String should match pattern"),
         ("Convoy", {"autoSpawn": True}, "spec.rigRef: required when autoSpawn is true"),
         (
             "Convoy",
