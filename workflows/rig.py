@@ -116,11 +116,12 @@ class RigWorkflow:
         names[name] = request.holder
         return name
 
+    # Claims are updates, handled one at a time: of two at once for one rig, one wins.
     @workflow.update(name=CLAIM)
     def claim(self, claim: RigClaim) -> None:
         """`claim.holder` is the rig's one BeadStore, Refinery or Witness from now on."""
         assert claim.kind is not None  # the validator refuses a claim without one
-        self._claim(claim.kind, claim)
+        self._hold(claim.kind, claim.holder)
 
     @claim.validator
     def _one_of_each(self, claim: RigClaim) -> None:
@@ -134,26 +135,43 @@ class RigWorkflow:
                 non_retryable=True,
             )
 
+    def _hold(self, kind: HolderKind, holder: str | None) -> None:
+        """The rig's one `kind` is `holder` (None: it has none), in its state and its memo."""
+        setattr(self.state, HOLDER_FIELD[kind], holder)
+        workflow.upsert_memo({HOLDER_MEMO[kind]: holder})
+
     @workflow.signal(name=RELEASE)
     def release(self, release: RigRelease) -> None:
         """The rig no longer has `release.holder` (if that is the one it has)."""
         if getattr(self.state, HOLDER_FIELD[release.kind]) == release.holder:
-            setattr(self.state, HOLDER_FIELD[release.kind], None)
-            workflow.upsert_memo({HOLDER_MEMO[release.kind]: None})
+            self._hold(release.kind, None)
 
     # What earlier versions sent, one pair per kind: kept so that their histories replay (a rig
-    # lives for days, and a new worker replays its current run). Nothing sends them now.
+    # lives for days, and a new worker replays its current run), and so that a bridge of an earlier
+    # version, during an upgrade, is still held to one of each.
     @workflow.update
     def claim_bead_store(self, claim: RigClaim) -> None:
-        self._claim("BeadStore", claim)
+        self._hold("BeadStore", claim.holder)
+
+    @claim_bead_store.validator
+    def _one_bead_store(self, claim: RigClaim) -> None:
+        self._one_of_each(claim.model_copy(update={"kind": "BeadStore"}))
 
     @workflow.update
     def claim_refinery(self, claim: RigClaim) -> None:
-        self._claim("Refinery", claim)
+        self._hold("Refinery", claim.holder)
+
+    @claim_refinery.validator
+    def _one_refinery(self, claim: RigClaim) -> None:
+        self._one_of_each(claim.model_copy(update={"kind": "Refinery"}))
 
     @workflow.update
     def claim_witness(self, claim: RigClaim) -> None:
-        self._claim("Witness", claim)
+        self._hold("Witness", claim.holder)
+
+    @claim_witness.validator
+    def _one_witness(self, claim: RigClaim) -> None:
+        self._one_of_each(claim.model_copy(update={"kind": "Witness"}))
 
     @workflow.signal
     def release_bead_store(self, holder: str) -> None:
@@ -166,11 +184,6 @@ class RigWorkflow:
     @workflow.signal
     def release_witness(self, holder: str) -> None:
         self.release(RigRelease(kind="Witness", holder=holder))
-
-    # Claims are updates, handled one at a time: of two at once for one rig, one wins.
-    def _claim(self, kind: HolderKind, claim: RigClaim) -> None:
-        setattr(self.state, HOLDER_FIELD[kind], claim.holder)
-        workflow.upsert_memo({HOLDER_MEMO[kind]: claim.holder})
 
     @workflow.signal
     def release_names(self, holder_prefix: str) -> None:

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts import git, visibility
+from contracts import attributes, git, visibility
 from contracts.git import RigCheck
-from contracts.rig import NameRequest
+from contracts.rig import NameRequest, RigClaim, RigRelease
 from contracts.visibility import CountWatch
 from crds.rig import Rig, RigSpec
 from tests.helpers import rig, wait_until
@@ -108,5 +110,32 @@ async def test_names_follow_the_pools_and_are_held_until_released(time_skipping:
         await wait_until(lambda: count(2), "polecatCount 2")
         checks.live = 0
         await wait_until(lambda: count(0), "polecatCount 0")
+        await handle.signal(RigWorkflow.delete)
+        await asyncio.wait_for(handle.result(), 20)
+
+
+async def test_a_rig_has_one_of_each_whoever_claims_it(time_skipping: WorkflowEnvironment) -> None:
+    """A second Refinery is refused, naming the first, whether claimed with `claim` or with the
+    `claim_refinery` update a bridge of an earlier version sends; once released, another may claim."""
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    client = time_skipping.client
+    async with Worker(
+        client, task_queue=queue, workflows=[RigWorkflow], activities=FakeChecks(answers=True).all()
+    ):
+        handle = await client.start_workflow(
+            RigWorkflow.run, RigInput(rig=a_rig()), id=f"rig/{queue}", task_queue=queue
+        )
+        await handle.execute_update(RigWorkflow.claim, RigClaim(kind="Refinery", holder="default/first"))
+        for update, claim in [
+            (RigWorkflow.claim, RigClaim(kind="Refinery", holder="default/second")),
+            (RigWorkflow.claim_refinery, RigClaim(holder="default/second")),
+        ]:
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(update, claim)
+            assert "already has a Refinery (default/first); a rig has one" in str(refused.value.cause)
+        await handle.signal(RigWorkflow.release, RigRelease(kind="Refinery", holder="default/first"))
+        await handle.execute_update(RigWorkflow.claim_refinery, RigClaim(holder="default/second"))
+        memo = await (await handle.describe()).memo()
+        assert memo[attributes.MEMO_REFINERY] == "default/second"
         await handle.signal(RigWorkflow.delete)
         await asyncio.wait_for(handle.result(), 20)
