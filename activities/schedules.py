@@ -61,7 +61,10 @@ class ScheduleActivities(contract.ScheduleActivities):
             schedule.state = current.description.schedule.state  # a pause set in the UI stays
             return ScheduleUpdate(schedule=schedule)
 
-        await self.client.get_schedule_handle(request.schedule_id).update(follow_spec)
+        handle = self.client.get_schedule_handle(request.schedule_id)
+        await handle.update(follow_spec)
+        if request.first:
+            await handle.trigger()
 
     @activity.defn(name=contract.DELETE)
     async def delete(self, schedule_id: str) -> None:

@@ -25,6 +25,9 @@ class ScheduleRequest(BaseModel):
     arg: str  # its one argument
     task_queue: str
     note: str  # shown in the UI
+    # The entity's first: a Schedule an earlier run of the name left (its workflow terminated in the
+    # UI) is taken over and runs at once, as a new one would.
+    first: bool = False
 
 
 class ScheduleActivities:

@@ -141,7 +141,10 @@ class BeadStoreWorkflow:
     async def _schedule(self) -> None:
         every = self._every()
         await keep_schedule(
-            TICK, every, f"syncs BeadStore {self.store.ref} every {self.store.spec.sync_interval}"
+            TICK,
+            every,
+            f"syncs BeadStore {self.store.ref} every {self.store.spec.sync_interval}",
+            first=self.state.scheduled_every is None,
         )
         self.state.scheduled_every = every
 

@@ -17,8 +17,9 @@ with workflow.unsafe.imports_passed_through():
 SHORT = timedelta(minutes=2)
 
 
-async def keep_schedule(tick: str, every: timedelta, note: str) -> None:
-    """Make the entity's Schedule, or retime it (a pause set in the UI stays)."""
+async def keep_schedule(tick: str, every: timedelta, note: str, first: bool) -> None:
+    """Make the entity's Schedule, or retime it (a pause set in the UI stays); `first`: the entity
+    has had none, so it runs at once, even when it takes over one left by an earlier run."""
     entity = workflow.info().workflow_id
     kind = entity.split("/", 1)[0]
     await workflow.execute_activity_method(
@@ -31,6 +32,7 @@ async def keep_schedule(tick: str, every: timedelta, note: str) -> None:
             arg=entity,
             task_queue=workflow.info().task_queue,
             note=note,
+            first=first,
         ),
         start_to_close_timeout=SHORT,
         retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),

@@ -191,7 +191,10 @@ class WitnessWorkflow:
         every = self._every()
         spec = self.witness.spec
         await keep_schedule(
-            TICK, every, f"checks the polecats of rig {spec.rig_ref} every {spec.check_interval}"
+            TICK,
+            every,
+            f"checks the polecats of rig {spec.rig_ref} every {spec.check_interval}",
+            first=self.state.scheduled_every is None,
         )
         self.state.scheduled_every = every
 

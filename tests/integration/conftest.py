@@ -135,6 +135,7 @@ class Webhook:
         answer = self.answers.pop(0) if self.answers else 200
         if answer == "hang":
             await asyncio.sleep(30)
+            answer = 504  # the sender gave up long ago
         if request.path != SECRET_PATH:
             return web.Response(status=404, text="no_service")
         if answer != 200:

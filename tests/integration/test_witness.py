@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from git import Repo
-from temporalio.client import Client, ScheduleIntervalSpec, ScheduleOverlapPolicy
+from temporalio.client import Client, ScheduleHandle, ScheduleIntervalSpec, ScheduleOverlapPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from bridge.reconcile import Reconciler
@@ -210,9 +210,7 @@ async def test_the_schedule_follows_the_witness(
     assert await wait_until(every, "the schedule") == timedelta(hours=1)
     described = await schedule.describe()
     assert described.schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
-    first = await wait_until(
-        lambda: _checked(reconciler), "the first check (made when the schedule is created)"
-    )
+    first = await _first_check(reconciler, schedule)
 
     await schedule.pause(note="paused from the UI")
     await reconciler.apply(parsed(Witness, witness_manifest(rig_name, checkInterval="2h")))
@@ -233,6 +231,36 @@ async def test_the_schedule_follows_the_witness(
         await schedule.describe()
     assert gone.value.status == RPCStatusCode.NOT_FOUND
     await reconciler.apply(parsed(Witness, witness_manifest(rig_name, name="another")))
+
+
+async def test_a_witness_terminated_in_the_ui_and_applied_again_checks_at_once(
+    client: Client, reconciler: Reconciler, git_rig: GitRig, rig_name: str
+) -> None:
+    """Its workflow terminated from the Temporal UI, the Witness's Schedule is left behind; applied
+    again, the Witness takes that Schedule over and checks at once, not an hour later."""
+    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+    manifest = witness_manifest(rig_name, checkInterval="1h")
+    await reconciler.apply(parsed(Witness, manifest))
+    schedule = client.get_schedule_handle("witness/default/witness")
+    await _first_check(reconciler, schedule)
+
+    await client.get_workflow_handle("witness/default/witness").terminate("from the UI")
+    await reconciler.apply(parsed(Witness, manifest))
+    await _first_check(reconciler, schedule)
+    assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)
+
+
+async def _first_check(reconciler: Reconciler, schedule: ScheduleHandle) -> datetime:
+    """The time of the Witness's first check, made when its Schedule is taken; or fail saying what
+    the Schedule did."""
+    try:
+        checked: datetime = await wait_until(lambda: _checked(reconciler), "the first check")
+    except AssertionError as error:
+        info = (await schedule.describe()).info
+        raise AssertionError(
+            f"{error}; the Schedule ran {info.recent_actions}, runs {info.running_actions}"
+        ) from None
+    return checked
 
 
 async def _checked(reconciler: Reconciler, after: Any = None) -> Any:
