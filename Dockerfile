@@ -25,10 +25,13 @@ COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY --from=agents /opt/gastown/agents ./agents
 COPY crds ./crds
+COPY contracts ./contracts
 COPY workflows ./workflows
 COPY activities ./activities
-COPY worker ./worker
+COPY client ./client
 COPY bridge ./bridge
+COPY worker ./worker
+COPY cli ./cli
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .
 
 USER 65532:65532

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from typing import Any
 
 import kubernetes_validate
@@ -88,6 +89,16 @@ def test_compose_names_what_exists() -> None:
         if "healthcheck" in service:
             assert service["healthcheck"]["test"][0] == "CMD"
     assert services["worker"]["healthcheck"]["test"][1:] == ["gastown", "status"] and "status" in cli.commands
+
+
+def test_the_image_carries_every_package_of_the_project() -> None:
+    """The image installs the project from the packages it copies: each one pyproject names is
+    copied (seen: contracts, client and cli were not, so `gastown` could not start in a pod)."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    packages = [name.rstrip("*") for name in config["tool"]["setuptools"]["packages"]["find"]["include"]]
+    missing = [name for name in packages if f"COPY {name} ./{name}\n" not in dockerfile]
+    assert not missing, f"the Dockerfile does not copy {missing}"
 
 
 def test_dockerfile_copies_what_exists() -> None:
