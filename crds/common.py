@@ -176,6 +176,25 @@ LimitedText = Annotated[str, Field(max_length=MAX_TEXT)]
 # --- metadata, conditions, the resource envelope -------------------------
 
 
+# Kubernetes' own limits, which its API server enforces; `gastown apply` holds to the same.
+MAX_ANNOTATIONS = 256 * 1024  # bytes, keys and values together
+MAX_LABEL_VALUE = 63
+
+
+def _check_annotations(value: dict[str, str]) -> dict[str, str]:
+    size = sum(len(key.encode()) + len(text.encode()) for key, text in value.items())
+    if size > MAX_ANNOTATIONS:
+        raise ValueError(f"Too long: must have at most {MAX_ANNOTATIONS} bytes (these have {size})")
+    return value
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, text in value.items():
+        if len(text) > MAX_LABEL_VALUE:
+            raise ValueError(f"{key}: a label value must be no more than {MAX_LABEL_VALUE} characters")
+    return value
+
+
 class ObjectMeta(BaseModel):
     """The part of Kubernetes' ObjectMeta that Gas Town reads.
 
@@ -191,8 +210,8 @@ class ObjectMeta(BaseModel):
     generation: int | None = None
     resource_version: str | None = None
     creation_timestamp: Timestamp | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: Annotated[dict[str, str], AfterValidator(_check_labels)] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], AfterValidator(_check_annotations)] = Field(default_factory=dict)
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

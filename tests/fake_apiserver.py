@@ -29,6 +29,7 @@ import jsonpatch
 from aiohttp import web
 
 from crds import KINDS
+from crds.common import MAX_ANNOTATIONS
 from crds.generate import crd_for
 
 
@@ -451,6 +452,7 @@ class FakeApiServer:
 
     def _create(self, type_: ResourceType, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
         metadata = body.setdefault("metadata", {})
+        _check_annotations(metadata)
         if not metadata.get("name") and metadata.get("generateName"):
             metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
         name = metadata.get("name")
@@ -506,6 +508,7 @@ class FakeApiServer:
         wanted: dict[str, Any],
         sub: str | None,
     ) -> dict[str, Any]:
+        _check_annotations(wanted.get("metadata", {}))
         updated = copy.deepcopy(current)
         if sub == "status":
             updated["status"] = wanted.get("status")  # only the status moves
@@ -706,3 +709,14 @@ class FakeApiServer:
         for version, type_, event in self._history:
             if version > int(since) and self._wanted(watch, type_, event["object"]):
                 yield event
+
+
+def _check_annotations(metadata: dict[str, Any]) -> None:
+    """The API server's own rule: a resource's annotations, keys and values, total 256 KiB at most
+    (kubectl apply's last-applied-configuration annotation holds the whole manifest)."""
+    annotations = metadata.get("annotations") or {}
+    size = sum(len(str(key).encode()) + len(str(value).encode()) for key, value in annotations.items())
+    if size > MAX_ANNOTATIONS:
+        raise ApiError(
+            422, "Invalid", f"metadata.annotations: Too long: must have at most {MAX_ANNOTATIONS} bytes"
+        )

@@ -283,6 +283,17 @@ def test_huge_text_is_refused() -> None:
     assert found[0].startswith("spec.taskDescription: String should have at most 65536 characters")
 
 
+def test_metadata_is_held_to_kubernetes_limits() -> None:
+    """Annotations over 256 KiB and label values over 63 characters are refused, as the API server
+    refuses them (seen: a 3 MB annotation was taken, and no workflow could be sent so large a spec)."""
+    found = problems(manifest("Rig", {"localPath": "/src"}, annotations={"note": "x" * 300_000}))
+    assert found[0].startswith(
+        "metadata.annotations: Too long: must have at most 262144 bytes (these have 300004)"
+    )
+    found = problems(manifest("Rig", {"localPath": "/src"}, labels={"team": "x" * 64}))
+    assert found[0].startswith("metadata.labels: team: a label value must be no more than 63 characters")
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
