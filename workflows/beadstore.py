@@ -31,8 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from crds.beadstore import BeadStore, BeadStorePhase, BeadStoreStatus, SyncError
     from crds.common import parse_duration
     from crds.rig import Rig
+    from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow, release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 
@@ -42,7 +42,7 @@ TICK = "BeadStoreTick"
 T = TypeVar("T")
 
 
-class BeadStoreState(BaseModel):
+class BeadStoreState(EntityState):
     status: BeadStoreStatus = Field(default_factory=BeadStoreStatus)
     scheduled_every: timedelta | None = None  # the interval the Schedule has
     synced_spec: dict[str, object] | None = None  # the spec (source, filters) of the last sync
@@ -66,47 +66,27 @@ class BeadStoreTickWorkflow:
 
 
 @workflow.defn(name="BeadStore")
-class BeadStoreWorkflow:
+class BeadStoreWorkflow(Entity[BeadStore, BeadStoreState]):
+    RESOURCE_FIELD = "store"
+    SPEC_MEMO_ALWAYS_BEFORE, PHASE_ATTRIBUTE_BEFORE = True, "set"
+
     @workflow.init
     def __init__(self, input: BeadStoreInput) -> None:
-        self.store = input.store
+        super().__init__(input, BeadStoreState())
         self.rig = input.rig
-        self.state = input.state or BeadStoreState()
-        self.fresh = input.state is None
         self.due = False
-        self.deleted = False
-        self.publisher = StatusPublisher(input.status_target)
 
-    @workflow.update
-    def apply(self, store: BeadStore) -> str:
-        store.metadata.uid = self.store.metadata.uid
-        outcome = apply_outcome(self.fresh, self.store.spec, store.spec)
-        self.fresh = False
-        self.store = store
-        workflow.upsert_memo({attributes.MEMO_SPEC: store.spec.to_wire()})
-        return outcome
-
-    @apply.validator
-    def _validate_apply(self, store: BeadStore) -> None:
-        refuse_rig_change("BeadStore", self.store.spec.rig_ref, store.spec.rig_ref)
+    @property
+    def store(self) -> BeadStore:
+        return self.resource
 
     @workflow.signal
     def sync_due(self) -> None:
         self.due = True
 
-    @workflow.signal
-    def delete(self) -> None:
-        self.deleted = True
-
-    @workflow.query
-    def status(self) -> BeadStoreStatus:
-        return self.state.status
-
     @workflow.run
     async def run(self, input: BeadStoreInput) -> None:
-        self.publisher.start()
-        if input.state is None:
-            self._publish(None)
+        self.begin(publish=input.state is None)
         while True:
             await workflow.wait_condition(
                 lambda: self.deleted or self._retime() or self._resync() or history_full(input.history_limit)
@@ -120,9 +100,7 @@ class BeadStoreWorkflow:
             elif self._resync():
                 await self._sync()
             else:
-                await self.publisher.roll_over(
-                    input.model_copy(update={"store": self.store, "state": self.state})
-                )
+                await self.roll_over(input)
 
     def _every(self) -> timedelta:
         return parse_duration(self.store.spec.sync_interval)
@@ -152,7 +130,7 @@ class BeadStoreWorkflow:
         self.due = False
         spec = self.store.spec
         self.state.synced_spec = self._sync_spec()
-        self._set_phase("Syncing", None)
+        self._sync_phase("Syncing", None)
         try:
             report: SyncReport = await workflow.execute_activity_method(
                 BeadActivities.sync,
@@ -166,10 +144,10 @@ class BeadStoreWorkflow:
         self.state.status.last_sync = workflow.now()
         if report.error is None:
             self.state.status.issue_count = report.issue_count
-            self._set_phase("Synced", report)
+            self._sync_phase("Synced", report)
             await self._tell_rig(RigWorkflow.beads_synced, self.state.status.last_sync)
         else:
-            self._set_phase("Error", report)
+            self._sync_phase("Error", report)
 
     async def _tell_rig(self, signal: Callable[[RigWorkflow, T], None], arg: T) -> None:
         rig = workflow.get_external_workflow_handle_for(
@@ -180,10 +158,9 @@ class BeadStoreWorkflow:
         except FailureError:
             workflow.logger.info("rig %s is gone; not told", self.rig.name)
 
-    def _set_phase(self, phase: BeadStorePhase, report: SyncReport | None) -> None:
+    def _sync_phase(self, phase: BeadStorePhase, report: SyncReport | None) -> None:
         status = self.state.status
         changed = phase != status.phase
-        status.phase = phase
         event = None
         if report is not None:
             problems = [report.error] if report.error else report.problems
@@ -197,11 +174,7 @@ class BeadStoreWorkflow:
                     status.message += f"; {len(problems)} notes on the data (see errors)"
                 if changed:
                     event = EventNote(reason="Synced", message=status.message)
-        workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
-        self._publish(event)
-
-    def _publish(self, event: EventNote | None) -> None:
-        self.publisher.publish(self.state.status, self.store.metadata.generation, event)
+        self.set_phase(phase, event)
 
 
 def _errors(previous: list[SyncError], problems: list[str], now: datetime) -> list[SyncError]:

@@ -46,9 +46,9 @@ with workflow.unsafe.imports_passed_through():
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
     from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
+    from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
@@ -62,7 +62,7 @@ class Spawned(BaseModel):
     seen: bool = False  # visible to the watch at least once (so its absence means deleted)
 
 
-class ConvoyState(BaseModel):
+class ConvoyState(EntityState):
     """All that continue-as-new carries."""
 
     status: ConvoyStatus = Field(default_factory=ConvoyStatus)
@@ -80,49 +80,29 @@ class ConvoyInput(BaseModel):
 
 
 @workflow.defn(name="Convoy")
-class ConvoyWorkflow:
+class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
+    RESOURCE_FIELD = "convoy"
+
     @workflow.init
     def __init__(self, input: ConvoyInput) -> None:
-        self.convoy = input.convoy
+        super().__init__(input, ConvoyState())
         self.rig = input.rig
         self.kubernetes = input.status_target is not None
-        self.state = input.state or ConvoyState()
-        self.fresh = input.state is None
-        self.deleted = False
         self.spec_changed = False
-        self.publisher = StatusPublisher(input.status_target)
 
-    @workflow.update
-    def apply(self, convoy: Convoy) -> str:
-        convoy.metadata.uid = self.convoy.metadata.uid
-        outcome = apply_outcome(self.fresh, self.convoy.spec, convoy.spec)
-        self.fresh = False
-        if outcome == "configured":
-            self.spec_changed = True
-            workflow.upsert_memo({attributes.MEMO_SPEC: convoy.spec.to_wire()})
-        self.convoy = convoy
+    @property
+    def convoy(self) -> Convoy:
+        return self.resource
+
+    def applied(self, before: Convoy, outcome: str) -> str:
+        self.spec_changed = self.spec_changed or outcome == "configured"
         return outcome
-
-    @apply.validator
-    def _validate_apply(self, convoy: Convoy) -> None:
-        refuse_rig_change("Convoy", self.convoy.spec.rig_ref, convoy.spec.rig_ref)
-
-    @workflow.signal
-    def delete(self) -> None:
-        """The resource is gone: delete the polecats it spawned, then end."""
-        self.deleted = True
-
-    @workflow.query
-    def status(self) -> ConvoyStatus:
-        return self.state.status
 
     # --- the loop ---------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: ConvoyInput) -> ConvoyStatus:
-        self.publisher.start()
-        if input.state is None:
-            self._publish(None)
+        self.begin(publish=input.state is None)
         while True:
             if self.deleted:
                 await self._remove_spawned()
@@ -131,9 +111,7 @@ class ConvoyWorkflow:
             if await self._spawn():
                 continue
             if history_full(input.history_limit):
-                await self.publisher.roll_over(
-                    input.model_copy(update={"convoy": self.convoy, "state": self.state})
-                )
+                await self.roll_over(input)
             await self._watch()
 
     async def _watch(self) -> None:
@@ -279,15 +257,11 @@ class ConvoyWorkflow:
         else:
             status.completion_time = None
         status.message = self._message()
-        event = None
         if phase != status.phase:
-            status.phase = phase
-            workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
-            event = EventNote(
-                reason=phase, message=status.message, type="Warning" if phase == "Failed" else "Normal"
-            )
-        if status.to_wire() != before:
-            self._publish(event)
+            kind = "Warning" if phase == "Failed" else "Normal"
+            self.set_phase(phase, EventNote(reason=phase, message=status.message, type=kind))
+        elif status.to_wire() != before:
+            self.publish()
 
     def _phase(self) -> ConvoyPhase:
         status = self.state.status
@@ -312,6 +286,3 @@ class ConvoyWorkflow:
         if self.state.snapshot and self.state.snapshot.bead_error:
             parts.append(f"beads unreadable: {self.state.snapshot.bead_error}")
         return "; ".join(parts)
-
-    def _publish(self, event: EventNote | None) -> None:
-        self.publisher.publish(self.state.status, self.convoy.metadata.generation, event)

@@ -24,7 +24,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts import attributes, heartbeats
+    from contracts import heartbeats
     from contracts.beads import Bead, BeadActivities, BeadLookup
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
     from contracts.pods import PodActivities, PodExit, PodLaunch, PodRef
@@ -44,9 +44,9 @@ with workflow.unsafe.imports_passed_through():
         change_problems,
     )
     from crds.rig import Rig
+    from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.publisher import StatusPublisher, apply_outcome
 
 SHORT = timedelta(minutes=2)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
@@ -67,12 +67,11 @@ class PolecatInput(BaseModel):
     status_target: StatusTarget | None = None
 
 
-class PolecatState(BaseModel):
+class PolecatState(EntityState):
     """All that continue-as-new carries: the actual state of the polecat."""
 
     status: PolecatStatus
     desired: DesiredState
-    deleted: bool = False
     worktree: str | None = None
     session: AgentSession | None = None
     pod: PodRef | None = None
@@ -115,39 +114,36 @@ class MergeVerdict(BaseModel):
 
 
 @workflow.defn(name="Polecat")
-class PolecatWorkflow:
+class PolecatWorkflow(Entity[Polecat, PolecatState]):
+    RESOURCE_FIELD = "polecat"
+    PHASE_ATTRIBUTE_BEFORE = "publish"
+
     @workflow.init
     def __init__(self, input: PolecatInput) -> None:
-        self.polecat = input.polecat
+        first = PolecatState(
+            status=PolecatStatus(bead_id=input.polecat.spec.bead_id), desired=input.polecat.spec.desired_state
+        )
+        super().__init__(input, first)
         self.rig = input.rig
         self.bead_source = input.bead_source
-        self.state = input.state or PolecatState(
-            status=PolecatStatus(bead_id=input.polecat.spec.bead_id),
-            desired=input.polecat.spec.desired_state,
-        )
-        self.fresh = input.state is None
-        self.publisher = StatusPublisher(input.status_target)
+
+    @property
+    def polecat(self) -> Polecat:
+        return self.resource
 
     # --- what people and the bridge send ------------------------------------
 
-    @workflow.update
-    def apply(self, polecat: Polecat) -> str:
-        """Take a new spec; returns created, configured or unchanged."""
-        polecat.metadata.uid = self.polecat.metadata.uid
-        outcome = apply_outcome(self.fresh, self.polecat.spec, polecat.spec)
-        self.fresh = False
-        self.polecat = polecat
-        if polecat.spec.desired_state == "Terminated":
+    def applied(self, before: Polecat, outcome: str) -> str:
+        spec = self.polecat.spec
+        if spec.desired_state == "Terminated":
             self._terminate("DesiredStateTerminated", "terminated: desiredState Terminated was applied")
         elif self.state.termination is None:
-            self.state.desired = polecat.spec.desired_state
+            self.state.desired = spec.desired_state
         if outcome == "configured":
-            workflow.upsert_memo({attributes.MEMO_SPEC: polecat.spec.to_wire()})
-            self.publisher.offer(self.state.status.to_wire(), polecat.metadata.generation, None)
+            self.publisher.offer(self.state.status.to_wire(), self.polecat.metadata.generation, None)
         return outcome
 
-    @apply.validator
-    def _validate_apply(self, polecat: Polecat) -> None:
+    def check_apply(self, polecat: Polecat) -> None:
         current = self.polecat.model_copy(update={"status": self.state.status})
         problems = change_problems(current, polecat)
         if problems:
@@ -190,7 +186,7 @@ class PolecatWorkflow:
         status.conditions = set_condition(
             status.conditions, "Merged", "True", verdict.reason, verdict.message, workflow.now()
         )
-        self._publish(EventNote(reason=verdict.reason, message=verdict.message))
+        self.publish(EventNote(reason=verdict.reason, message=verdict.message))
 
     @workflow.signal
     def remedy(self, remedy: Remedy) -> None:
@@ -206,22 +202,11 @@ class PolecatWorkflow:
         elif status.phase == "Working":
             self.state.remedy = remedy
 
-    @workflow.signal
-    def delete(self) -> None:
-        """The resource is gone: stop the agent and end the workflow."""
-        self.state.deleted = True
-
-    @workflow.query
-    def status(self) -> PolecatStatus:
-        return self.state.status
-
     # --- the reconcile loop --------------------------------------------------
 
     @workflow.run
     async def run(self, input: PolecatInput) -> PolecatStatus:
-        self.publisher.start()
-        if input.state is None:
-            self._publish(None)
+        self.begin(publish=input.state is None)
         while True:
             await workflow.wait_condition(lambda: self._has_work() or history_full(input.history_limit))
             if self._has_work():
@@ -230,9 +215,7 @@ class PolecatWorkflow:
                     return self.state.status
                 await self._reconcile()
             elif history_full(input.history_limit):
-                await self.publisher.roll_over(
-                    input.model_copy(update={"polecat": self.polecat, "state": self.state})
-                )
+                await self.roll_over(input)
 
     async def _reconcile(self) -> None:
         """One step of the actual state towards the desired state."""
@@ -496,7 +479,6 @@ class PolecatWorkflow:
                 f"illegal transition {status.phase} -> {phase}", type="BugIllegalTransition"
             )
         now = workflow.now()
-        status.phase = phase
         status.message = message
         status.current_state = (
             "Working" if phase == "Working" else "Terminated" if phase == "Terminated" else "Idle"
@@ -517,9 +499,6 @@ class PolecatWorkflow:
         if phase == "Terminated":  # how it was ended, alike in every client
             conditions = set_condition(conditions, "Terminated", "True", reason, message, now)
         status.conditions = conditions
-        self._publish(EventNote(reason=reason, message=message, type="Warning" if failed else "Normal"))
-
-    def _publish(self, event: EventNote | None) -> None:
-        """The status where people look: search attribute, memo, and the CR when there is one."""
-        workflow.upsert_search_attributes([attributes.PHASE.value_set(self.state.status.phase)])
-        self.publisher.publish(self.state.status, self.polecat.metadata.generation, event)
+        self.set_phase(
+            phase, EventNote(reason=reason, message=message, type="Warning" if failed else "Normal")
+        )

@@ -8,38 +8,18 @@ activities, and the Events of every transition are still all posted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes
     from contracts.status import EventNote, KubeActivities, StatusTarget, StatusUpdate
     from crds.common import ApiModel
-    from workflows.history import continue_as_new
 
 MAX_PENDING_EVENTS = 20
-
-
-def apply_outcome(fresh: bool, before: ApiModel, after: ApiModel) -> str:
-    """What an `apply` did, as kubectl says it: created, configured or unchanged."""
-    if fresh:
-        return "created"
-    return "unchanged" if after == before else "configured"
-
-
-def refuse_rig_change(kind: str, before: str | None, after: str | None) -> None:
-    """An `apply` validator's rule: a resource serves the rig it was made for, for life."""
-    if after != before:
-        raise ApplicationError(
-            f"spec.rigRef: cannot change ({before} -> {after}); delete the {kind} and create it for the other rig",
-            type="InvalidChange",
-            non_retryable=True,
-        )
 
 
 class StatusPublisher:
@@ -75,13 +55,10 @@ class StatusPublisher:
         """Start sending, for the run's life (the first thing a workflow's run does)."""
         self._task = asyncio.create_task(self._send())
 
-    async def roll_over(self, next_input: Any, settled: Callable[[], bool] = lambda: True) -> NoReturn:
-        """Continue as new with `next_input` once no handler runs, every status offered is sent and
-        `settled` holds: nothing a person sent is dropped, and the CR shows the latest status."""
-        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and self.idle() and settled())
+    def stop(self) -> None:
+        """Stop sending (the run continues as new, idle)."""
         if self._task is not None:
             self._task.cancel()
-        continue_as_new(next_input)
 
     async def _send(self) -> None:
         while True:

@@ -72,10 +72,10 @@ with workflow.unsafe.imports_passed_through():
         RefineryStatus,
     )
     from crds.rig import Rig
+    from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import MergeVerdict, PolecatWorkflow
-    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
 
 RETRY_BLOCKED = timedelta(seconds=30)
@@ -105,7 +105,7 @@ class Ahead:
     candidate: asyncio.Task[Candidate | None]
 
 
-class RefineryState(BaseModel):
+class RefineryState(EntityState):
     """All that continue-as-new carries."""
 
     status: RefineryStatus = Field(default_factory=RefineryStatus)
@@ -127,39 +127,34 @@ class RefineryInput(BaseModel):
 
 
 @workflow.defn(name="Refinery")
-class RefineryWorkflow:
+class RefineryWorkflow(Entity[Refinery, RefineryState]):
+    RESOURCE_FIELD = "refinery"
+    SPEC_MEMO_ALWAYS_BEFORE = True
+
     @workflow.init
     def __init__(self, input: RefineryInput) -> None:
-        self.refinery = input.refinery
+        super().__init__(input, RefineryState())
         self.rig = input.rig
-        self.state = input.state or RefineryState()
-        self.fresh = input.state is None
-        self.deleted = False
         self.nudged = False  # something a blocked wait should wake for
-        self.publisher = StatusPublisher(input.status_target)
         self.retry_blocked = input.retry_blocked
         self.history_limit = input.history_limit
 
+    @property
+    def refinery(self) -> Refinery:
+        return self.resource
+
     # --- what people, the bridge and the Temporal UI send ---------------------
 
-    @workflow.update
-    def apply(self, refinery: Refinery) -> str:
-        refinery.metadata.uid = self.refinery.metadata.uid
-        outcome = apply_outcome(self.fresh, self.refinery.spec, refinery.spec)
-        if outcome == "unchanged" and _approvals(refinery) != _approvals(self.refinery):
+    def applied(self, before: Refinery, outcome: str) -> str:
+        """Branches named in the approve annotation are approved (a new one is a change)."""
+        approvals = _approvals(self.refinery)
+        if outcome == "unchanged" and approvals != _approvals(before):
             outcome = "configured"
-        self.fresh = False
-        self.refinery = refinery
-        workflow.upsert_memo({attributes.MEMO_SPEC: refinery.spec.to_wire()})
-        for branch in _approvals(refinery):
+        for branch in approvals:
             self._approve(branch)
         self.nudged = True
-        self._publish(None)
+        self.publish(None)
         return outcome
-
-    @apply.validator
-    def _validate_apply(self, refinery: Refinery) -> None:
-        refuse_rig_change("Refinery", self.refinery.spec.rig_ref, refinery.spec.rig_ref)
 
     @workflow.update
     def enqueue(self, requests: list[EnqueueRequest]) -> list[int]:
@@ -193,7 +188,7 @@ class RefineryWorkflow:
         self._leave_queue(entry)
         self._settle_conflicts()
         self.nudged = True
-        self._publish(None)
+        self.publish(None)
 
     @dequeue.validator
     def _validate_dequeue(self, branch: str) -> None:
@@ -216,25 +211,14 @@ class RefineryWorkflow:
             workflow.logger.info("approve: %s is not queued yet; it lands approved when it is", branch)
         self._approve(branch)
         self.nudged = True
-        self._publish(None)
-
-    @workflow.signal
-    def delete(self) -> None:
-        self.deleted = True
-        self.nudged = True
-
-    @workflow.query
-    def status(self) -> RefineryStatus:
-        return self.state.status
+        self.publish(None)
 
     # --- the loop -------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RefineryInput) -> RefineryStatus:
-        self.publisher.start()
+        self.begin(publish=input.state is None)
         following = asyncio.create_task(self._follow_succeeded())
-        if input.state is None:
-            self._publish(None)
         ahead: Ahead | None = None  # the next candidate, made while the last one landed
         while True:
             if ahead is not None:
@@ -259,9 +243,7 @@ class RefineryWorkflow:
             )
             if not self.deleted and history_full(input.history_limit):
                 _stop(following)
-                await self.publisher.roll_over(
-                    input.model_copy(update={"refinery": self.refinery, "state": self.state})
-                )
+                await self.roll_over(input)
 
     def _next_batch(self) -> list[str]:
         pending = [entry.branch for entry in self.state.status.queue if entry.status == "Pending"]
@@ -300,7 +282,7 @@ class RefineryWorkflow:
                 return None
             for entry in stacked:
                 self._mark(entry, "Ready", f"checks passed on {candidate.tip[:12]}", checks=results)
-            self._publish(None)
+            self.publish(None)
             if not await self._approved([entry.branch for entry in stacked]):
                 continue  # an entry was dequeued, or the spec changed: make the candidate again
             # Not when the history is full: the run then ends after this landing, and carries no candidate over.
@@ -324,7 +306,7 @@ class RefineryWorkflow:
             self._mark(
                 entry, "Testing", f"being stacked on {landing.tip and landing.tip[:12]}, which is landing"
             )
-        self._publish(None)
+        self.publish(None)
         return Ahead(branches=branches, candidate=asyncio.create_task(self._prepare(entries, on=landing)))
 
     async def _discard(self, ahead: Ahead | None) -> None:
@@ -335,7 +317,7 @@ class RefineryWorkflow:
         for entry in map(self._entry, ahead.branches):
             if entry is not None and entry.status == "Testing":
                 self._mark(entry, "Pending", "queued")
-        self._publish(None)
+        self.publish(None)
 
     async def _bisect(self, stacked: list[QueueEntry], results: list[CheckResult]) -> None:
         """Red: a lone entry is the culprit; a batch is split and each half tried on its own."""
@@ -432,7 +414,7 @@ class RefineryWorkflow:
         self._set_phase("Blocked", f"{message_of(error)}; trying again every {self.retry_blocked}")
         self.nudged = False
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self.nudged, timeout=self.retry_blocked)
+            await workflow.wait_condition(lambda: self.nudged or self.deleted, timeout=self.retry_blocked)
 
     async def _approved(self, branches: list[str]) -> bool:
         """Wait (Blocked) until every branch is approved; False if one left the queue or the spec changed."""
@@ -530,7 +512,7 @@ class RefineryWorkflow:
         self.state.runs[request.branch] = uid
         self._mark(entry, "Pending", "queued")
         self._settle_conflicts()
-        self._publish(None)
+        self.publish(None)
 
     def _leave_queue(self, entry: QueueEntry) -> None:
         """The entry out of the queue, with what was kept for it: a branch of that name queued
@@ -598,7 +580,7 @@ class RefineryWorkflow:
             self._leave_queue(entry)
             self._settle_conflicts()
         kind = "Normal" if outcome == "Merged" else "Warning"
-        self._publish(EventNote(reason=reason, message=f"{entry.branch}: {message}", type=kind))
+        self.publish(EventNote(reason=reason, message=f"{entry.branch}: {message}", type=kind))
         if outcome != "Dropped" and entry.polecat:
             verdict = MergeVerdict(
                 uid=uid,
@@ -648,19 +630,14 @@ class RefineryWorkflow:
         return f"{conflicts} in conflict; {merged} merged" if conflicts else f"queue empty; {merged} merged"
 
     def _set_phase(self, phase: RefineryPhase, message: str) -> None:
-        status = self.state.status
+        """The phase and its message, with an Event when the phase changes."""
         event = None
-        if phase != status.phase:
-            workflow.upsert_search_attributes([attributes.PHASE.value_set(phase)])
+        if phase != self.state.status.phase:
             event = EventNote(
                 reason=phase, message=message, type="Warning" if phase == "Blocked" else "Normal"
             )
-        status.phase = phase
-        status.message = message
-        self._publish(event)
-
-    def _publish(self, event: EventNote | None) -> None:
-        self.publisher.publish(self.state.status, self.refinery.metadata.generation, event)
+        self.state.status.message = message
+        self.set_phase(phase, event)
 
 
 def _stop(task: asyncio.Task[None]) -> None:

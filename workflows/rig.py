@@ -44,9 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
     from crds.rig import Rig, RigSpec, RigStatus
+    from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.names import next_name
-    from workflows.publisher import StatusPublisher, apply_outcome
 
 # How often a rig's workspace is checked again: soon while it is broken, so it
 # recovers quickly; rarely while it works.
@@ -63,7 +63,7 @@ HOLDER_FIELD: dict[HolderKind, str] = {
 }
 
 
-class RigState(BaseModel):
+class RigState(EntityState):
     """All that continue-as-new carries."""
 
     status: RigStatus = Field(default_factory=RigStatus)
@@ -84,25 +84,19 @@ class RigInput(BaseModel):
 
 
 @workflow.defn(name="Rig")
-class RigWorkflow:
+class RigWorkflow(Entity[Rig, RigState]):
+    RESOURCE_FIELD = "rig"
+    SPEC_MEMO_ALWAYS_BEFORE, PHASE_ATTRIBUTE_BEFORE = True, "set"
+
     @workflow.init
     def __init__(self, input: RigInput) -> None:
-        self.rig = input.rig
-        self.state = input.state or RigState()
-        self.fresh = input.state is None
-        self.deleted = False
-        self.publisher = StatusPublisher(input.status_target)
+        super().__init__(input, RigState())
+
+    @property
+    def rig(self) -> Rig:
+        return self.resource
 
     # --- what people, the bridge and other workflows send ---------------------
-
-    @workflow.update
-    def apply(self, rig: Rig) -> str:
-        rig.metadata.uid = self.rig.metadata.uid
-        outcome = apply_outcome(self.fresh, self.rig.spec, rig.spec)
-        self.fresh = False
-        self.rig = rig
-        workflow.upsert_memo({attributes.MEMO_SPEC: rig.spec.to_wire()})
-        return outcome
 
     @workflow.update(name=ALLOCATE_NAME)
     def allocate_name(self, request: NameRequest) -> str:
@@ -195,11 +189,7 @@ class RigWorkflow:
     @workflow.signal
     def beads_synced(self, when: datetime) -> None:
         self.state.status.last_sync = when
-        self._publish(None)
-
-    @workflow.signal
-    def delete(self) -> None:
-        self.deleted = True
+        self.publish(None)
 
     @workflow.query
     def current(self) -> Rig:
@@ -209,7 +199,7 @@ class RigWorkflow:
 
     @workflow.run
     async def run(self, input: RigInput) -> None:
-        self.publisher.start()
+        self.begin(publish=False)
         # Rigs started before polecatCount and rechecks (commit 9a5bc38) run on as they were until
         # they continue as new; every run since has both (tests/data/histories replays one).
         self.follows = workflow.patched(FOLLOWS_AND_RECHECKS)
@@ -236,9 +226,7 @@ class RigWorkflow:
             if self.deleted:
                 return
             if not due:  # only the history is full
-                await self.publisher.roll_over(
-                    input.model_copy(update={"rig": self.rig, "state": self.state})
-                )
+                await self.roll_over(input)
             await self._check()
 
     async def _follow_polecat_count(self) -> None:
@@ -254,7 +242,7 @@ class RigWorkflow:
             )
             if count != self.state.status.polecat_count:
                 self.state.status.polecat_count = count
-                self._publish(None)
+                self.publish(None)
 
     async def _check(self) -> None:
         spec = self.rig.spec
@@ -270,7 +258,6 @@ class RigWorkflow:
         status = self.state.status
         if self.follows and (check.ready, check.message) == (status.phase == "Ready", status.message):
             return  # a recheck that found nothing new
-        status.phase = "Ready" if check.ready else "NotReady"
         status.message = check.message
         status.conditions = set_condition(
             status.conditions,
@@ -280,13 +267,12 @@ class RigWorkflow:
             check.message,
             workflow.now(),
         )
-        workflow.upsert_search_attributes([attributes.PHASE.value_set(status.phase)])
-        self._publish(
-            EventNote(reason=check.reason, message=check.message, type="Normal" if check.ready else "Warning")
+        self.set_phase(
+            "Ready" if check.ready else "NotReady",
+            EventNote(
+                reason=check.reason, message=check.message, type="Normal" if check.ready else "Warning"
+            ),
         )
-
-    def _publish(self, event: EventNote | None) -> None:
-        self.publisher.publish(self.state.status, self.rig.metadata.generation, event)
 
 
 async def release_rig(kind: HolderKind, rig: str, holder: str) -> None:

@@ -48,10 +48,10 @@ with workflow.unsafe.imports_passed_through():
     from crds.common import parse_duration
     from crds.polecat import MAX_RESTARTS, NOT_RESTARTABLE
     from crds.witness import MAX_ALERTS, AlertType, Witness, WitnessAction, WitnessAlert, WitnessStatus
+    from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.polecat import PolecatWorkflow, Remedy
-    from workflows.publisher import StatusPublisher, apply_outcome, refuse_rig_change
     from workflows.rig import release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 
@@ -76,7 +76,7 @@ class Watched(BaseModel):
     acted: int | None = None  # status.restarts of the polecat when the Witness last acted on it
 
 
-class WitnessState(BaseModel):
+class WitnessState(EntityState):
     status: WitnessStatus = Field(default_factory=WitnessStatus)
     scheduled_every: timedelta | None = None  # the interval the Schedule has
     watched: list[Watched] = Field(default_factory=list)
@@ -114,47 +114,30 @@ class WitnessTickWorkflow:
 
 
 @workflow.defn(name="Witness")
-class WitnessWorkflow:
+class WitnessWorkflow(Entity[Witness, WitnessState]):
+    RESOURCE_FIELD = "witness"
+    SPEC_MEMO_ALWAYS_BEFORE, PHASE_ATTRIBUTE_BEFORE = True, "set"
+
     @workflow.init
     def __init__(self, input: WitnessInput) -> None:
-        self.witness = input.witness
-        self.state = input.state or WitnessState()
-        self.fresh = input.state is None
-        self.deleted = False
-        self.publisher = StatusPublisher(input.status_target)
+        super().__init__(input, WitnessState())
         self.status_target = input.status_target
         self.notifying: set[asyncio.Task[None]] = set()
 
-    @workflow.update
-    def apply(self, witness: Witness) -> str:
-        witness.metadata.uid = self.witness.metadata.uid
-        outcome = apply_outcome(self.fresh, self.witness.spec, witness.spec)
-        self.fresh = False
-        self.witness = witness
-        workflow.upsert_memo({attributes.MEMO_SPEC: witness.spec.to_wire()})
-        return outcome
-
-    @apply.validator
-    def _validate_apply(self, witness: Witness) -> None:
-        refuse_rig_change("Witness", self.witness.spec.rig_ref, witness.spec.rig_ref)
+    @property
+    def witness(self) -> Witness:
+        return self.resource
 
     @workflow.signal
     def check_due(self, tick: str) -> None:
         """From a run of the Schedule (or anyone: the Temporal UI can send it with any id)."""
         self.state.waiting.append(tick)
 
-    @workflow.signal
-    def delete(self) -> None:
-        self.deleted = True
-
-    @workflow.query
-    def status(self) -> WitnessStatus:
-        return self.state.status
-
     @workflow.run
     async def run(self, input: WitnessInput) -> None:
-        self.publisher.start()
-        self._publish([])  # every run: the memo of a run continued as new starts from its input
+        # Every run publishes first: runs continued as new by earlier versions began with the memo
+        # their first run started with (tests/data/histories).
+        self.begin(publish=True)
         while True:
             await workflow.wait_condition(
                 lambda: (
@@ -174,10 +157,7 @@ class WitnessWorkflow:
             elif self.state.waiting:
                 await self._answer(await self._check())
             else:
-                await self.publisher.roll_over(
-                    input.model_copy(update={"witness": self.witness, "state": self.state}),
-                    settled=lambda: not self.notifying,
-                )
+                await self.roll_over(input, settled=lambda: not self.notifying)
 
     # --- the schedule ---------------------------------------------------------------
 
@@ -228,7 +208,7 @@ class WitnessWorkflow:
         except ActivityError as error:
             status.last_check = workflow.now()
             status.message = f"the check could not see the rig's polecats: {message_of(error)}"
-            self._publish([])
+            self.publish()
             return status.message
         polecats = {polecat.key: polecat for polecat in report.notable}
         await self._recheck_before_acting(polecats, watched)
@@ -260,14 +240,14 @@ class WitnessWorkflow:
         status.polecats_failed = report.failed
         status.polecats_stuck = stuck
         status.polecats_healthy = max(report.monitored - report.failed - stuck, 0)
-        status.phase = "Healthy" if stuck + report.failed == 0 else "Degraded"
         status.alerts = [entry.alert for entry in self.state.watched]
         status.message = (
             f"{report.monitored} polecats: {status.polecats_healthy} healthy, {stuck} stuck, "
             f"{report.failed} failed"
         )
-        workflow.upsert_search_attributes([attributes.PHASE.value_set(status.phase)])
-        self._publish([_event(alert) for alert in alerts])
+        self.set_phase(
+            "Healthy" if stuck + report.failed == 0 else "Degraded", *(_event(alert) for alert in alerts)
+        )
         if alerts:
             self._notify(alerts)
         return status.message + (f"; {len(alerts)} new alerts" if alerts else "")
@@ -420,21 +400,14 @@ class WitnessWorkflow:
             )
         except ActivityError as error:
             self.state.status.message = f"{channel} notification failed: {message_of(error)}"
-            self._publish(
-                [EventNote(reason="NotificationFailed", message=self.state.status.message, type="Warning")]
+            self.publish(
+                EventNote(reason="NotificationFailed", message=self.state.status.message, type="Warning")
             )
 
     # --- status ---------------------------------------------------------------------------
 
     def _key(self) -> str:
         return f"{self.witness.namespace}/{self.witness.name}"
-
-    def _publish(self, events: list[EventNote]) -> None:
-        """The status in the memo and on the CR, with its Events (one per new alert)."""
-        generation = self.witness.metadata.generation
-        self.publisher.publish(self.state.status, generation, events[0] if events else None)
-        for event in events[1:]:
-            self.publisher.offer(self.state.status.to_wire(), generation, event)
 
 
 def _entry_of(polecat: PolecatHealth | None, watched: dict[str, Watched]) -> Watched | None:

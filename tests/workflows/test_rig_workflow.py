@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from contracts import attributes, git, visibility
+from contracts import attributes, git, status, visibility
 from contracts.git import RigCheck
 from contracts.rig import NameRequest, RigClaim, RigRelease
+from contracts.status import StatusTarget, StatusUpdate
 from contracts.visibility import CountWatch
 from crds.rig import Rig, RigSpec
 from tests.helpers import rig, wait_until
@@ -139,3 +140,78 @@ async def test_a_rig_has_one_of_each_whoever_claims_it(time_skipping: WorkflowEn
         assert memo[attributes.MEMO_REFINERY] == "default/second"
         await handle.signal(RigWorkflow.delete)
         await asyncio.wait_for(handle.result(), 20)
+
+
+@dataclass
+class HeldCR:
+    """A CR whose status writes hang until `answering` is set: a run that rolls over waits for them."""
+
+    answering: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0
+
+    @activity.defn(name=status.PUBLISH_STATUS)
+    async def publish_status(self, update: StatusUpdate) -> None:
+        self.waiting += 1
+        await self.answering.wait()
+
+
+TARGET = StatusTarget(
+    group="gastown.gastown.io",
+    version="v1alpha1",
+    plural="rigs",
+    kind="Rig",
+    namespace=None,
+    name="athena",
+    uid="u1",
+)
+
+
+@pytest.mark.parametrize("sent", ["apply", "delete"])
+async def test_what_comes_while_a_run_rolls_over_goes_to_the_next(
+    time_skipping: WorkflowEnvironment, sent: str
+) -> None:
+    """A new spec or a delete that comes while a run waits to continue as new (for its status to
+    reach the CR) is the next run's: the spec is the one it checks, the delete ends it. Both were
+    lost: the next run's input was made before the wait, and the delete was not in the state."""
+    checks, cr = FakeChecks(answers=True), HeldCR()
+    queue = f"wf-{uuid.uuid4().hex[:8]}"
+    client = time_skipping.client
+    activities = [*checks.all(), cr.publish_status]
+    async with Worker(client, task_queue=queue, workflows=[RigWorkflow], activities=activities):
+        handle = await client.start_workflow(
+            RigWorkflow.run,
+            RigInput(rig=a_rig(), status_target=TARGET, history_limit=1),
+            id=f"rig/{queue}",
+            task_queue=queue,
+        )
+        first_run = (await handle.describe()).run_id
+        await wait_until(lambda: cr.waiting, "the first status on its way to the CR")
+        if sent == "apply":
+            await handle.execute_update(RigWorkflow.apply, a_rig(gitURL="y"))
+        else:
+            await handle.signal(RigWorkflow.delete)
+        cr.answering.set()
+
+        latest = client.get_workflow_handle(handle.id)
+
+        async def next_run() -> Any:
+            described = await latest.describe()
+            return described if described.run_id != first_run else None
+
+        described = await wait_until(next_run, "the next run")
+        if sent == "apply":
+            await latest.signal(RigWorkflow.delete)  # a run of history_limit 1 rolls over again and again
+            history = await client.get_workflow_handle(handle.id, run_id=described.run_id).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            (next_input,) = await client.data_converter.decode(started.input.payloads, [RigInput])
+            assert next_input.rig.spec.git_url == "y"
+        else:
+            ended = await wait_until(
+                lambda: _ended(latest), "the next run to end, the rig being deleted", timeout=10
+            )
+            assert ended == WorkflowExecutionStatus.COMPLETED, described
+
+
+async def _ended(handle: Any) -> Any:
+    status_now = (await handle.describe()).status
+    return status_now if status_now != WorkflowExecutionStatus.RUNNING else None
