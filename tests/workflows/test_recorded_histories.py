@@ -3,8 +3,9 @@
 Every kind is an entity that may live for days; a worker of a new version
 replays their histories. These are real histories recorded with the version
 they are named after (`tests/data/histories/<kind>-<commit>.json`; those of
-595c435 are one `gastown demo` run, every kind in it); each must replay on the
-current code without a nondeterminism error.
+595c435 and dc7251e are one `gastown demo` run each, every kind in it, made by
+`python -m tests.record_histories`); each must replay on the current code
+without a nondeterminism error.
 """
 
 from __future__ import annotations
