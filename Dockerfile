@@ -1,5 +1,5 @@
 # One image for the worker (`gastown worker`, the default), the bridge (`gastown bridge`) and the
-# pods of kubernetes-mode polecats: it carries their entrypoint (`python3 -m activities.pod_entrypoint`)
+# pods of kubernetes-mode polecats: it carries their entrypoint (`python3 -m launch.pod_entrypoint`)
 # and the three agent CLIs, pinned, installed by agents/install as `make test` installs them.
 
 # The agents, built where node and npm are (the image itself needs neither: claude and opencode are
@@ -26,6 +26,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY --from=agents /opt/gastown/agents ./agents
 COPY crds ./crds
 COPY contracts ./contracts
+COPY launch ./launch
 COPY workflows ./workflows
 COPY activities ./activities
 COPY client ./client

@@ -21,11 +21,11 @@ from temporalio.exceptions import ApplicationError
 
 from activities.gitlocks import clear_stale_locks, undo_interrupted_add
 from activities.heartbeats import heartbeating
-from activities.pod_entrypoint import own_commits
 from contracts import git as contract
 from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
 from crds.common import short_uid
 from crds.rig import RigSpec
+from launch.pod_entrypoint import own_commits
 
 REMOTE_TIMEOUT = 20  # seconds a rig's remote has to answer `git ls-remote`
 

@@ -3,8 +3,8 @@
 `build_pod` and `pod_outcome` are pure: the manifest is unit-tested and
 validated offline against the Kubernetes schema, and the reading of a pod's
 status is tested case by case. The agent's command line is the one local mode runs
-(`activities.agents`), wrapped by the image's entrypoint
-(`activities.pod_entrypoint`), which pushes the work branch on success.
+(`launch.agents`), wrapped by the image's entrypoint
+(`launch.pod_entrypoint`), which pushes the work branch on success.
 
 Secrets are referenced, never copied: the git key is a read-only secret
 volume, OAuth credentials another, the API key a `secretKeyRef`.
@@ -23,14 +23,14 @@ from kubernetes.aio.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import agent_command, agent_environment, prompt_for
 from activities.kube import KubeConnection
-from activities.pod_entrypoint import NO_COMMITS
 from contracts import pods as contract
 from contracts.beads import Bead
 from contracts.pods import PodExit, PodLaunch, PodRef
 from crds.common import short_uid
 from crds.polecat import NAMED_AGENTS, Polecat, ResourceList
+from launch.agents import agent_command, agent_environment, prompt_for
+from launch.pod_entrypoint import NO_COMMITS
 
 UID = 65532  # the image's non-root user, as distroless images use
 HOME = "/home/polecat"
@@ -140,7 +140,7 @@ def build_pod(
     if polecat.spec.agent in NAMED_AGENTS:
         agent_options += ["--require-commit"]
 
-    entrypoint = ["python3", "-m", "activities.pod_entrypoint"]
+    entrypoint = ["python3", "-m", "launch.pod_entrypoint"]
     clone = {
         "name": "clone",
         "image": image,

@@ -1,7 +1,7 @@
 """Agents in tmux: start one in a polecat's worktree, watch it, stop it.
 
 Every command goes to tmux as an argv list on the worker's private socket (one
-tmux server per GASTOWN_HOME). The pane runs `launch_agent.py`, which gives
+tmux server per GASTOWN_HOME). The pane runs `launch/pane.py`, which gives
 the agent the worker's environment of the moment (never the tmux server's)
 and execs it; its argv is always several words, because tmux hands a
 *single* word to `sh -c`: user text must never reach a shell.
@@ -27,13 +27,13 @@ import psutil
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agents import agent_command, agent_environment, prompt_for
 from activities.heartbeats import heartbeating
 from client.private_files import write_private
 from contracts import tmux as contract
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.common import short_uid
 from crds.polecat import Polecat
+from launch.agents import agent_command, agent_environment, prompt_for
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
 WATCH_SLICE_SECONDS = 3.0
@@ -45,7 +45,7 @@ TAIL_CHARS = 2000
 STOP_GRACE_SECONDS = 2.0
 _STARTED = "@gastown-started"
 # The pane's first process, which takes the agent's environment from ENV_FILE and execs the agent.
-LAUNCHER = Path(__file__).with_name("launch_agent.py")
+LAUNCHER = Path(__file__).parents[1] / "launch" / "pane.py"  # run by path, never imported
 ENV_FILE = "environment.json"
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
 

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -17,7 +19,6 @@ from activities.health import HealthActivities
 from activities.kube import KubeActivities, KubeConnection
 from activities.merges import MergeActivities
 from activities.notify import NotifyActivities
-from activities.pod_entrypoint import ssh_environment
 from activities.pods import PodActivities
 from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
@@ -25,6 +26,7 @@ from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
 from client.connection import connect_when_up
 from client.settings import Settings
+from launch.pod_entrypoint import ssh_environment
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
@@ -46,6 +48,19 @@ WORKFLOWS = [
 
 def build_worker(client: Client, settings: Settings) -> Worker:
     """A worker with every workflow and activity, configured by `settings`."""
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities(client, settings),
+        # Every activity is async (git work runs in threads of its own), and a
+        # watcher per working polecat is cheap: allow many at once.
+        max_concurrent_activities=10_000,
+    )
+
+
+def activities(client: Client, settings: Settings) -> list[Callable[..., Any]]:
+    """Every activity, each implementing its declaration in `contracts/`."""
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home)
     merges = MergeActivities(settings.home)
@@ -60,42 +75,34 @@ def build_worker(client: Client, settings: Settings) -> Worker:
     notify = NotifyActivities(settings.home, connection, settings.smtp())
     # A convoy on a laptop creates its polecats as `gastown apply` would.
     convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=[
-            git.prepare_worktree,
-            git.publish_branch,
-            git.check_rig,
-            tmux.start_agent,
-            tmux.watch_agent,
-            tmux.stop_agent,
-            kube.publish_status,
-            pods.start_pod,
-            pods.watch_pod,
-            pods.delete_pod,
-            beads.sync,
-            beads.find,
-            schedules.ensure,
-            schedules.delete,
-            convoys.spawn,
-            convoys.watch,
-            convoys.remove,
-            visibility.watch_polecat_count,
-            visibility.watch_succeeded,
-            merges.prepare,
-            merges.check,
-            merges.land,
-            health.observe,
-            health.recheck,
-            notify.slack,
-            notify.email,
-        ],
-        # Every activity is async (git work runs in threads of its own), and a
-        # watcher per working polecat is cheap: allow many at once.
-        max_concurrent_activities=10_000,
-    )
+    return [
+        git.prepare_worktree,
+        git.publish_branch,
+        git.check_rig,
+        tmux.start_agent,
+        tmux.watch_agent,
+        tmux.stop_agent,
+        kube.publish_status,
+        pods.start_pod,
+        pods.watch_pod,
+        pods.delete_pod,
+        beads.sync,
+        beads.find,
+        schedules.ensure,
+        schedules.delete,
+        convoys.spawn,
+        convoys.watch,
+        convoys.remove,
+        visibility.watch_polecat_count,
+        visibility.watch_succeeded,
+        merges.prepare,
+        merges.check,
+        merges.land,
+        health.observe,
+        health.recheck,
+        notify.slack,
+        notify.email,
+    ]
 
 
 async def run_worker(settings: Settings) -> None:

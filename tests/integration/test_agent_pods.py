@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from git import Repo
 
-from activities.pod_entrypoint import NO_COMMITS
 from activities.pods import build_pod
 from crds import Polecat
+from launch.pod_entrypoint import NO_COMMITS
 from tests.helpers import REPO_ROOT, GitRig, make_git_rig, polecat
 from tests.integration.test_agents import WHOLE_FILE, commit, program
 from tests.model_server import ModelServer, serve

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from activities.pod_entrypoint import ssh_environment
+from launch.pod_entrypoint import ssh_environment
 from tests.helpers import SCRIPTED_AGENT, GitRig, make_git_rig
 
-ENTRYPOINT = [sys.executable, "-m", "activities.pod_entrypoint"]
+ENTRYPOINT = [sys.executable, "-m", "launch.pod_entrypoint"]
 
 
 def clone(

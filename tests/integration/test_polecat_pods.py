@@ -17,10 +17,10 @@ import pytest
 import yaml
 from temporalio.client import Client
 
-from activities.pod_entrypoint import NO_COMMITS
 from bridge.reconcile import Reconciler, workflow_id_of
 from client.settings import Settings
 from crds import Polecat, Rig, parse_resource
+from launch.pod_entrypoint import NO_COMMITS
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import parsed, reach, terminate_running
 from worker.main import build_worker

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from activities.agents import AgentCommand, agent_command, prompt_for
 from contracts.beads import Bead
 from crds.polecat import PolecatSpec
+from launch.agents import AgentCommand, agent_command, prompt_for
 
 PROMPT = 'fix it"; rm -rf / #'
 

@@ -8,10 +8,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from activities.agents import agent_command, prompt_for
 from activities.pods import AGENT_DIR, build_pod, pod_name
 from contracts.beads import Bead
 from crds.polecat import Polecat
+from launch.agents import agent_command, prompt_for
 from tests.helpers import polecat
 
 IMAGE = "registry.example/gastown/polecat:1"
@@ -103,7 +103,7 @@ def test_agent_runs_the_local_command_line(agent: str) -> None:
     prompt = prompt_for("slit", "athena", "polecat/slit", resource.spec)
     expected = agent_command(resource.spec, prompt, environ, AGENT_DIR).argv
     assert command[: command.index("--")] == [
-        "python3", "-m", "activities.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--require-commit",
+        "python3", "-m", "launch.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--require-commit",
         "--branch", "polecat/slit", "--agent-dir", AGENT_DIR,
     ]  # fmt: skip
     assert command[command.index("--") + 1 :] == expected

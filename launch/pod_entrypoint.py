@@ -1,7 +1,7 @@
 """The polecat image's entrypoint: `clone` (init container) and `run` (agent container).
 
-    python3 -m activities.pod_entrypoint clone --repository URL --base main --branch polecat/x --into /workspace/repo
-    python3 -m activities.pod_entrypoint run --branch polecat/x -- claude --print ... PROMPT
+    python3 -m launch.pod_entrypoint clone --repository URL --base main --branch polecat/x --into /workspace/repo
+    python3 -m launch.pod_entrypoint run --branch polecat/x -- claude --print ... PROMPT
 
 Every command is an argv list: no shell sees the repository URL, the branch or
 the task. The git key is copied from its read-only secret volume to a 0600

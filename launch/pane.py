@@ -1,6 +1,6 @@
 """The first process of an agent's tmux pane: it takes on the worker's environment, then becomes the agent.
 
-    python -I launch_agent.py ENV_FILE PROGRAM [ARG...]
+    python -I pane.py ENV_FILE PROGRAM [ARG...]
 
 A pane's process would otherwise inherit the tmux *server's* environment,
 captured when that server started (perhaps by an older worker, with an old
@@ -25,7 +25,7 @@ FROM_THE_PANE = ("TERM", "COLORTERM", "TMUX", "TMUX_PANE")
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
-        print("usage: launch_agent.py ENV_FILE PROGRAM [ARG...]", file=sys.stderr)
+        print("usage: pane.py ENV_FILE PROGRAM [ARG...]", file=sys.stderr)
         return 2
     env_file, command = argv[1], argv[2:]
     try:
