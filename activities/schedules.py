@@ -7,6 +7,7 @@ worker's task queue) changes, deleted with the resource. A person's pause in the
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 from temporalio import activity
@@ -64,6 +65,13 @@ class ScheduleActivities(contract.ScheduleActivities):
         handle = self.client.get_schedule_handle(request.schedule_id)
         await handle.update(follow_spec)
         if request.first:
+            # Runs still waiting on the earlier entity will never be answered, and the overlap
+            # policy would skip every new one until they time out: end them, then run at once.
+            for run in (await handle.describe()).info.running_actions:
+                with contextlib.suppress(RPCError):  # ended since
+                    await self.client.get_workflow_handle(
+                        run.workflow_id, run_id=run.first_execution_run_id
+                    ).terminate("its entity's workflow ended; a new one took the Schedule over")
             await handle.trigger()
 
     @activity.defn(name=contract.DELETE)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -33,7 +33,7 @@ from client.visibility import describe_running, held_bead_store, running
 from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
 from contracts.convoys import PolecatRefused
-from contracts.rig import HOLDER_MEMO, HolderKind, RigClaim
+from contracts.rig import HOLDER_MEMO, HolderKind, RigClaim, is_holder_kind
 from contracts.status import StatusTarget
 from crds import GROUP, VERSION, BeadStore, Convoy, InvalidResource, Polecat, Refinery, Resource, Rig, Witness
 from crds.common import rfc3339
@@ -249,6 +249,7 @@ class Reconciler:
                     lines.append(_no_rig(resource, "spec.rigRef", rig))
                 in_batch = held[kind].get(rig)
                 memo = await description.memo() if description else {}
+                assert is_holder_kind(kind)
                 holder, alive = await self._rig_holder(kind, memo)
                 other = _key(in_batch) if in_batch else (holder if alive else None)
                 if other is not None and other != _key(resource):
@@ -281,10 +282,10 @@ class Reconciler:
             if prefix and bead and not bead.startswith(f"{prefix}-")
         ]
 
-    async def _rig_holder(self, kind: str, rig_memo: Mapping[str, Any]) -> tuple[str | None, bool]:
+    async def _rig_holder(self, kind: HolderKind, rig_memo: Mapping[str, Any]) -> tuple[str | None, bool]:
         """Which `kind` (BeadStore, Refinery or Witness) the rig's memo says holds it, as `<namespace>/<name>`,
         and whether that resource still exists."""
-        holder = rig_memo.get(HOLDER_MEMO[cast(HolderKind, kind)])
+        holder = rig_memo.get(HOLDER_MEMO[kind])
         if not isinstance(holder, str):
             return None, False
         namespace, name = holder.split("/", 1)
@@ -297,6 +298,7 @@ class Reconciler:
         Returns the rig (one description of it serves both); NotFound if there is none.
         """
         kind, rig = resource.INFO.kind, resource.spec.rig_ref
+        assert is_holder_kind(kind)  # the type of `resource` says so
         description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
         if description is None:
             raise NotFound(rig)
@@ -305,9 +307,7 @@ class Reconciler:
         try:
             await handle.execute_update(
                 RigWorkflow.claim,
-                RigClaim(
-                    kind=cast(HolderKind, kind), holder=_key(resource), replaces=None if alive else holder
-                ),
+                RigClaim(kind=kind, holder=_key(resource), replaces=None if alive else holder),
             )
         except WorkflowUpdateFailedError as error:
             raise InvalidResource(resource.ref, [f"spec.rigRef: {_refusal(error)}"]) from None

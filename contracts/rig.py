@@ -8,7 +8,7 @@ updates' and signals' names and messages live here, for both sides.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeGuard, get_args
 
 from pydantic import AliasChoices, BaseModel, Field
 
@@ -19,6 +19,13 @@ CLAIM = "claim"
 RELEASE = "release"
 
 HolderKind = Literal["BeadStore", "Refinery", "Witness"]
+
+
+def is_holder_kind(kind: str) -> TypeGuard[HolderKind]:
+    """A kind a rig has one of (BeadStore, Refinery, Witness)."""
+    return kind in get_args(HolderKind)
+
+
 # The kinds a rig has one of, and the memo key under which the rig names the one it has.
 HOLDER_MEMO: dict[HolderKind, str] = {
     "BeadStore": attributes.MEMO_BEAD_STORE,

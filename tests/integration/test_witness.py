@@ -236,15 +236,18 @@ async def test_the_schedule_follows_the_witness(
 async def test_a_witness_terminated_in_the_ui_and_applied_again_checks_at_once(
     client: Client, reconciler: Reconciler, git_rig: GitRig, rig_name: str
 ) -> None:
-    """Its workflow terminated from the Temporal UI, the Witness's Schedule is left behind; applied
-    again, the Witness takes that Schedule over and checks at once, not an hour later."""
+    """Its workflow terminated from the Temporal UI, the Witness's Schedule is left behind, with its
+    run waiting for an answer; applied again, the Witness takes that Schedule over and checks at
+    once, not an hour later."""
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     manifest = witness_manifest(rig_name, checkInterval="1h")
     await reconciler.apply(parsed(Witness, manifest))
     schedule = client.get_schedule_handle("witness/default/witness")
-    await _first_check(reconciler, schedule)
+    first = await _first_check(reconciler, schedule)
 
     await client.get_workflow_handle("witness/default/witness").terminate("from the UI")
+    # The Schedule's runs are named by the second: take it over in a later one.
+    await wait_until(lambda: datetime.now(UTC) >= first + timedelta(seconds=1), "the next second")
     await reconciler.apply(parsed(Witness, manifest))
     await _first_check(reconciler, schedule)
     assert (await schedule.describe()).schedule.spec.intervals[0].every == timedelta(hours=1)

@@ -333,7 +333,7 @@ async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping:
     assert description.run_id != first_run
     history = await latest.fetch_history()
     assert len(history.events) < 90
-    carried = await latest.query("status", result_type=PolecatStatus)
+    carried = await latest.query(PolecatWorkflow.status)
     assert (carried.phase, carried.commit, carried.conditions) == (done.phase, done.commit, done.conditions)
     shown = (await description.memo())[attributes.MEMO_STATUS]  # what `gastown get` shows
     assert shown == done.to_wire()

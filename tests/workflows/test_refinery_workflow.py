@@ -177,7 +177,7 @@ async def test_conflicts_stay_queued_and_are_listed(run: Any) -> None:
     assert [(e.branch, e.status) for e in status.queue] == [("b2", "Conflict")]
     assert [(c.branch, c.files) for c in status.conflicts] == [("b2", ["README.md"])]
     await handle.execute_update(RefineryWorkflow.dequeue, "b2")
-    status = await handle.query("status", result_type=RefineryStatus)
+    status = await handle.query(RefineryWorkflow.status)
     assert status.queue == [] and status.conflicts == []
 
 
