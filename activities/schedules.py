@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
@@ -68,6 +69,8 @@ class ScheduleActivities(contract.ScheduleActivities):
             # Runs still waiting on the earlier entity will never be answered, and the overlap
             # policy would skip every new one until they time out: end them, then run at once.
             for run in (await handle.describe()).info.running_actions:
+                if not isinstance(run, ScheduleActionExecutionStartWorkflow):
+                    continue
                 with contextlib.suppress(RPCError):  # ended since
                     await self.client.get_workflow_handle(
                         run.workflow_id, run_id=run.first_execution_run_id
