@@ -27,14 +27,14 @@ HISTORIES = Path(__file__).parent / "data" / "histories"
 async def record(settings: Settings, commit: str) -> list[Path]:
     """One history of each workflow type the demo ran (the longest: it shows the most)."""
     client = await connect(settings)
-    longest: dict[str, tuple[int, str, str]] = {}
+    longest: dict[str, tuple[int, str]] = {}  # workflow type -> (events, the history as JSON)
     async for execution in client.list_workflows():
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         kind = execution.workflow_type
         if kind not in longest or len(history.events) > longest[kind][0]:
-            longest[kind] = (len(history.events), execution.id, history.to_json())
+            longest[kind] = (len(history.events), history.to_json())
     written = []
-    for kind, (_, _, text) in sorted(longest.items()):
+    for kind, (_, text) in sorted(longest.items()):
         path = HISTORIES / f"{kind.lower()}-{commit}.json"
         path.write_text(text)
         written.append(path)
