@@ -7,6 +7,7 @@ fields, so a typo in a manifest is an error instead of a silently ignored key.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -181,8 +182,13 @@ MAX_ANNOTATIONS = 256 * 1024  # bytes, keys and values together
 MAX_LABEL_VALUE = 63
 
 
+def annotations_size(annotations: Mapping[str, object]) -> int:
+    """Bytes of a resource's annotations, keys and values, as Kubernetes counts them."""
+    return sum(len(str(key).encode()) + len(str(value).encode()) for key, value in annotations.items())
+
+
 def _check_annotations(value: dict[str, str]) -> dict[str, str]:
-    size = sum(len(key.encode()) + len(text.encode()) for key, text in value.items())
+    size = annotations_size(value)
     if size > MAX_ANNOTATIONS:
         raise ValueError(f"Too long: must have at most {MAX_ANNOTATIONS} bytes (these have {size})")
     return value

@@ -29,7 +29,7 @@ import jsonpatch
 from aiohttp import web
 
 from crds import KINDS
-from crds.common import MAX_ANNOTATIONS
+from crds.common import MAX_ANNOTATIONS, annotations_size
 from crds.generate import crd_for
 
 
@@ -714,9 +714,7 @@ class FakeApiServer:
 def _check_annotations(metadata: dict[str, Any]) -> None:
     """The API server's own rule: a resource's annotations, keys and values, total 256 KiB at most
     (kubectl apply's last-applied-configuration annotation holds the whole manifest)."""
-    annotations = metadata.get("annotations") or {}
-    size = sum(len(str(key).encode()) + len(str(value).encode()) for key, value in annotations.items())
-    if size > MAX_ANNOTATIONS:
+    if annotations_size(metadata.get("annotations") or {}) > MAX_ANNOTATIONS:
         raise ApiError(
             422, "Invalid", f"metadata.annotations: Too long: must have at most {MAX_ANNOTATIONS} bytes"
         )
