@@ -71,15 +71,18 @@ def _branch_exists(repo: Repo, ref: str) -> bool:
 
 
 class GitActivities(contract.GitActivities):
-    """Git work of one worker; worktrees live under `<home>/worktrees/`."""
+    """Git work of one worker of `host`; worktrees live under `<home>/worktrees/`."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, host: str) -> None:
         self.home = home
+        self.host = host
 
     @activity.defn(name=contract.PREPARE_WORKTREE)
     @heartbeating
     async def prepare_worktree(self, request: WorktreeRequest) -> Worktree:
-        return await asyncio.to_thread(self._prepare_worktree, request)
+        worktree = await asyncio.to_thread(self._prepare_worktree, request)
+        worktree.host = self.host
+        return worktree
 
     def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         repo = open_checkout(request.rig)
@@ -116,7 +119,10 @@ class GitActivities(contract.GitActivities):
 
     @activity.defn(name=contract.CHECK_RIG)
     async def check_rig(self, rig: RigSpec) -> RigCheck:
-        return await asyncio.to_thread(_check_rig, rig)
+        check = await asyncio.to_thread(_check_rig, rig)
+        if check.ready and rig.local_path:
+            check.host = self.host  # the checkout is here
+        return check
 
 
 def _adopt(repo: Repo, path: Path, branch: str) -> Worktree:

@@ -49,7 +49,13 @@ class HealthActivities(contract.HealthActivities):
     async def observe(self, request: HealthRequest) -> HealthReport:
         query = rig_polecats(request.rig)
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
-        return report(await self._look(memos), request)
+        if request.host is not None:
+            memos = [memo for memo in memos if _status(memo).host == request.host]
+        hosts: set[str] = set()
+        polecats = await self._look(memos, request, hosts)
+        found = report(polecats, request)
+        found.hosts = sorted(hosts)
+        return found
 
     @activity.defn(name=contract.RECHECK)
     async def recheck(self, keys: list[str]) -> list[PolecatHealth]:
@@ -61,20 +67,29 @@ class HealthActivities(contract.HealthActivities):
             )
             if description is not None:
                 memos.append(await description.memo())
-        return await self._look(memos)
+        return await self._look(memos, None, set())
 
-    async def _look(self, memos: list[Mapping[str, Any]]) -> list[PolecatHealth]:
-        """Each polecat from its memo; a Working one with how long it has been quiet, where this worker can see it."""
+    async def _look(
+        self, memos: list[Mapping[str, Any]], request: HealthRequest | None, hosts: set[str]
+    ) -> list[PolecatHealth]:
+        """Each polecat from its memo; a Working one with how long it has been quiet, where this
+        worker can see it. `request` None: a recheck, which reads no host's files; the hosts of
+        polecats left unread go in `hosts`."""
         polecats: list[PolecatHealth] = []
         pods: list[tuple[PolecatHealth, str]] = []
         for memo in memos:
-            status = PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+            status = _status(memo)
             polecat = _health(memo.get(attributes.MEMO_METADATA, {}), status)
             polecats.append(polecat)
             if polecat.phase != "Working":
                 continue
             if status.pod_name:
                 pods.append((polecat, status.pod_name))
+            elif request is not None and request.quiet_since is not None:  # its host does not answer
+                polecat.quiet_for = max(0.0, (datetime.now(UTC) - request.quiet_since).total_seconds())
+            elif status.host is not None and (request is None or request.by_host):
+                if request is not None:
+                    hosts.add(status.host)  # read on its host, by a look of its own
             else:
                 rig = memo.get(attributes.MEMO_SPEC, {}).get("rig", "")
                 worktree = worktree_path(self.home, rig, polecat.namespace, polecat.name, polecat.uid)
@@ -115,6 +130,10 @@ def report(polecats: list[PolecatHealth], request: HealthRequest) -> HealthRepor
     return found
 
 
+def _status(memo: Mapping[str, Any]) -> PolecatStatus:
+    return PolecatStatus.model_validate(memo.get(attributes.MEMO_STATUS, {}))
+
+
 def _health(metadata: Mapping[str, Any], status: PolecatStatus) -> PolecatHealth:
     reason = next((c.reason for c in status.conditions if c.type == "Ready"), "")
     return PolecatHealth(
@@ -124,6 +143,7 @@ def _health(metadata: Mapping[str, Any], status: PolecatStatus) -> PolecatHealth
         phase=status.phase,
         bead_id=status.bead_id,
         restarts=status.restarts,
+        host=status.host,
         working_since=status.last_restart_time or status.start_time,
         completion_time=status.completion_time,
         reason=reason,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.hosts import host_queue
+from crds.common import HOST_PATTERN
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
 PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "bin"
@@ -34,6 +38,10 @@ class Settings(BaseSettings):
     temporal_address: str = Field("127.0.0.1:7233", validation_alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field("gastown", validation_alias="GASTOWN_TASK_QUEUE")
+    # The machine this worker runs on: its local polecats' work comes on the queue of this host.
+    host: str = Field(
+        default_factory=socket.gethostname, pattern=HOST_PATTERN, validation_alias="GASTOWN_HOST"
+    )
     home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
     # Unset: a socket of this home's own (`tmux_socket_of`), so two homes never share a tmux server.
     tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")
@@ -73,6 +81,11 @@ class Settings(BaseSettings):
         if recorded and not self._ports_chosen:
             self.temporal_address, self.ui_port = recorded
         return self
+
+    @property
+    def host_queue(self) -> str:
+        """The queue only this host's workers poll."""
+        return host_queue(self.task_queue, self.host)
 
     @property
     def ports_file(self) -> Path:

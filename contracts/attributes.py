@@ -13,8 +13,9 @@ NAMESPACE = SearchAttributeKey.for_keyword("GastownNamespace")
 RIG = SearchAttributeKey.for_keyword("GastownRig")
 PHASE = SearchAttributeKey.for_keyword("GastownPhase")
 BEAD = SearchAttributeKey.for_keyword("GastownBeadID")
+HOST = SearchAttributeKey.for_keyword("GastownHost")  # a local polecat's, once its worktree is made
 
-ALL = (KIND, NAMESPACE, RIG, PHASE, BEAD)
+ALL = (KIND, NAMESPACE, RIG, PHASE, BEAD, HOST)
 
 # Memo keys: the resource as a user sees it, readable without a worker.
 MEMO_METADATA = "metadata"

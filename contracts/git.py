@@ -25,6 +25,7 @@ class Worktree(BaseModel):
     path: str
     branch: str
     base: str
+    host: str | None = None  # the host it is on (None in histories from before hosts)
 
 
 class BranchRequest(BaseModel):
@@ -36,6 +37,7 @@ class RigCheck(BaseModel):
     ready: bool = False
     reason: str  # CamelCase, the Ready condition's reason
     message: str
+    host: str | None = None  # the host whose worker found the checkout ready
 
 
 class BranchResult(BaseModel):

@@ -173,6 +173,10 @@ Timestamp = Annotated[
 
 LimitedText = Annotated[str, Field(max_length=MAX_TEXT)]
 
+# A machine a worker runs on: what `hostname` prints, or the name GASTOWN_HOST gives it.
+HOST_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+HostName = Annotated[str, Field(pattern=HOST_PATTERN, max_length=63)]
+
 
 # --- metadata, conditions, the resource envelope -------------------------
 

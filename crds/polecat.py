@@ -175,6 +175,9 @@ class PolecatStatus(ApiModel):
     commit: str | None = Field(None, description="Extension: head commit of the branch.")
     exit_code: int | None = Field(None, description="Extension: the agent's exit status.")
     log_file: str | None = Field(None, description="Extension: the agent's output (local mode).")
+    host: str | None = Field(
+        None, description="Extension: the host its worktree and session are on (local mode)."
+    )
     restarts: int = Field(0, description="Extension: how often a Witness restarted the agent.")
     last_restart_time: Timestamp | None = Field(None, description="Extension: when the latest attempt began.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
@@ -194,6 +197,7 @@ class Polecat(Resource):
             ("Bead", ".spec.beadID", "string", 0),
             ("Agent", ".spec.agent", "string", 0),
             ("Mode", ".spec.executionMode", "string", 0),
+            ("Host", ".status.host", "string", 1),
             ("Restarts", ".status.restarts", "integer", 1),
             ("Session", ".status.tmuxSession", "string", 1),
             ("Pod", ".status.podName", "string", 1),

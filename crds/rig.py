@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from crds.common import ApiModel, BranchName, Condition, KindInfo, Resource, Timestamp
+from crds.common import ApiModel, BranchName, Condition, HostName, KindInfo, Resource, Timestamp
 
 RigPhase = Literal["Ready", "NotReady"]
 
@@ -23,6 +23,11 @@ class RigSpec(ApiModel):
     name_pools: list[Annotated[str, Field(max_length=253)]] = Field(
         default_factory=list, max_length=1000, description="Names for polecats."
     )
+    host: HostName | None = Field(
+        None,
+        description="Extension: the host whose worker serves localPath (its GASTOWN_HOST). "
+        "Unset: the host whose worker first finds the checkout, as status.host records.",
+    )
 
 
 class RigStatus(ApiModel):
@@ -31,6 +36,7 @@ class RigStatus(ApiModel):
     last_sync: Timestamp | None = None
     conditions: list[Condition] = Field(default_factory=list)
     message: str = Field("", description="Extension: why the rig is (not) ready.")
+    host: str | None = Field(None, description="Extension: the host that serves localPath.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
@@ -46,6 +52,7 @@ class Rig(Resource):
             ("Prefix", ".spec.beadsPrefix", "string", 0),
             ("Branch", ".spec.defaultBranch", "string", 0),
             ("Polecats", ".status.polecatCount", "integer", 0),
+            ("Host", ".status.host", "string", 1),
             ("Path", ".spec.localPath", "string", 1),
             ("URL", ".spec.gitURL", "string", 1),
         ],
@@ -54,3 +61,14 @@ class Rig(Resource):
     kind: Literal["Rig"] = "Rig"
     spec: RigSpec
     status: RigStatus | None = None
+
+    @property
+    def host(self) -> str | None:
+        return serving_host(self.spec, self.status)
+
+
+def serving_host(spec: RigSpec, status: RigStatus | None) -> str | None:
+    """The host whose worker serves localPath: the spec's, else the one its check recorded."""
+    if not spec.local_path:
+        return None
+    return spec.host or (status.host if status else None)

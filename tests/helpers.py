@@ -287,12 +287,19 @@ def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: 
     }
 
 
-async def reach(reconciler: Reconciler, model: type[R], name: str, *phases: str, timeout: float = 30.0) -> R:
-    """The resource (namespace default) once its phase is one of `phases`; on timeout, says where it was."""
+async def reach(
+    reconciler: Reconciler,
+    model: type[R],
+    name: str,
+    *phases: str,
+    timeout: float = 30.0,
+    namespace: str = "default",
+) -> R:
+    """The resource once its phase is one of `phases`; on timeout, says where it was."""
     seen: list[str] = []
 
     async def probe() -> R | None:
-        found = await reconciler.find(model, "default", name)
+        found = await reconciler.find(model, namespace, name)
         status = getattr(found, "status", None)
         if found is not None and status is not None:
             seen[:] = [f"{status.phase}: {getattr(status, 'message', '')}"]

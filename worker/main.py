@@ -1,12 +1,15 @@
-"""The worker process: every workflow and activity of Gas Town on one task queue."""
+"""The worker process: every workflow and activity of Gas Town, on the shared task queue and on
+the queue of this worker's host (`contracts.hosts`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import Client
@@ -16,6 +19,7 @@ from activities.beads import BeadActivities
 from activities.convoys import ConvoyActivities
 from activities.git import GitActivities
 from activities.health import HealthActivities
+from activities.hosts import HostActivities
 from activities.kube import KubeActivities, KubeConnection
 from activities.merges import MergeActivities
 from activities.notify import NotifyActivities
@@ -46,23 +50,48 @@ WORKFLOWS = [
 ]
 
 
-def build_worker(client: Client, settings: Settings) -> Worker:
-    """A worker with every workflow and activity, configured by `settings`."""
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=activities(client, settings),
-        # Every activity is async (git work runs in threads of its own), and a
-        # watcher per working polecat is cheap: allow many at once.
-        max_concurrent_activities=10_000,
+Activity = Callable[..., Any]
+
+
+@dataclass
+class Activities:
+    """Every activity, each implementing its declaration in `contracts/`, by where it may run."""
+
+    anywhere: list[Activity]
+    # What reads or writes this host's files and tmux server: also on this host's own queue.
+    on_host: list[Activity]
+
+    @property
+    def all(self) -> list[Activity]:
+        return [*self.anywhere, *self.on_host]
+
+
+@contextlib.asynccontextmanager
+async def build_worker(client: Client, settings: Settings) -> AsyncIterator[None]:
+    """This host's worker, polling while the context lasts: two Temporal workers, one per queue.
+
+    The shared queue carries the workflows and every activity, so that work sent before hosts
+    had queues (or of a rig no host serves yet) still runs; this host's queue carries only the
+    activities of its own files.
+    """
+    found = activities(client, settings)
+    # The identity histories show for each activity: which host ran it.
+    options: dict[str, Any] = {"identity": f"{os.getpid()}@{settings.host}"}
+    # Every activity is async (git work runs in threads of its own), and a watcher per working
+    # polecat is cheap: allow many at once.
+    options["max_concurrent_activities"] = 10_000
+    shared = Worker(
+        client, task_queue=settings.task_queue, workflows=WORKFLOWS, activities=found.all, **options
     )
+    own = Worker(client, task_queue=settings.host_queue, activities=found.on_host, **options)
+    async with shared, own:
+        yield
 
 
-def activities(client: Client, settings: Settings) -> list[Callable[..., Any]]:
+def activities(client: Client, settings: Settings) -> Activities:
     """Every activity, each implementing its declaration in `contracts/`."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    git = GitActivities(settings.home)
+    git = GitActivities(settings.home, settings.host)
     merges = MergeActivities(settings.home)
     tmux = TmuxActivities(settings.home, settings.tmux_socket, settings.agents_bin)
     connection = KubeConnection(settings.kubeconfig)
@@ -75,19 +104,11 @@ def activities(client: Client, settings: Settings) -> list[Callable[..., Any]]:
     notify = NotifyActivities(settings.home, connection, settings.smtp())
     # A convoy on a laptop creates its polecats as `gastown apply` would.
     convoys = ConvoyActivities(client, LocalPolecats(Reconciler(client, settings.task_queue)), connection)
-    return [
-        git.prepare_worktree,
-        git.publish_branch,
-        git.check_rig,
-        tmux.start_agent,
-        tmux.watch_agent,
-        tmux.stop_agent,
+    anywhere: list[Activity] = [
         kube.publish_status,
         pods.start_pod,
         pods.watch_pod,
         pods.delete_pod,
-        beads.sync,
-        beads.find,
         schedules.ensure,
         schedules.delete,
         convoys.spawn,
@@ -98,11 +119,23 @@ def activities(client: Client, settings: Settings) -> list[Callable[..., Any]]:
         merges.prepare,
         merges.check,
         merges.land,
-        health.observe,
         health.recheck,
         notify.slack,
         notify.email,
     ]
+    on_host: list[Activity] = [
+        git.prepare_worktree,
+        git.publish_branch,
+        git.check_rig,
+        tmux.start_agent,
+        tmux.watch_agent,
+        tmux.stop_agent,
+        beads.sync,
+        beads.find,
+        health.observe,
+        HostActivities(settings.host).here,
+    ]
+    return Activities(anywhere=anywhere, on_host=on_host)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -115,8 +148,10 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with build_worker(client, settings):
         logging.getLogger(__name__).info(
-            "worker polling %s on %s (%s)",
+            "worker of host %s polling %s and %s on %s (%s)",
+            settings.host,
             settings.task_queue,
+            settings.host_queue,
             settings.temporal_address,
             settings.temporal_namespace,
         )

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.hosts import not_taken, on_host
     from workflows.rig import RigWorkflow, release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 
@@ -138,9 +139,11 @@ class BeadStoreWorkflow(Entity[BeadStore, BeadStoreState]):
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3),
+                **on_host(self.rig.host),  # the beads are files beside the rig's checkout
             )
         except ActivityError as error:
-            report = SyncReport(error=str(error.cause or error))
+            lost = f"host {self.rig.host} has no worker: none took the sync" if not_taken(error) else None
+            report = SyncReport(error=lost or str(error.cause or error))
         self.state.status.last_sync = workflow.now()
         if report.error is None:
             self.state.status.issue_count = report.issue_count

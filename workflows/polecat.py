@@ -15,8 +15,9 @@ when the server suggests it.
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -24,12 +25,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from contracts import heartbeats
+    from contracts import attributes, heartbeats
     from contracts.beads import Bead, BeadActivities, BeadLookup
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
+    from contracts.hosts import HostActivities
     from contracts.pods import PodActivities, PodExit, PodLaunch, PodRef
     from contracts.status import EventNote, StatusTarget
-    from contracts.tmux import AgentLaunch, AgentSession, TmuxActivities
+    from contracts.tmux import AgentExit, AgentLaunch, AgentSession, TmuxActivities
     from crds.beadstore import BeadSource
     from crds.common import set_condition
     from crds.polecat import (
@@ -47,11 +49,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.hosts import host_gone, not_taken, on_host, wait_of
 
 SHORT = timedelta(minutes=2)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
 WATCH_LIMIT = timedelta(days=30)
 RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=["RigNotReady", "WorktreeConflict"])
+Result = TypeVar("Result")
 
 
 class PolecatInput(BaseModel):
@@ -72,11 +76,21 @@ class PolecatState(EntityState):
 
     status: PolecatStatus
     desired: DesiredState
+    host: str | None = None  # where its worktree is: all its local work goes to this host's queue
+    host_lost: HostLost | None = None  # no worker of the host takes its work
     worktree: str | None = None
     session: AgentSession | None = None
     pod: PodRef | None = None
     remedy: Remedy | None = None  # a Witness's order, taken and not yet carried out
     termination: Termination | None = None  # how the polecat was told to stop for good
+
+
+class HostLost(BaseModel):
+    """Since when the polecat's host has taken none of its work, and what the status said before."""
+
+    since: datetime
+    waits: int = 1  # tries that timed out so far
+    message: str
 
 
 class Termination(BaseModel):
@@ -271,7 +285,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             await self._work_in_pod(bead)
             return
         try:
-            worktree = await workflow.execute_activity_method(
+            worktree = await self._on_host(
                 GitActivities.prepare_worktree,
                 WorktreeRequest(
                     rig_name=self.rig.name,
@@ -285,7 +299,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
             )
-            session = await workflow.execute_activity_method(
+            self._pin(worktree.host)
+            session = await self._on_host(
                 TmuxActivities.start_agent,
                 AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch, bead=bead),
                 start_to_close_timeout=SHORT,
@@ -307,25 +322,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         await self._watch(session)
 
     async def _watch(self, session: AgentSession) -> None:
-        watcher = workflow.start_activity_method(
-            TmuxActivities.watch_agent,
-            session,
-            start_to_close_timeout=WATCH_LIMIT,
-            heartbeat_timeout=heartbeats.TIMEOUT,
-            retry_policy=heartbeats.watch_retry("SessionLost"),
-            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
-        )
-        await workflow.wait_condition(lambda: watcher.done() or self._interrupted())
-        if not watcher.done():
-            watcher.cancel()  # TRY_CANCEL: resolves at once, the loop stops the agent
-            with contextlib.suppress(ActivityError):
-                await watcher
-            return
         try:
-            result = watcher.result()
+            result = await self._agent_exit(session)
         except ActivityError as error:
             self._fail(error)
             return
+        if result is None:
+            return  # interrupted: the loop stops the agent
         await self._stop_agent()  # the pane is dead; this removes the session
         if result.exit_code != 0:
             self.state.status.exit_code = result.exit_code
@@ -336,7 +339,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             )
             return
         try:
-            branch = await workflow.execute_activity_method(
+            branch = await self._on_host(
                 GitActivities.publish_branch,
                 BranchRequest(worktree=self.state.worktree or "", branch=self.polecat.work_branch),
                 start_to_close_timeout=SHORT,
@@ -361,13 +364,47 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
         )
 
+    async def _agent_exit(self, session: AgentSession) -> AgentExit | None:
+        """How the agent exited, once it has; None if it must be stopped first (`_interrupted`).
+
+        A host that goes away leaves the agent where it is: once a worker of the host is back,
+        a new watcher adopts it.
+        """
+        while True:
+            watcher = workflow.start_activity_method(
+                TmuxActivities.watch_agent,
+                session,
+                start_to_close_timeout=WATCH_LIMIT,
+                heartbeat_timeout=heartbeats.TIMEOUT,
+                retry_policy=heartbeats.watch_retry("SessionLost"),
+                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+                **on_host(self.state.host, self._waits()),
+            )
+            try:
+                return await self._unless_interrupted(watcher)
+            except ActivityError as error:
+                if not not_taken(error):
+                    raise
+                self._host_lost()
+                await self._on_host(HostActivities.here, start_to_close_timeout=SHORT)
+
+    async def _unless_interrupted(self, watcher: workflow.ActivityHandle[AgentExit]) -> AgentExit | None:
+        """The watcher's result; None, with the watcher cancelled, if the agent must stop first."""
+        await workflow.wait_condition(lambda: watcher.done() or self._interrupted())
+        if not watcher.done():
+            watcher.cancel()  # TRY_CANCEL: resolves at once
+            with contextlib.suppress(ActivityError):
+                await watcher
+            return None
+        return watcher.result()
+
     async def _read_bead(self) -> tuple[bool, Bead | None]:
         """The bead's text from the rig's BeadStore, for the prompt; False if it must not be worked."""
         bead_id = self.polecat.spec.bead_id
         if not bead_id or self.bead_source is None:  # no BeadStore: the prompt names the bead only
             return True, None
         try:
-            found = await workflow.execute_activity_method(
+            found = await self._on_host(
                 BeadActivities.find,
                 BeadLookup(source=self.bead_source, checkout=self.rig.spec.local_path, bead_ids=[bead_id]),
                 start_to_close_timeout=SHORT,
@@ -459,12 +496,73 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             )
         if self.state.session is None:
             return
-        await workflow.execute_activity_method(
+        await self._on_host(
             TmuxActivities.stop_agent,
             self.state.session,
             start_to_close_timeout=SHORT,
             retry_policy=RetryPolicy(maximum_attempts=10),
         )
+
+    # --- the host of its local work -------------------------------------------
+
+    async def _on_host(
+        self, activity: Callable[..., Awaitable[Result]], *args: Any, **options: Any
+    ) -> Result:
+        """`activity` on the polecat's host (its rig's, until its worktree is made).
+
+        While no worker of that host takes it, the status says so and the work waits for the
+        host: it never runs on another.
+        """
+        host = self.state.host or self.rig.host
+        while True:
+            try:
+                result: Result = await workflow.execute_activity(
+                    activity, *args, **options, **on_host(host, self._waits())
+                )
+            except ActivityError as error:
+                if not not_taken(error):
+                    raise
+                self._host_lost()
+                continue
+            self._host_back()
+            return result
+
+    def _waits(self) -> int:
+        return self.state.host_lost.waits if self.state.host_lost else 0
+
+    def _pin(self, host: str | None) -> None:
+        """From now on its local work goes to `host`, where its worktree is."""
+        if host is None or host == self.state.host:
+            return
+        self.state.host = self.state.status.host = host
+        workflow.upsert_search_attributes([attributes.HOST.value_set(host)])
+
+    def _host_lost(self) -> None:
+        status, lost = self.state.status, self.state.host_lost
+        host = self.state.host or self.rig.host or "?"
+        if lost is None:
+            since = workflow.now() - wait_of(0)
+            lost = self.state.host_lost = HostLost(since=since, waits=0, message=status.message)
+        lost.waits += 1
+        status.message = host_gone(host, lost.since, workflow.now())
+        first = lost.waits == 1
+        status.conditions = set_condition(
+            status.conditions, "HostAvailable", "False", "HostLost", status.message, workflow.now()
+        )
+        self.publish(EventNote(reason="HostLost", message=status.message, type="Warning") if first else None)
+
+    def _host_back(self) -> None:
+        lost = self.state.host_lost
+        if lost is None:
+            return
+        self.state.host_lost = None
+        status = self.state.status
+        back = f"host {self.state.host or self.rig.host} is back"
+        status.message = lost.message
+        status.conditions = set_condition(
+            status.conditions, "HostAvailable", "True", "HostBack", back, workflow.now()
+        )
+        self.publish(EventNote(reason="HostBack", message=back))
 
     # --- the one place a phase changes --------------------------------------
 

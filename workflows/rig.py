@@ -25,7 +25,7 @@ from typing import cast
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes, heartbeats
@@ -43,9 +43,10 @@ with workflow.unsafe.imports_passed_through():
     from contracts.status import EventNote, StatusTarget
     from contracts.visibility import CountWatch, VisibilityActivities
     from crds.common import set_condition
-    from crds.rig import Rig, RigSpec, RigStatus
+    from crds.rig import Rig, RigSpec, RigStatus, serving_host
     from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.hosts import not_taken, on_host
     from workflows.names import next_name
 
 # How often a rig's workspace is checked again: soon while it is broken, so it
@@ -245,18 +246,35 @@ class RigWorkflow(Entity[Rig, RigState]):
                 self.publish(None)
 
     async def _check(self) -> None:
-        spec = self.rig.spec
-        answer = await workflow.execute_activity(
-            "git.check_rig",
-            spec,
-            result_type=cast(type, RigCheck | str),
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        spec, status, checked = self.rig.spec, self.state.status, self.state.checked_spec
+        if checked is not None and (checked.local_path, checked.host) != (spec.local_path, spec.host):
+            status.host = None  # another checkout: the host that has it is found again
+        # A checkout the rig has a host for is checked there; one it has none for, by any worker.
+        host = serving_host(spec, status)
+        try:
+            answer = await workflow.execute_activity(
+                "git.check_rig",
+                spec,
+                result_type=cast(type, RigCheck | str),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                **on_host(host),
+            )
+        except ActivityError as error:
+            if not not_taken(error):
+                raise
+            answer = RigCheck(
+                reason="HostLost",
+                message=f"host {host} has no worker: none took the check of {spec.local_path} "
+                "(start `gastown worker` there, with GASTOWN_HOST set to that name)",
+            )
         check = answer if isinstance(answer, RigCheck) else _from_problem(answer)
         self.state.checked_spec = spec
-        status = self.state.status
+        found_host = check.host not in (None, status.host)
+        status.host = check.host or status.host
         if self.follows and (check.ready, check.message) == (status.phase == "Ready", status.message):
+            if found_host:
+                self.publish(None)
             return  # a recheck that found nothing new
         status.message = check.message
         status.conditions = set_condition(

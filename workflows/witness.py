@@ -43,6 +43,7 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes
     from contracts.health import HealthActivities, HealthReport, HealthRequest, PolecatHealth
+    from contracts.hosts import HOST_WAIT
     from contracts.notify import MailMessage, NotifyActivities, SlackMessage
     from contracts.status import EventNote, StatusTarget
     from crds.common import parse_duration
@@ -51,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.hosts import not_taken, on_host
     from workflows.polecat import PolecatWorkflow, Remedy
     from workflows.rig import release_rig
     from workflows.schedule import drop_schedule, keep_schedule
@@ -58,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
 M = TypeVar("M", bound=BaseModel)  # a notification message
 TICK = "WitnessTick"
 LOOK = timedelta(minutes=1)
+# Checks of runs that began before hosts read every local polecat in one look, on any worker.
+READS_EACH_HOST = "witness-reads-each-host"
 # Notifications are retried with backoff for about an hour, then given up (and said so in the status).
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -81,6 +85,7 @@ class WitnessState(EntityState):
     scheduled_every: timedelta | None = None  # the interval the Schedule has
     watched: list[Watched] = Field(default_factory=list)
     waiting: list[str] = Field(default_factory=list)  # ticks (workflow ids) waiting for a check
+    hosts_seen: dict[str, datetime] = Field(default_factory=dict)  # when each host last answered a look
 
 
 class WitnessInput(BaseModel):
@@ -123,6 +128,7 @@ class WitnessWorkflow(Entity[Witness, WitnessState]):
         super().__init__(input, WitnessState())
         self.status_target = input.status_target
         self.notifying: set[asyncio.Task[None]] = set()
+        self.reads_hosts = False  # this run reads each host on its own (READS_EACH_HOST)
 
     @property
     def witness(self) -> Witness:
@@ -194,17 +200,14 @@ class WitnessWorkflow(Entity[Witness, WitnessState]):
         spec = self.witness.spec
         watched = {entry.key: entry for entry in self.state.watched}
         status = self.state.status
+        request = HealthRequest(
+            rig=spec.rig_ref, quiet_after=parse_duration(spec.stuck_threshold), watching=sorted(watched)
+        )
+        self.reads_hosts = workflow.patched(READS_EACH_HOST)
         try:
-            report: HealthReport = await workflow.execute_activity_method(
-                HealthActivities.observe,
-                HealthRequest(
-                    rig=spec.rig_ref,
-                    quiet_after=parse_duration(spec.stuck_threshold),
-                    watching=sorted(watched),
-                ),
-                start_to_close_timeout=LOOK,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
+            report = await self._observe(request.model_copy(update={"by_host": self.reads_hosts}))
+            if self.reads_hosts:
+                await self._read_hosts(report, request)
         except ActivityError as error:
             status.last_check = workflow.now()
             status.message = f"the check could not see the rig's polecats: {message_of(error)}"
@@ -252,6 +255,39 @@ class WitnessWorkflow(Entity[Witness, WitnessState]):
             self._notify(alerts)
         return status.message + (f"; {len(alerts)} new alerts" if alerts else "")
 
+    async def _observe(self, request: HealthRequest, **options: Any) -> HealthReport:
+        report: HealthReport = await workflow.execute_activity_method(
+            HealthActivities.observe,
+            request,
+            start_to_close_timeout=LOOK,
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            **options,
+        )
+        return report
+
+    async def _read_hosts(self, report: HealthReport, request: HealthRequest) -> None:
+        """The progress of each host's polecats, read on that host; the polecats of a host with no
+        worker count as quiet since it last answered, so they turn Stuck after stuckThreshold."""
+        seen = self.state.hosts_seen
+        for host in set(seen) - set(report.hosts):
+            del seen[host]  # none of the rig's working polecats is there now
+
+        async def read(host: str) -> HealthReport:
+            try:
+                part = await self._observe(request.model_copy(update={"host": host}), **on_host(host))
+            except ActivityError as error:
+                if not not_taken(error):
+                    raise
+                since = seen.setdefault(host, workflow.now() - HOST_WAIT)
+                return await self._observe(request.model_copy(update={"host": host, "quiet_since": since}))
+            seen[host] = workflow.now()
+            return part
+
+        notable = {polecat.key: polecat for polecat in report.notable}
+        for part in await asyncio.gather(*(read(host) for host in report.hosts)):
+            notable.update((polecat.key, polecat) for polecat in part.notable)
+        report.notable = list(notable.values())
+
     async def _recheck_before_acting(
         self, polecats: dict[str, PolecatHealth], watched: dict[str, Watched]
     ) -> None:
@@ -270,6 +306,11 @@ class WitnessWorkflow(Entity[Witness, WitnessState]):
             start_to_close_timeout=LOOK,
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
+        for polecat in fresh:
+            before = polecats[polecat.key]
+            same_attempt = (before.uid, before.restarts) == (polecat.uid, polecat.restarts)
+            if self.reads_hosts and polecat.quiet_for is None and same_attempt:
+                polecat.quiet_for = before.quiet_for  # read on its host a moment ago
         for key in due:
             polecats.pop(key)
         polecats.update({polecat.key: polecat for polecat in fresh})

@@ -50,7 +50,7 @@ async def test_a_polecat_branch_is_made_past_a_killed_gits_ref_lock(git_rig: Git
     lock = git_rig.checkout / ".git" / "refs" / "heads" / "polecat" / "nux.lock"
     lock.parent.mkdir(parents=True)
     lock.touch()
-    git = GitActivities(tmp_path / "home")
+    git = GitActivities(tmp_path / "home", "test-host")
     made: Worktree = await ActivityEnvironment().run(git.prepare_worktree, worktree_request(git_rig))
     assert Repo(made.path).active_branch.name == "polecat/nux"
     assert not lock.exists()
@@ -83,7 +83,7 @@ async def test_a_worktree_half_made_by_a_killed_git_is_made_again(git_rig: GitRi
     admin = git_rig.checkout / ".git" / "worktrees" / path.name
     assert (admin / "locked").read_text().strip() == "initializing"  # what a cut-short add leaves
 
-    git = GitActivities(home)
+    git = GitActivities(home, "test-host")
     made: Worktree = await ActivityEnvironment().run(git.prepare_worktree, worktree_request(git_rig))
     tree = Repo(made.path)
     assert tree.active_branch.name == "polecat/nux"

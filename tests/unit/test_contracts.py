@@ -38,6 +38,8 @@ def declared() -> set[str]:
 async def test_every_declared_activity_is_registered(tmp_path: Path) -> None:
     """The worker registers an implementation of each activity the contracts declare, and no other."""
     settings = Settings(GASTOWN_HOME=tmp_path)
-    registered = {_name(function) for function in activities(await connect(settings, lazy=True), settings)}
+    registered = {
+        _name(function) for function in activities(await connect(settings, lazy=True), settings).all
+    }
     assert declared() == registered
     assert len(declared()) >= 25  # the scan found the contracts

@@ -1,0 +1,85 @@
+"""Several hosts on one machine, each really separate: the tests of many machines run on these.
+
+A host is a worker process in a mount namespace of its own (`unshare
+--mount`), where one directory, `mountpoint`, shows that host's private
+directory. Its GASTOWN_HOME, tmux server and rig checkouts live under that
+path, so the same path names different files on each host: an activity run on
+the wrong host finds nothing there and fails loudly, instead of quietly
+working on another host's files. Everything else (the Temporal dev server,
+the repositories' remotes, this code) is shared, as on a real network.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libtmux
+
+from tests.helpers import WORKER_COMMAND, worker_env
+
+
+@dataclass
+class Host:
+    name: str  # its GASTOWN_HOST
+    private: Path  # its own directory, as the test (outside every host) sees it
+    mountpoint: Path  # where the host sees it
+    temporal_address: str
+    task_queue: str
+    log: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.private.mkdir(parents=True, exist_ok=True)
+        self.mountpoint.mkdir(parents=True, exist_ok=True)
+
+    def seen_from_test(self, path: str | Path) -> Path:
+        """The file the host sees at `path` (under its mountpoint), as the test reads it."""
+        return self.private / Path(path).relative_to(self.mountpoint)
+
+    @property
+    def home(self) -> Path:
+        return self.mountpoint / "home"
+
+    def start(self) -> None:
+        """Its worker, in a mount namespace of its own; the tmux server it starts lives there too."""
+        assert self.process is None or self.process.poll() is not None, f"host {self.name} is running"
+        env = {
+            **worker_env(self.temporal_address, self.task_queue, self.home, f"gastown-{self.name}"),
+            "GASTOWN_HOST": self.name,
+            "TMUX_TMPDIR": str(self.mountpoint / "tmux"),
+        }
+        (self.private / "tmux").mkdir(exist_ok=True)
+        argv = [
+            "unshare", "--mount", "--propagation", "private", "--",
+            sys.executable, "-m", "tests.as_host", str(self.private), str(self.mountpoint), "--", *WORKER_COMMAND,
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL to its worker, as a machine that died; its agents and tmux server live on."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def stop(self) -> None:
+        """The end of a test: its worker and its tmux server are gone."""
+        self.kill()
+        server = libtmux.Server(
+            socket_path=str(self.private / "tmux" / f"tmux-{os.getuid()}" / f"gastown-{self.name}")
+        )
+        if server.is_alive():
+            server.kill()
