@@ -96,6 +96,8 @@ async def test_apply_get_describe_logs_delete(
 
     wide = await gastown(settings, "get", "pc", "-o", "wide")
     assert "MESSAGE" in wide.out.splitlines()[0] and "done: branch polecat/furiosa" in wide.out
+    header, row = wide.out.splitlines()
+    assert row.split()[header.split().index("HOST")] == settings.host  # where its worktree and session are
 
     listed = yaml.safe_load((await gastown(settings, "get", "polecats", "-o", "yaml")).out)
     assert [item["metadata"]["name"] for item in listed["items"]] == ["furiosa"]

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from bridge.reconcile import Reconciler
 from client.settings import Settings
 from contracts import attributes
-from crds import Convoy, Polecat, Rig
+from crds import Convoy, Polecat, Rig, Witness
 from tests.helpers import (
     GitRig,
     convoy_manifest,
@@ -30,6 +30,7 @@ from tests.helpers import (
     rig_manifest,
     terminate_running,
     wait_until,
+    witness_manifest,
 )
 from tests.hosts import Host
 
@@ -100,8 +101,8 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
     hosts: dict[str, Host], reconciler: Reconciler, client: Client, rig_name: str
 ) -> None:
     """Each polecat's local activities ran on its rig's host only; host alpha's polecats wait
-    while it is gone (saying so), none moves to beta, and once it is back each agent, run once,
-    finishes its bead."""
+    while it is gone (saying so), none moves to beta, a Witness finds them Stuck, and once alpha
+    is back each agent, run once, finishes its bead."""
     alpha, beta = hosts["alpha"], hosts["beta"]
     remotes: dict[str, GitRig] = {}
 
@@ -122,6 +123,8 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
     found = await reach_rig(reconciler, f"{rig_name}-a")
     assert found.status is not None and found.status.host == "alpha"
 
+    witness = witness_manifest(f"{rig_name}-a", checkInterval="2s", stuckThreshold="20s")
+    await reconciler.apply(parsed(Witness, witness))
     for host, name in ((alpha, f"{rig_name}-a"), (beta, f"{rig_name}-b")):
         manifest = convoy_manifest("work", name, BEADS, *agent(host), parallelism=len(BEADS))
         manifest["metadata"]["namespace"] = host.name
@@ -147,6 +150,17 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
     for polecat in await polecats_of(reconciler, "alpha"):
         assert polecat.status is not None and polecat.status.phase == "Working"
         assert any(c.type == "HostAvailable" and c.status == "False" for c in polecat.status.conditions)
+
+    async def stuck() -> set[str] | None:
+        found = await reconciler.find(Witness, "default", "witness")
+        alerts = found.status.alerts if found and found.status else []
+        names = {alert.polecat for alert in alerts if alert.type == "Stuck"}
+        return names if len(names) == len(BEADS) else None
+
+    # Their progress cannot be read while alpha is gone: quiet since alpha last answered.
+    assert await wait_until(stuck, "the Witness to find alpha's polecats Stuck", timeout=60) == {
+        f"alpha/{polecat.name}" for polecat in at_work
+    }
 
     for host in (alpha, beta):
         host.seen_from_test(host.mountpoint / "go").write_text("")  # the agents may finish now
