@@ -23,6 +23,8 @@ from typing import Any
 import kopf
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.kube import KubeConnection
+from bridge import peering
 from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
 from client.connection import connect
 from client.settings import Settings
@@ -93,8 +95,14 @@ async def _delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any
     logger.info(f"{model.INFO.kind} {name}: work stopped, workflow ended")
 
 
-def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    settings.peering.standalone = True  # one bridge; Temporal dedups anyway (deterministic ids)
+def operator_settings() -> kopf.OperatorSettings:
+    """kopf's settings, given to the operator before it starts: its first peering keep-alive
+    already carries our priority and lifetime (a startup handler runs after it)."""
+    settings = kopf.OperatorSettings()
+    # Several bridges, the oldest active (bridge/peering.py); with --standalone, kopf ignores these.
+    settings.peering.priority = peering.seniority()
+    settings.peering.lifetime = peering.LIFETIME
+    settings.peering.stealth = True  # no log line per keep-alive
     settings.persistence.finalizer = FINALIZER
     # Our own status belongs to the workflows: kopf keeps its bookkeeping in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
@@ -106,12 +114,12 @@ def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.networking.error_backoffs = [1, 2, 5, 10, 20]
     settings.watching.reconnect_backoff = 1.0
+    return settings
 
 
 def registry() -> kopf.OperatorRegistry:
     """kopf handlers for all six kinds: apply on create/update/resume, delete with a finalizer."""
     handlers = kopf.OperatorRegistry()
-    kopf.on.startup(registry=handlers)(_configure)
     kopf.on.login(registry=handlers)(_login)
     for model in KINDS.values():
         plural = model.INFO.plural
@@ -134,21 +142,29 @@ async def run_bridge(
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
     liveness: str | None = None,
+    standalone: bool = False,
 ) -> None:
-    """Watch the cluster (or `namespaces`) until `stop` is set; `liveness`: kopf's probe URL."""
+    """Watch the cluster (or `namespaces`) until `stop` is set; `liveness`: kopf's probe URL.
+
+    Unless `standalone`, it peers with the other bridges and acts only while it is the active one.
+    """
     # What `kopf run` does first: log format, and the handler that turns object
     # log records (handler errors among them) into Kubernetes Events.
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
     # Lazy: the bridge watches even while Temporal is down; handlers fail and are retried until it answers.
     client = await connect(settings, lazy=True)
     reconciler = Reconciler(client, settings.task_queue, kubernetes=True)
+    if not standalone:
+        await peering.ensure_peering(KubeConnection(settings.kubeconfig), namespaces)
     await kopf.operator(
         registry=registry(),
+        settings=operator_settings(),
         clusterwide=not namespaces,
         namespaces=list(namespaces),
         memo=kopf.Memo(reconciler=reconciler),
         stop_flag=stop,
         ready_flag=ready,
-        standalone=True,
+        standalone=standalone,
+        peering_name=None if standalone else peering.NAME,  # named: mandatory, so it starts paused
         liveness_endpoint=liveness,
     )

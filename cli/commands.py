@@ -153,13 +153,19 @@ async def status() -> None:
     "-n", "--namespace", "namespaces", multiple=True, help="Watch only these namespaces (default: all)."
 )
 @click.option("--liveness", default=None, help="Serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option(
+    "--standalone", is_flag=True, help="The only bridge: no peering (no kopf.dev resources needed)."
+)
 @_run
-async def bridge(namespaces: tuple[str, ...], liveness: str | None) -> None:
-    """Watch Gas Town resources in Kubernetes and keep their workflows in step."""
+async def bridge(namespaces: tuple[str, ...], liveness: str | None, standalone: bool) -> None:
+    """Watch Gas Town resources in Kubernetes and keep their workflows in step.
+
+    Bridges peer (kopf's peering, deploy/peering.yaml): the oldest one acts, the others stand by.
+    """
     from bridge.kubernetes import run_bridge
 
     logging.getLogger().setLevel(logging.INFO)
-    await run_bridge(_settings(), namespaces, liveness=liveness)
+    await run_bridge(_settings(), namespaces, liveness=liveness, standalone=standalone)
 
 
 @cli.command()

@@ -23,14 +23,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jsonpatch
+import yaml
 from aiohttp import web
 
 from crds import KINDS
 from crds.common import MAX_ANNOTATIONS, annotations_size
 from crds.generate import crd_for
+
+PEERING_CRDS = Path(__file__).resolve().parents[1] / "deploy" / "peering.yaml"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,18 @@ def default_types() -> list[ResourceType]:
         ),
         ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
     ]
+    # kopf's peering resources, as deploy/ installs them: the bridges' peering runs on these.
+    for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
+        spec = crd["spec"]
+        types.append(
+            ResourceType(
+                spec["group"],
+                spec["versions"][0]["name"],
+                spec["names"]["plural"],
+                spec["names"]["kind"],
+                spec["scope"] == "Namespaced",
+            )
+        )
     for model in KINDS.values():
         crd = crd_for(model)["spec"]
         version = crd["versions"][0]

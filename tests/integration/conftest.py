@@ -178,20 +178,28 @@ class Cluster:
     async def get(self, plural: str, name: str) -> dict[str, Any] | None:
         return await kubectl_get(self.kubeconfig, plural, name)
 
-    async def start_bridge(self) -> asyncio.subprocess.Process:
-        """`gastown bridge`, once it watches every kind."""
+    def peers(self) -> int:
+        """The bridges alive in the peering object (the active one and those standing by)."""
+        return sum(len(found.get("status") or {}) for found in self.api.objects("clusterkopfpeerings"))
+
+    async def start_bridge(self, standby: bool = False) -> asyncio.subprocess.Process:
+        """`gastown bridge`, once it watches every kind (a `standby`: once it is in the peering)."""
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "TEMPORAL_ADDRESS": self.settings.temporal_address,
             "GASTOWN_TASK_QUEUE": self.settings.task_queue,
+            "PYTHONUNBUFFERED": "1",  # a killed bridge's last lines are in its log, not lost in a buffer
         }
-        before = dict(self.api.watches_started)
-        with self.bridge_log.open("ab") as log:  # every run of the bridge, one after another
+        before, peers = dict(self.api.watches_started), self.peers()
+        with self.bridge_log.open("ab") as log:  # every run of every bridge
             bridge = await asyncio.create_subprocess_exec(
                 GASTOWN, "bridge", env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
             )
-        await wait_until(lambda: self.api.watching_every_kind(before), "the bridge to watch every kind")
+        if standby:
+            await wait_until(lambda: self.peers() > peers, "the bridge to join the peering")
+        else:
+            await wait_until(lambda: self.api.watching_every_kind(before), "the bridge to watch every kind")
         return bridge
 
     @property

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -177,6 +179,54 @@ async def test_bridge_restart_mid_burst_neither_duplicates_nor_misses(
     assert len(executions) == len(set(executions))  # one run per polecat, never a second
     # Each of the deleted five may or may not have started before the bridge was killed.
     assert total - 5 <= len(executions) <= total
+
+
+async def test_two_bridges_one_acts_and_the_other_takes_over_mid_burst(
+    cluster: Cluster, git_rig: GitRig, rig_name: str, client: Client, settings: Settings
+) -> None:
+    """Two bridges: the older one acts, the other stands by. SIGKILL the active one in the middle
+    of a burst of 200 Polecats: the standby takes over within the bound (bridge/peering.py),
+    and the burst ends as exactly 200 workflows, each resource created once."""
+    total = 200
+    assert cluster.bridge is not None
+    standby = await cluster.start_bridge(standby=True)
+    await cluster.apply(rig_manifest(rig_name, git_rig))
+    await wait_until(lambda: _rig_ready(cluster, rig_name), "the rig to be Ready", 60)
+    burst = [polecat_manifest(f"pc-{i:03d}", rig_name, desiredState="Idle") for i in range(total)]
+    kubectl = asyncio.create_task(cluster.apply(*burst))
+    await wait_until(lambda: len(cluster.api.objects("polecats")) >= total // 2, "half the burst", 60)
+    before = dict(cluster.api.watches_started)
+    cluster.bridge.kill()
+    await cluster.bridge.wait()
+    cluster.bridge = standby
+    # The killed bridge's keep-alive runs out (LIFETIME, 15 s) and the standby resumes: 20 s at most.
+    await wait_until(lambda: cluster.api.watching_every_kind(before), "the standby to take over", 25)
+    await kubectl
+
+    query = f"{_polecats(settings)} AND ExecutionStatus = 'Running'"
+
+    async def all_running() -> int:
+        count = (await client.count_workflows(query)).count
+        return count if count == total else 0
+
+    await wait_until(all_running, f"{total} running polecat workflows", 120)
+    executions = [execution.id async for execution in client.list_workflows(_polecats(settings))]
+    assert len(executions) == total  # one run per polecat, never a second
+
+    def handled() -> set[str]:
+        """The Polecats whose handler finished, in either bridge's log."""
+        log = cluster.bridge_log.read_text()
+        return set(re.findall(r"^Polecat default/(pc-\d+) (?:created|unchanged)$", log, re.MULTILINE))
+
+    await wait_until(lambda: len(handled()) == total, "every Polecat handled", 60)
+    created = Counter(re.findall(r"^Polecat default/(pc-\d+) created$", cluster.bridge_log.read_text(), re.M))
+    assert set(created.values()) == {1}  # none created by both bridges
+    events = Counter(
+        (event["involvedObject"]["name"], event["reason"])
+        for event in cluster.api.objects("events")
+        if event["involvedObject"]["name"].startswith("pc-")
+    )
+    assert events and set(events.values()) == {1}  # each polecat's Idle posted once
 
 
 def _polecats(settings: Settings) -> str:
