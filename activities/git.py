@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import threading
-from collections import defaultdict
 from pathlib import Path
 
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.gitlocks import clear_stale_locks, undo_interrupted_add
+from activities.gitlocks import clear_stale_locks, file_lock, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from contracts import git as contract
 from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
@@ -29,9 +27,9 @@ from launch.pod_entrypoint import own_commits
 
 REMOTE_TIMEOUT = 20  # seconds a rig's remote has to answer `git ls-remote`
 
-# Concurrent `git fetch` / `worktree add` on one repository race for the same
-# lock files; serialise them per repository within this worker.
-_repo_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+# Concurrent `git fetch` / `worktree add` on one repository race for the same lock files:
+# serialised per repository, across the threads and the workers of this host.
+REPO_LOCK = "gastown-worktrees.lock"
 
 
 def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
@@ -87,7 +85,7 @@ class GitActivities(contract.GitActivities):
     def _prepare_worktree(self, request: WorktreeRequest) -> Worktree:
         repo = open_checkout(request.rig)
         path = worktree_path(self.home, request.rig_name, request.namespace, request.polecat, request.uid)
-        with _repo_locks[str(repo.common_dir)]:
+        with file_lock(Path(repo.common_dir) / REPO_LOCK):
             clear_stale_locks(Path(repo.common_dir))
             undo_interrupted_add(Path(repo.common_dir), path)
             if (path / ".git").exists():

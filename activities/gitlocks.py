@@ -18,8 +18,10 @@ worktree yet, so it is removed, to be made again.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -95,3 +97,12 @@ def _work_dirs(git_dir: Path) -> list[Path]:
         with contextlib.suppress(OSError):  # its `gitdir` names the worktree's .git file
             dirs.append(Path((admin / "gitdir").read_text().strip()).parent.resolve())
     return dirs
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Held by one thread of one process at a time, on this machine: two workers of one host
+    share its repositories."""
+    with path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git import open_checkout
-from activities.gitlocks import clear_stale_locks, undo_interrupted_add
+from activities.gitlocks import clear_stale_locks, file_lock, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from activities.tmux import tail_of, terminate_tree
 from contracts import merges as contract
@@ -126,7 +125,7 @@ class MergeActivities(contract.MergeActivities):
             if not _push(repo, [main_lease, update, *_deletions(heads, heads)], atomic=True):
                 remote = _remote_heads(repo, [target, *heads])
                 if remote.get(target) == recipe.base:  # not landed: the clone lost the tip, or a branch moved
-                    with _file_lock(self._root(recipe.rig) / "worktrees.lock"):
+                    with file_lock(self._root(recipe.rig) / "worktrees.lock"):
                         _ensure_tip(repo, self._root(recipe.rig) / "build", candidate)
                     _push(repo, [main_lease, update, *_deletions(heads, remote)], atomic=True)
             # Verified, not assumed: what the remote shows now (our push, or an earlier attempt's).
@@ -154,18 +153,11 @@ class MergeActivities(contract.MergeActivities):
         """
         root = self._root(rig)
         root.mkdir(parents=True, exist_ok=True)
-        with _file_lock(root / "setup.lock"):
+        with file_lock(root / "setup.lock"):
             repo = _bare_clone(root / "repo.git", remote)
-        with _file_lock(root / f"{lock}.lock") if lock else contextlib.nullcontext():
+        with file_lock(root / f"{lock}.lock") if lock else contextlib.nullcontext():
             clear_stale_locks(root / "repo.git")
             yield repo
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def _bare_clone(path: Path, remote: str) -> Repo:

@@ -23,7 +23,11 @@ RESULTS = Path(__file__).parent / "results"
 SUITE = {
     "polecat": ("Polecat latencies and history size", ["--samples", "3", "--long-run", "5"]),
     "scale": ("Many polecats at once: starts, memory, history", ["--sizes", "20"]),
-    "bridge": ("The Kubernetes bridge, against the fake API server", ["--resources", "50"]),
+    "hosts": ("Local polecats on one host against two", ["--polecats", "20"]),
+    "bridge": (
+        "The Kubernetes bridge, against the fake API server",
+        ["--resources", "50", "--bridges", "1", "2"],
+    ),
     "convoy": ("BeadStore sync and a convoy", ["--beads", "20", "--parallelism", "5"]),
     "refinery": ("The merge queue against a plain git loop", ["--branches", "10", "--repeats", "1"]),
     "witness": ("Witness detection latency and check time", ["--polecats", "20", "--latency-samples", "2"]),

@@ -38,13 +38,13 @@ IN_FLIGHT = 20  # applies at once, as a script or a convoy would send them
 STEADY = 10.0  # seconds all N work together, measured
 
 
-def manifest(name: str, namespace: str, gate: Path) -> dict[str, Any]:
+def manifest(name: str, namespace: str, gate: Path, rig: str = "scale") -> dict[str, Any]:
     return {
         "apiVersion": "gastown.gastown.io/v1alpha1",
         "kind": "Polecat",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "rig": "scale",
+            "rig": rig,
             "desiredState": "Working",
             "beadID": f"sc-{name}",
             "agent": "custom",

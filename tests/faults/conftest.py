@@ -1,5 +1,6 @@
-"""The town the fault suite kills: a Temporal dev server on a database file, a worker and
-`gastown bridge`, each a process of its own, over a git rig and the fake Kubernetes API server.
+"""The town the fault suite kills: a Temporal dev server on a database file, two workers and
+two `gastown bridge`s (one active, one standing by), each a process of its own, over a git rig
+and the fake Kubernetes API server.
 
 `Supervised` does for each process what a supervisor (Kubernetes, systemd)
 does: it starts the process, and starts it again when it has exited on its
@@ -81,8 +82,8 @@ class Supervised:
 @dataclass
 class Town:
     temporal: Supervised
-    worker: Supervised
-    bridge: Supervised
+    workers: list[Supervised]  # on one host: both poll the shared queue and the host's
+    bridges: list[Supervised]  # peering: the older one acts
     api: FakeApiServer
     kubeconfig: Path
     rig: GitRig
@@ -91,8 +92,16 @@ class Town:
     address: str  # Temporal's
 
     @property
+    def worker(self) -> Supervised:
+        return self.workers[0]
+
+    @property
+    def bridge(self) -> Supervised:
+        return self.bridges[0]
+
+    @property
     def processes(self) -> list[Supervised]:
-        return [self.temporal, self.worker, self.bridge]
+        return [self.temporal, *self.workers, *self.bridges]
 
     async def start(self, *processes: Supervised) -> None:
         """Start `processes` in that order (all, Temporal first, by default); wait until the bridge watches."""
@@ -129,8 +138,8 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
     temporal_argv = dev_server_args(port, None, tmp_path / "temporal.db", "default")
     town = Town(
         temporal=Supervised("temporal", temporal_argv, dict(os.environ), logs / "temporal.log"),
-        worker=Supervised("worker", WORKER_COMMAND, env, logs / "worker.log"),
-        bridge=Supervised("bridge", [GASTOWN, "bridge"], env, logs / "bridge.log"),
+        workers=[Supervised(f"worker-{n}", WORKER_COMMAND, env, logs / f"worker-{n}.log") for n in (1, 2)],
+        bridges=[Supervised(f"bridge-{n}", [GASTOWN, "bridge"], env, logs / f"bridge-{n}.log") for n in (1, 2)],
         api=api,
         kubeconfig=kubeconfig,
         rig=rig,
