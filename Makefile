@@ -30,7 +30,7 @@ test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
 
 # The fault suite with more seeds than CI's two: `make faults SEEDS="1 2 3"`.
 SEEDS ?= 1 2 3 4 5 6 7 8 9 10
-faults: $(STAMP)  ## A 30-bead convoy while worker, dev server and bridge are killed, once per seed.
+faults: $(STAMP)  ## A 30-bead convoy while two workers, the dev server and two bridges are killed, once per seed.
 	GASTOWN_FAULT_SEEDS="$(SEEDS)" $(BIN)/pytest tests/faults -s --durations=0
 
 lint: $(STAMP)

@@ -89,7 +89,7 @@ class HostLost(BaseModel):
     """Since when the polecat's host has taken none of its work, and what the status said before."""
 
     since: datetime
-    waits: int = 1  # tries that timed out so far
+    waits: int = 0  # tries that timed out so far
     message: str
 
 
@@ -513,11 +513,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         While no worker of that host takes it, the status says so and the work waits for the
         host: it never runs on another.
         """
-        host = self.state.host or self.rig.host
         while True:
             try:
                 result: Result = await workflow.execute_activity(
-                    activity, *args, **options, **on_host(host, self._waits())
+                    activity, *args, **options, **on_host(self._host(), self._waits())
                 )
             except ActivityError as error:
                 if not not_taken(error):
@@ -526,6 +525,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 continue
             self._host_back()
             return result
+
+    def _host(self) -> str | None:
+        """Where its local work runs: its worktree's host; before it has one, its rig's."""
+        return self.state.host or self.rig.host
 
     def _waits(self) -> int:
         return self.state.host_lost.waits if self.state.host_lost else 0
@@ -539,12 +542,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
 
     def _host_lost(self) -> None:
         status, lost = self.state.status, self.state.host_lost
-        host = self.state.host or self.rig.host or "?"
-        if lost is None:
-            since = workflow.now() - wait_of(0)
-            lost = self.state.host_lost = HostLost(since=since, waits=0, message=status.message)
+        if lost is None:  # its first try waited wait_of(0) in the host's queue
+            lost = self.state.host_lost = HostLost(since=workflow.now() - wait_of(0), message=status.message)
         lost.waits += 1
-        status.message = host_gone(host, lost.since, workflow.now())
+        status.message = host_gone(self._host() or "", lost.since, workflow.now())
         first = lost.waits == 1
         status.conditions = set_condition(
             status.conditions, "HostAvailable", "False", "HostLost", status.message, workflow.now()
@@ -557,7 +558,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return
         self.state.host_lost = None
         status = self.state.status
-        back = f"host {self.state.host or self.rig.host} is back"
+        back = f"host {self._host()} is back"
         status.message = lost.message
         status.conditions = set_condition(
             status.conditions, "HostAvailable", "True", "HostBack", back, workflow.now()

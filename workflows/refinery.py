@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.hosts import HostOptions, on_host
     from workflows.polecat import MergeVerdict, PolecatWorkflow
     from workflows.rig import release_rig
 
@@ -361,6 +362,7 @@ class RefineryWorkflow(Entity[Refinery, RefineryState]):
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=GIT,
+                **self._merging_host(),
             )
         except ActivityError as error:
             if on is None:
@@ -379,6 +381,7 @@ class RefineryWorkflow(Entity[Refinery, RefineryState]):
                 start_to_close_timeout=timeout * len(commands) + timedelta(minutes=5),
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=GIT,
+                **self._merging_host(),
             )
         except ActivityError as error:
             if reason_of(error) == "CandidateLost":
@@ -397,6 +400,7 @@ class RefineryWorkflow(Entity[Refinery, RefineryState]):
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=GIT,
+                **self._merging_host(),
             )
         except ActivityError as error:
             entries = [entry for entry in map(self._entry, candidate.stacked) if entry is not None]
@@ -406,6 +410,11 @@ class RefineryWorkflow(Entity[Refinery, RefineryState]):
                 return None
             await self._blocked(entries, error)
             return None
+
+    def _merging_host(self) -> HostOptions:
+        """Merges run on any worker, but for a rig known only by its checkout (no gitURL): its
+        remote is the checkout's origin, read on the checkout's host."""
+        return on_host(None if self.rig.spec.git_url else self.rig.host)
 
     async def _blocked(self, entries: list[QueueEntry], error: ActivityError) -> None:
         """The remote cannot be used: Blocked, saying why, until a retry (or a new spec) a while later."""

@@ -139,7 +139,9 @@ async def town(tmp_path: Path) -> AsyncIterator[Town]:
     town = Town(
         temporal=Supervised("temporal", temporal_argv, dict(os.environ), logs / "temporal.log"),
         workers=[Supervised(f"worker-{n}", WORKER_COMMAND, env, logs / f"worker-{n}.log") for n in (1, 2)],
-        bridges=[Supervised(f"bridge-{n}", [GASTOWN, "bridge"], env, logs / f"bridge-{n}.log") for n in (1, 2)],
+        bridges=[
+            Supervised(f"bridge-{n}", [GASTOWN, "bridge"], env, logs / f"bridge-{n}.log") for n in (1, 2)
+        ],
         api=api,
         kubeconfig=kubeconfig,
         rig=rig,

@@ -102,7 +102,7 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
 ) -> None:
     """Each polecat's local activities ran on its rig's host only; host alpha's polecats wait
     while it is gone (saying so), none moves to beta, a Witness finds them Stuck, and once alpha
-    is back each agent, run once, finishes its bead."""
+    is back each agent, run once, finishes its bead. A rig on a host with no worker says so."""
     alpha, beta = hosts["alpha"], hosts["beta"]
     remotes: dict[str, GitRig] = {}
 
@@ -122,6 +122,11 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
     await reconciler.apply(rig(alpha_rig))
     found = await reach_rig(reconciler, f"{rig_name}-a")
     assert found.status is not None and found.status.host == "alpha"
+
+    # A rig on a host that has no worker: its check waits for that host, and says so.
+    nowhere = rig_manifest(f"{rig_name}-c", remotes["alpha"], host="gamma")
+    nowhere["spec"]["localPath"] = alpha_path
+    await reconciler.apply(rig(nowhere))
 
     witness = witness_manifest(f"{rig_name}-a", checkInterval="2s", stuckThreshold="20s")
     await reconciler.apply(parsed(Witness, witness))
@@ -161,6 +166,13 @@ async def test_local_work_stays_on_its_host_and_waits_for_it(
     assert await wait_until(stuck, "the Witness to find alpha's polecats Stuck", timeout=60) == {
         f"alpha/{polecat.name}" for polecat in at_work
     }
+
+    gamma = await reconciler.get(Rig, None, f"{rig_name}-c")
+    assert gamma.status is not None and (gamma.status.phase, gamma.status.conditions[0].reason) == (
+        "NotReady",
+        "HostLost",
+    )
+    assert "host gamma has no worker" in gamma.status.message
 
     for host in (alpha, beta):
         host.seen_from_test(host.mountpoint / "go").write_text("")  # the agents may finish now
