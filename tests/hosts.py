@@ -12,8 +12,6 @@ the repositories' remotes, this code) is shared, as on a real network.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import libtmux
 
 from tests.helpers import WORKER_COMMAND, worker_env
+from tests.processes import Supervised
 
 
 @dataclass
@@ -31,11 +30,21 @@ class Host:
     temporal_address: str
     task_queue: str
     log: Path
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    worker: Supervised = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.private.mkdir(parents=True, exist_ok=True)
+        (self.private / "tmux").mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
+        env = {
+            **worker_env(self.temporal_address, self.task_queue, self.home, f"gastown-{self.name}"),
+            "GASTOWN_HOST": self.name,
+            "TMUX_TMPDIR": str(self.mountpoint / "tmux"),
+        }
+        argv = [
+            "unshare", "--mount", "--propagation", "private", "--",
+            sys.executable, "-m", "tests.as_host", str(self.private), str(self.mountpoint), "--", *WORKER_COMMAND,
+        ]  # fmt: skip
+        self.worker = Supervised(f"worker of {self.name}", argv, env, self.log)
 
     def seen_from_test(self, path: str | Path) -> Path:
         """The file the host sees at `path` (under its mountpoint), as the test reads it."""
@@ -47,39 +56,16 @@ class Host:
 
     def start(self) -> None:
         """Its worker, in a mount namespace of its own; the tmux server it starts lives there too."""
-        assert self.process is None or self.process.poll() is not None, f"host {self.name} is running"
-        env = {
-            **worker_env(self.temporal_address, self.task_queue, self.home, f"gastown-{self.name}"),
-            "GASTOWN_HOST": self.name,
-            "TMUX_TMPDIR": str(self.mountpoint / "tmux"),
-        }
-        (self.private / "tmux").mkdir(exist_ok=True)
-        argv = [
-            "unshare", "--mount", "--propagation", "private", "--",
-            sys.executable, "-m", "tests.as_host", str(self.private), str(self.mountpoint), "--", *WORKER_COMMAND,
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.worker.start()
 
     def kill(self) -> None:
         """SIGKILL to its worker, as a machine that died; its agents and tmux server live on."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
+        self.worker.kill()
 
     def stop(self) -> None:
         """The end of a test: its worker and its tmux server are gone."""
-        self.kill()
-        server = libtmux.Server(
-            socket_path=str(self.private / "tmux" / f"tmux-{os.getuid()}" / f"gastown-{self.name}")
-        )
+        self.worker.stop()
+        socket = self.private / "tmux" / f"tmux-{os.getuid()}" / f"gastown-{self.name}"
+        server = libtmux.Server(socket_path=str(socket))
         if server.is_alive():
             server.kill()
