@@ -31,8 +31,8 @@ def rendered() -> list[dict[str, Any]]:
 
 def test_kustomization_renders_valid_kubernetes(rendered: list[dict[str, Any]]) -> None:
     """`kubectl kustomize deploy/` renders, and every object passes strict 1.37 schema validation."""
-    kinds = sorted(doc["kind"] for doc in rendered)
-    assert kinds.count("CustomResourceDefinition") == 6
+    crds = sorted(doc["metadata"]["name"] for doc in rendered if doc["kind"] == "CustomResourceDefinition")
+    assert len(crds) == 8 and {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= set(crds)
     for doc in rendered:
         assert kubernetes_validate.validate(doc, "1.37.0", strict=True) == "1.37", doc["metadata"]["name"]
 
@@ -53,6 +53,22 @@ def test_rbac_is_least_privilege(rendered: list[dict[str, Any]]) -> None:
     assert "pods" not in bridge_resources
     worker_rules = _rules(rendered, "gastown-worker")
     assert any("polecats/status" in rule["resources"] and "patch" in rule["verbs"] for rule in worker_rules)
+
+
+def test_two_bridges_peer_through_kopf(rendered: list[dict[str, Any]]) -> None:
+    """The bridge runs two replicas, each named in the peering by its pod, allowed to keep its
+    peering object (bridge/peering.py)."""
+    (bridge,) = [
+        d for d in rendered if d["kind"] == "Deployment" and d["metadata"]["name"] == "gastown-bridge"
+    ]
+    assert bridge["spec"]["replicas"] == 2
+    (container,) = bridge["spec"]["template"]["spec"]["containers"]
+    assert "--standalone" not in container["args"]
+    pod_id = next(env for env in container["env"] if env["name"] == "POD_ID")
+    assert pod_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    peering = [rule for rule in _rules(rendered, "gastown-bridge") if rule["apiGroups"] == ["kopf.dev"]]
+    assert peering and {"create", "patch", "watch"} <= set(peering[0]["verbs"])
+    assert set(peering[0]["resources"]) == {"clusterkopfpeerings", "kopfpeerings"}
 
 
 def test_deployments_run_our_commands_restricted(rendered: list[dict[str, Any]]) -> None:
