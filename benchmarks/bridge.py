@@ -162,7 +162,7 @@ def table(result: dict[str, Any]) -> str:
         if run["takeover_seconds"] is not None:
             lines.append(
                 f"| {bridges}: active SIGKILLed -> a new resource's status on its CR | "
-                f"{run['takeover_seconds']} s | <= 20 s |"
+                f"{run['takeover_seconds']} s | 15 s keep-alive + resuming every resource |"
             )
     return "\n".join(lines)
 

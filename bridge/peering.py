@@ -32,7 +32,7 @@ from activities.kube import KubeConnection
 NAME = "gastown"
 GROUP, VERSION = "kopf.dev", "v1"
 # Seconds a bridge's keep-alive holds. A killed active bridge is taken over after at most this
-# (kopf renews 5-10 s before it runs out), plus the standby's re-list: within 20 s.
+# (kopf renews 5-10 s before it runs out), plus the standby's resume of every resource.
 LIFETIME = 15
 
 

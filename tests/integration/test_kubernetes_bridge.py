@@ -199,7 +199,7 @@ async def test_two_bridges_one_acts_and_the_other_takes_over_mid_burst(
     cluster.bridge.kill()
     await cluster.bridge.wait()
     cluster.bridge = standby
-    # The killed bridge's keep-alive runs out (LIFETIME, 15 s) and the standby resumes: 20 s at most.
+    # The killed bridge's keep-alive runs out (LIFETIME, 15 s), then the standby watches again.
     await wait_until(lambda: cluster.api.watching_every_kind(before), "the standby to take over", 25)
     await kubectl
 
