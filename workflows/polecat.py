@@ -378,7 +378,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=heartbeats.watch_retry("SessionLost"),
                 cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
-                **on_host(self.state.host, self._waits()),
+                **on_host(self._host(), self._waits()),
             )
             try:
                 return await self._unless_interrupted(watcher)
