@@ -24,10 +24,11 @@ from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
 from cli import manifests, render
 from client.connection import connect
 from client.settings import Settings
-from crds import InvalidResource, Polecat, Refinery, Resource, kind_for
+from contracts.hosts import host_queue
+from crds import InvalidResource, Polecat, Refinery, Resource, Rig, kind_for
 from crds.common import check_branch_name
 from crds.generate import generate
-from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, wait_for_server
+from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, host_workers, wait_for_server
 from workflows.refinery import EnqueueRequest
 
 EXIT_REFUSED = 1
@@ -135,7 +136,11 @@ def down() -> None:
 @cli.command()
 @_run
 async def status() -> None:
-    """Is the runtime up? Exit 0 when Temporal answers and a worker polls the task queue, else 2."""
+    """Is the runtime up? Exit 0 when Temporal answers and a worker polls the task queue, else 2.
+
+    Then each host a rig names, with the workers polling its queue: a host with none holds its
+    rigs' local work until one comes back.
+    """
     settings = _settings()
     try:
         client = await wait_for_server(settings, timeout=5)
@@ -146,6 +151,19 @@ async def status() -> None:
     if not await has_poller(client, settings):
         raise Unreachable(f"no worker polls task queue {settings.task_queue} on {settings.temporal_address}")
     click.echo(f"ok: Temporal {settings.temporal_address}, a worker polls {settings.task_queue}")
+    rigs: dict[str, list[str]] = {}
+    for rig in await Reconciler(client, settings.task_queue).list(Rig, None):
+        if rig.host is not None:
+            rigs.setdefault(rig.host, []).append(rig.name)
+    for host, names in sorted(rigs.items()):
+        workers = await host_workers(client, settings, host)
+        served = f"rigs {', '.join(sorted(names))}"
+        if workers:
+            click.echo(f"host {host}: {len(workers)} worker(s) ({', '.join(workers)}); {served}")
+        else:
+            click.echo(
+                f"host {host}: no worker polls {host_queue(settings.task_queue, host)}; {served} wait for it"
+            )
 
 
 @cli.command()

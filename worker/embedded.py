@@ -26,6 +26,7 @@ from temporalio.client import Client
 from client.connection import connect
 from client.settings import Settings, record_ports
 from contracts import attributes
+from contracts.hosts import host_queue
 from worker import ports
 
 STOP_TIMEOUT = 15.0
@@ -146,6 +147,29 @@ async def has_poller(client: Client, settings: Settings) -> bool:
         )
     )
     return len(response.pollers) > 0
+
+
+# A worker re-polls at least this often while it runs (a long poll lasts about a minute).
+POLLS_WITHIN = 90.0
+
+
+async def host_workers(client: Client, settings: Settings, host: str) -> list[str]:
+    """The identities of the workers polling `host`'s queue now (seen within POLLS_WITHIN)."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(name=host_queue(settings.task_queue, host)),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+    )
+    now = time.time()
+    return sorted(
+        {
+            poller.identity
+            for poller in response.pollers
+            if now - poller.last_access_time.ToSeconds() <= POLLS_WITHIN
+        }
+    )
 
 
 class EmbeddedRuntime:

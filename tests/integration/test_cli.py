@@ -13,7 +13,7 @@ import yaml
 
 from bridge.reconcile import Reconciler
 from client.settings import Settings
-from crds import Polecat, Rig
+from crds import Polecat, Rig, parse_resource
 from tests.helpers import (
     GASTOWN,
     GitRig,
@@ -252,6 +252,24 @@ async def test_status_says_whether_a_worker_polls(settings: Settings) -> None:
     )
     idle = await gastown(settings.model_copy(update={"task_queue": "nobody-polls-this"}), "status")
     assert idle.code == 2 and "no worker polls task queue nobody-polls-this" in idle.err
+
+
+async def test_status_names_each_host_and_its_workers(
+    settings: Settings, reconciler: Reconciler, git_rig: GitRig, rig_name: str
+) -> None:
+    """`gastown status` lists the hosts the rigs name: this worker's host with its worker, and a
+    host no worker serves as one its rigs wait for (still exit 0: the runtime itself is up)."""
+    here = parse_resource(rig_manifest(rig_name, git_rig, host=settings.host))
+    gone = parse_resource(rig_manifest(f"{rig_name}-gone", git_rig, host="nowhere-1"))
+    for rig in (here, gone):
+        await reconciler.apply(rig)
+    found = await gastown(settings, "status")
+    assert found.code == 0, found.err
+    lines = found.out.splitlines()
+    ours = [line for line in lines if line.startswith(f"host {settings.host}: ")]
+    assert len(ours) == 1 and "1 worker(s)" in ours[0] and rig_name in ours[0]
+    queue = f"{settings.task_queue}@nowhere-1"
+    assert f"host nowhere-1: no worker polls {queue}; rigs {rig_name}-gone wait for it" in lines
 
 
 async def test_unknown_kind(settings: Settings) -> None:
