@@ -51,10 +51,10 @@ class HealthActivities(contract.HealthActivities):
         memos = [await execution.memo() async for execution in self.client.list_workflows(query)]
         if request.host is not None:
             memos = [memo for memo in memos if _status(memo).host == request.host]
-        hosts: set[str] = set()
-        polecats = await self._look(memos, request, hosts)
+        polecats = await self._look(memos, request)
         found = report(polecats, request)
-        found.hosts = sorted(hosts)
+        if request.by_host:  # these are read by a look on their host
+            found.hosts = sorted({p.host for p in polecats if p.host and p.phase == "Working"})
         return found
 
     @activity.defn(name=contract.RECHECK)
@@ -67,14 +67,13 @@ class HealthActivities(contract.HealthActivities):
             )
             if description is not None:
                 memos.append(await description.memo())
-        return await self._look(memos, None, set())
+        return await self._look(memos, None)
 
     async def _look(
-        self, memos: list[Mapping[str, Any]], request: HealthRequest | None, hosts: set[str]
+        self, memos: list[Mapping[str, Any]], request: HealthRequest | None
     ) -> list[PolecatHealth]:
         """Each polecat from its memo; a Working one with how long it has been quiet, where this
-        worker can see it. `request` None: a recheck, which reads no host's files; the hosts of
-        polecats left unread go in `hosts`."""
+        worker can see it. `request` None: a recheck, which reads no host's files."""
         polecats: list[PolecatHealth] = []
         pods: list[tuple[PolecatHealth, str]] = []
         for memo in memos:
@@ -88,8 +87,7 @@ class HealthActivities(contract.HealthActivities):
             elif request is not None and request.quiet_since is not None:  # its host does not answer
                 polecat.quiet_for = max(0.0, (datetime.now(UTC) - request.quiet_since).total_seconds())
             elif status.host is not None and (request is None or request.by_host):
-                if request is not None:
-                    hosts.add(status.host)  # read on its host, by a look of its own
+                continue  # read on its host, by a look of its own
             else:
                 rig = memo.get(attributes.MEMO_SPEC, {}).get("rig", "")
                 worktree = worktree_path(self.home, rig, polecat.namespace, polecat.name, polecat.uid)
