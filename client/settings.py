@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.hosts import host_queue
-from crds.common import HOST_PATTERN
+from crds.common import HostName
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
 PROJECT_AGENTS = Path(__file__).resolve().parents[1] / "agents" / "bin"
@@ -39,9 +39,7 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     task_queue: str = Field("gastown", validation_alias="GASTOWN_TASK_QUEUE")
     # The machine this worker runs on: its local polecats' work comes on the queue of this host.
-    host: str = Field(
-        default_factory=socket.gethostname, pattern=HOST_PATTERN, validation_alias="GASTOWN_HOST"
-    )
+    host: HostName = Field(default_factory=socket.gethostname, validation_alias="GASTOWN_HOST")
     home: Path = Field(Path.home() / ".gastown", validation_alias="GASTOWN_HOME")
     # Unset: a socket of this home's own (`tmux_socket_of`), so two homes never share a tmux server.
     tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")

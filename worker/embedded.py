@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -139,14 +139,7 @@ async def wait_for_server(settings: Settings, timeout: float = 30.0) -> Client:
 
 async def has_poller(client: Client, settings: Settings) -> bool:
     """True when some worker polls our task queue for workflow tasks."""
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace,
-            task_queue=TaskQueue(name=settings.task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return len(response.pollers) > 0
+    return bool(await _pollers(client, settings, settings.task_queue, TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
 
 
 # A worker re-polls at least this often while it runs (a long poll lasts about a minute).
@@ -155,21 +148,27 @@ POLLS_WITHIN = 90.0
 
 async def host_workers(client: Client, settings: Settings, host: str) -> list[str]:
     """The identities of the workers polling `host`'s queue now (seen within POLLS_WITHIN)."""
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=settings.temporal_namespace,
-            task_queue=TaskQueue(name=host_queue(settings.task_queue, host)),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-        )
-    )
+    queue = host_queue(settings.task_queue, host)
     now = time.time()
     return sorted(
         {
             poller.identity
-            for poller in response.pollers
+            for poller in await _pollers(client, settings, queue, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
             if now - poller.last_access_time.ToSeconds() <= POLLS_WITHIN
         }
     )
+
+
+async def _pollers(
+    client: Client, settings: Settings, queue: str, kind: TaskQueueType.ValueType
+) -> list[PollerInfo]:
+    """The workers Temporal saw polling `queue` for `kind` tasks (in the last few minutes)."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace, task_queue=TaskQueue(name=queue), task_queue_type=kind
+        )
+    )
+    return list(response.pollers)
 
 
 class EmbeddedRuntime:

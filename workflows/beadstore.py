@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig
     from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.hosts import not_taken, on_host
+    from workflows.hosts import no_worker, not_taken, on_host
     from workflows.rig import RigWorkflow, release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 
@@ -142,7 +142,7 @@ class BeadStoreWorkflow(Entity[BeadStore, BeadStoreState]):
                 **on_host(self.rig.host),  # the beads are files beside the rig's checkout
             )
         except ActivityError as error:
-            lost = f"host {self.rig.host} has no worker: none took the sync" if not_taken(error) else None
+            lost = no_worker(self.rig.host, "the sync") if not_taken(error) else None
             report = SyncReport(error=lost or str(error.cause or error))
         self.state.status.last_sync = workflow.now()
         if report.error is None:

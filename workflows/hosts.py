@@ -45,6 +45,11 @@ def not_taken(error: ActivityError) -> bool:
     return isinstance(cause, exceptions.TimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START
 
 
+def no_worker(host: str | None, work: str) -> str:
+    """How a status says one try of `work` found no worker of its host."""
+    return f"host {host} has no worker: none took {work}"
+
+
 def host_gone(host: str, since: datetime, now: datetime) -> str:
     """How a status says it: the host, and how long its work has waited."""
     waited = int((now - since).total_seconds())

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.beads import Bead, BeadActivities, BeadLookup
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
     from contracts.hosts import HostActivities
-    from contracts.pods import PodActivities, PodExit, PodLaunch, PodRef
+    from contracts.pods import PodActivities, PodLaunch, PodRef
     from contracts.status import EventNote, StatusTarget
     from contracts.tmux import AgentExit, AgentLaunch, AgentSession, TmuxActivities
     from crds.beadstore import BeadSource
@@ -371,14 +371,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         a new watcher adopts it.
         """
         while True:
-            watcher = workflow.start_activity_method(
-                TmuxActivities.watch_agent,
-                session,
-                start_to_close_timeout=WATCH_LIMIT,
-                heartbeat_timeout=heartbeats.TIMEOUT,
-                retry_policy=heartbeats.watch_retry("SessionLost"),
-                cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
-                **on_host(self._host(), self._waits()),
+            watcher = self._start_watcher(
+                TmuxActivities.watch_agent, session, "SessionLost", **on_host(self._host(), self._waits())
             )
             try:
                 return await self._unless_interrupted(watcher)
@@ -388,9 +382,28 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 self._host_lost()
                 await self._on_host(HostActivities.here, start_to_close_timeout=SHORT)
 
-    async def _unless_interrupted(self, watcher: workflow.ActivityHandle[AgentExit]) -> AgentExit | None:
-        """The watcher's result; None, with the watcher cancelled, if the agent must stop first."""
-        await workflow.wait_condition(lambda: watcher.done() or self._interrupted())
+    @staticmethod
+    def _start_watcher(
+        activity: Callable[..., Awaitable[Result]], argument: Any, lost: str, **options: Any
+    ) -> workflow.ActivityHandle[Result]:
+        """An activity that watches the agent for as long as it runs, beating; retried, but for `lost`."""
+        return workflow.start_activity(
+            activity,
+            argument,
+            start_to_close_timeout=WATCH_LIMIT,
+            heartbeat_timeout=heartbeats.TIMEOUT,
+            retry_policy=heartbeats.watch_retry(lost),
+            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
+            **options,
+        )
+
+    async def _unless_interrupted(
+        self, watcher: workflow.ActivityHandle[Result], timeout: float | None = None
+    ) -> Result | None:
+        """The watcher's result; None, with the watcher cancelled, if the agent must stop first
+        (`_interrupted`) or `timeout` seconds pass (a durable timer)."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: watcher.done() or self._interrupted(), timeout=timeout)
         if not watcher.done():
             watcher.cancel()  # TRY_CANCEL: resolves at once
             with contextlib.suppress(ActivityError):
@@ -446,21 +459,14 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         )
         began = status.last_restart_time or status.start_time  # each attempt has the whole deadline
         deadline = began + timedelta(seconds=kubernetes.active_deadline_seconds)
-        watcher = workflow.start_activity_method(
-            PodActivities.watch_pod,
-            pod,
-            start_to_close_timeout=WATCH_LIMIT,
-            heartbeat_timeout=heartbeats.TIMEOUT,
-            retry_policy=heartbeats.watch_retry("PodLost"),
-            cancellation_type=workflow.ActivityCancellationType.TRY_CANCEL,
-        )
+        watcher = self._start_watcher(PodActivities.watch_pod, pod, "PodLost")
         remaining = max((deadline - workflow.now()).total_seconds(), 0.0)
-        with contextlib.suppress(TimeoutError):  # the deadline's durable timer
-            await workflow.wait_condition(lambda: watcher.done() or self._interrupted(), timeout=remaining)
-        if not watcher.done():
-            watcher.cancel()
-            with contextlib.suppress(ActivityError):
-                await watcher
+        try:
+            result = await self._unless_interrupted(watcher, timeout=remaining)  # the deadline's timer
+        except ActivityError as error:
+            self._fail(error)
+            return
+        if result is None:
             if not self._interrupted():  # the deadline, not a person or a Witness, ended it
                 await self._stop_agent()
                 limit = kubernetes.active_deadline_seconds
@@ -469,11 +475,6 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                     "DeadlineExceeded",
                     f"activeDeadlineSeconds ({limit}s) passed; the pod was deleted",
                 )
-            return
-        try:
-            result: PodExit = watcher.result()
-        except ActivityError as error:
-            self._fail(error)
             return
         status.exit_code = result.exit_code
         if not result.succeeded:

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.rig import Rig, RigSpec, RigStatus, serving_host
     from workflows.entity import Entity, EntityState
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.hosts import not_taken, on_host
+    from workflows.hosts import no_worker, not_taken, on_host
     from workflows.names import next_name
 
 # How often a rig's workspace is checked again: soon while it is broken, so it
@@ -265,8 +265,8 @@ class RigWorkflow(Entity[Rig, RigState]):
                 raise
             answer = RigCheck(
                 reason="HostLost",
-                message=f"host {host} has no worker: none took the check of {spec.local_path} "
-                "(start `gastown worker` there, with GASTOWN_HOST set to that name)",
+                message=no_worker(host, f"the check of {spec.local_path}")
+                + " (start `gastown worker` there, with GASTOWN_HOST set to that name)",
             )
         check = answer if isinstance(answer, RigCheck) else _from_problem(answer)
         self.state.checked_spec = spec
