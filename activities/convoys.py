@@ -38,10 +38,9 @@ from contracts.convoys import (
 )
 from contracts.rig import ALLOCATE_NAME, NameRequest
 from crds import GROUP, VERSION
-from crds.convoy import Convoy
+from crds.convoy import CONVOY_LABEL, Convoy
 from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
 
-CONVOY_LABEL = f"{GROUP}/convoy"
 BEAD_POLL = 5.0  # seconds between reads of the bead store (closed beads)
 
 
@@ -167,9 +166,9 @@ class ConvoyActivities(contract.ConvoyActivities):
             bead = found.get(attributes.BEAD)
             if bead in wanted:
                 name = execution.id.rsplit("/", 1)[-1]
-                seen.append(
-                    PolecatSeen(name=name, bead_id=bead, phase=found.get(attributes.PHASE) or "Pending")
-                )
+                usage = ((await execution.memo()).get(attributes.MEMO_STATUS) or {}).get("usage")
+                phase = found.get(attributes.PHASE) or "Pending"
+                seen.append(PolecatSeen(name=name, bead_id=bead, phase=phase, usage=usage))
         return sorted(seen, key=lambda polecat: (polecat.bead_id, polecat.name))
 
     async def _closed(self, request: WatchRequest) -> tuple[list[str], str | None]:

@@ -20,6 +20,8 @@ import re
 import shlex
 import signal
 import sys
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,10 @@ from contracts import tmux as contract
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession
 from crds.common import short_uid
 from crds.polecat import Polecat
-from launch.agents import agent_command, agent_environment, prompt_for
+from crds.usage import Usage
+from launch.agents import Session, agent_command, agent_environment, prompt_for
+from launch.gateway import GatewayAccess, agent_directory, agent_environ, mint
+from launch.usage import AGENT_LEDGER, Prices, usage_counter, write_budget
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
 WATCH_SLICE_SECONDS = 3.0
@@ -83,13 +88,40 @@ def tail_of(log_file: Path) -> str:
     return tail[-TAIL_CHARS:]
 
 
-class TmuxActivities(contract.TmuxActivities):
-    """Side effects on the worker's tmux server (socket `socket`)."""
+def conversation_of(polecat: Polecat, resume: bool, environ: Mapping[str, str]) -> Session:
+    """The polecat's agent conversation: one id per incarnation (uid), saved once claude-code has
+    written it under its config directory (CLAUDE_CONFIG_DIR, or ~/.claude)."""
+    identity = str(uuid.uuid5(uuid.NAMESPACE_URL, f"gastown:{polecat.metadata.uid or polecat.name}"))
+    config = Path(environ.get("CLAUDE_CONFIG_DIR") or Path(environ.get("HOME", "~")).expanduser() / ".claude")
+    saved = any((config / "projects").glob(f"*/{identity}.jsonl"))
+    return Session(id=identity, resume=resume, saved=saved)
 
-    def __init__(self, home: Path, socket: str, agents_bin: Path | None = None) -> None:
+
+def agent_dir_of(session: AgentSession) -> Path:
+    """The agent's directory: beside its log, of the same name (`TmuxActivities._paths`)."""
+    return Path(session.log_file).with_suffix(".agent")
+
+
+class TmuxActivities(contract.TmuxActivities):
+    """Side effects on the worker's tmux server (socket `socket`).
+
+    With a `gateway`, an agent's model traffic goes through it (`launch.gateway`): the agent gets
+    the gateway's URLs and a token in place of the providers' keys.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        socket: str,
+        agents_bin: Path | None = None,
+        gateway: GatewayAccess | None = None,
+        prices: Prices | None = None,
+    ) -> None:
         self.home = home
         self.socket = socket
         self.agents_bin = agents_bin
+        self.gateway = gateway
+        self.prices = prices or Prices()
 
     async def _tmux(self, *args: str, check: bool = True) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -129,10 +161,10 @@ class TmuxActivities(contract.TmuxActivities):
 
     def _paths(self, polecat: Polecat) -> tuple[Path, Path, Path]:
         """The agent's log, its prompt, and its directory (the files its command line names)."""
-        base = self.home / "polecats" / polecat.namespace
-        base.mkdir(parents=True, exist_ok=True)
         stem = session_name(polecat)
-        return base / f"{stem}.log", base / f"{stem}.prompt.md", base / f"{stem}.agent"
+        agent_dir = agent_directory(self.home, f"{polecat.namespace}/{stem}")
+        agent_dir.parent.mkdir(parents=True, exist_ok=True)
+        return agent_dir.with_suffix(".log"), agent_dir.with_suffix(".prompt.md"), agent_dir
 
     @activity.defn(name=contract.START_AGENT)
     @heartbeating
@@ -140,8 +172,11 @@ class TmuxActivities(contract.TmuxActivities):
         polecat = launch.polecat
         session = session_name(polecat)
         log_file, prompt_file, agent_dir = self._paths(polecat)
-        prompt = prompt_for(polecat.name, polecat.spec.rig, launch.branch, polecat.spec, launch.bead)
-        command = agent_command(polecat.spec, prompt, os.environ, str(agent_dir))
+        spec = polecat.spec
+        prompt = prompt_for(polecat.name, spec.rig, launch.branch, spec, launch.bead, resumed=launch.resume)
+        environ = self._environ(f"{polecat.namespace}/{session}")
+        conversation = conversation_of(polecat, launch.resume, environ)
+        command = agent_command(spec, prompt, environ, str(agent_dir), conversation)
         started = await self._tmux("show-options", "-v", "-t", f"={session}:", _STARTED, check=False)
         if started.strip() == "1":
             activity.logger.info("adopting running agent session %s", session)
@@ -150,19 +185,21 @@ class TmuxActivities(contract.TmuxActivities):
         agent_dir.mkdir(mode=0o700, exist_ok=True)
         for name, content in command.files.items():
             (agent_dir / name).write_text(content)
-        # The agent's whole environment: the worker's own (HOME, PATH, keys, endpoints) as it is
-        # now, whatever the tmux server captured when it started, plus what this agent needs.
+        # The agent's whole environment: the worker's own (HOME, PATH, endpoints, keys or the
+        # gateway's placeholders) as it is now, whatever the tmux server captured when it started,
+        # plus what this agent needs.
         env = {
-            **os.environ,
+            **environ,
             **agent_environment(polecat.name, launch.branch, polecat.spec),
             "GT_PROMPT_FILE": str(prompt_file),
+            "GT_USAGE_FILE": str(agent_dir / AGENT_LEDGER),
             "PWD": launch.worktree,  # opencode works in $PWD, not in its working directory
             **command.env,
             # A key the agent reads under another name than the worker's.
             **{
-                variable: os.environ[source]
+                variable: environ[source]
                 for variable, source in command.keys.items()
-                if variable != source and source in os.environ
+                if variable != source and source in environ
             },
         }
         env_file = agent_dir / ENV_FILE
@@ -187,6 +224,12 @@ class TmuxActivities(contract.TmuxActivities):
         activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
         return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
 
+    def _environ(self, agent_key: str) -> dict[str, str]:
+        """The worker's environment as the agent sees it: through the gateway, when there is one."""
+        if self.gateway is None:
+            return dict(os.environ)
+        return agent_environ(os.environ, self.gateway.url, mint(self.gateway.secret, agent_key))
+
     def _resolved(self, argv: list[str]) -> list[str]:
         """The agent's argv, its program taken from the project's agent CLIs when they have it
         (ahead of any on the worker's PATH, which the agent keeps as it is)."""
@@ -198,8 +241,19 @@ class TmuxActivities(contract.TmuxActivities):
         """Wait, heartbeating, until the agent's process exits; its status and output tail.
 
         The agent's process is watched through a pidfd, which becomes readable
-        the instant it exits: no polling loop, no process spawned per check.
+        the instant it exits: no polling loop, no process spawned per check. Each
+        heartbeat carries what the agent has spent so far (`gastown get` reads it
+        from the pending activity: no history event per update).
         """
+        counter = usage_counter(agent_dir_of(session), self.prices)
+        write_budget(agent_dir_of(session), session.budget)  # the gateway refuses requests beyond it
+
+        def beat() -> str | None:
+            """Beat with the usage so far; why the agent must stop, if it has spent its budget."""
+            usage = counter.usage()
+            activity.heartbeat(usage.to_wire() if usage else None)
+            return session.budget.exceeded(usage) if session.budget else None
+
         while True:
             pane = await self._pane(session.session)
             if pane is None:
@@ -216,7 +270,11 @@ class TmuxActivities(contract.TmuxActivities):
                 pidfd = None  # already gone: fall through to reaping
             try:
                 if pidfd is not None and not await _readable(pidfd, WATCH_SLICE_SECONDS):
-                    activity.heartbeat()
+                    over_budget = beat()
+                    if over_budget:
+                        return AgentExit(
+                            exit_code=None, tail=tail_of(Path(session.log_file)), over_budget=over_budget
+                        )
                     continue
             finally:
                 if pidfd is not None:
@@ -224,7 +282,6 @@ class TmuxActivities(contract.TmuxActivities):
             exit_code = await self._reaped_status(session.session, pane.server_pid)
             if exit_code is not None:
                 return AgentExit(exit_code=exit_code, tail=tail_of(Path(session.log_file)))
-            activity.heartbeat()
 
     async def _reaped_status(self, session: str, server_pid: int) -> int | None:
         """The exit status tmux records for an exited agent, once tmux has reaped it.
@@ -243,13 +300,13 @@ class TmuxActivities(contract.TmuxActivities):
         return None
 
     @activity.defn(name=contract.STOP_AGENT)
-    async def stop_agent(self, session: AgentSession) -> None:
+    async def stop_agent(self, session: AgentSession) -> Usage | None:
         pane = await self._pane(session.session)
-        if pane is None:
-            return
-        if not pane.dead:
-            await asyncio.to_thread(terminate_tree, pane.pid)
-        await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
+        if pane is not None:
+            if not pane.dead:
+                await asyncio.to_thread(terminate_tree, pane.pid)
+            await self._tmux("kill-session", "-t", f"={session.session}:", check=False)
+        return usage_counter(agent_dir_of(session), self.prices).usage()
 
 
 async def _readable(fd: int, timeout: float) -> bool:

@@ -31,6 +31,7 @@ SUITE = {
     "convoy": ("BeadStore sync and a convoy", ["--beads", "20", "--parallelism", "5"]),
     "refinery": ("The merge queue against a plain git loop", ["--branches", "10", "--repeats", "1"]),
     "witness": ("Witness detection latency and check time", ["--polecats", "20", "--latency-samples", "2"]),
+    "gateway": ("What the model gateway adds to a model request", ["--requests", "30"]),
 }
 
 

@@ -27,6 +27,7 @@ from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
 from client.settings import Settings
 from crds import Polecat, parse_resource
+from launch.usage import AGENT_LEDGER, UsageRecord, append
 from tests.helpers import GASTOWN, make_git_rig, polecat_manifest, rig_manifest
 from worker.embedded import EmbeddedRuntime
 
@@ -111,12 +112,19 @@ class Bench:
         return gone - started
 
     async def history_events(self, seconds: float) -> int:
-        """History events of a polecat whose agent works for `seconds`."""
+        """History events of a polecat whose agent works for `seconds`, reporting a model request
+        every second (usage updates on: each heartbeat carries a new figure)."""
         gate = self.work / f"gate-{self.count + 1}"
         name, manifest, _ = self.manifest("--wait-for", str(gate))
         await self.reconciler.apply(parse_resource(manifest))
         await until(lambda: self.phase_is(name, "Working"), 0.01)
-        await asyncio.sleep(seconds)  # the point: the agent works this long
+        polecat = await self.reconciler.get(Polecat, "default", name)
+        assert polecat.status is not None and polecat.status.log_file is not None
+        ledger = Path(polecat.status.log_file).with_suffix(".agent") / AGENT_LEDGER
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:  # the point: the agent works this long, spending
+            append(ledger, UsageRecord(model="claude-sonnet-4-5", input_tokens=1000, output_tokens=100))
+            await asyncio.sleep(1.0)
         gate.touch()
         await until(lambda: self.phase_is(name, "Succeeded"), 0.01)
         handle = self.reconciler.client.get_workflow_handle(workflow_id_of(Polecat, "default", name))

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,9 +25,11 @@ from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
 from cli import manifests, render
 from client.connection import connect
 from client.settings import Settings
+from client.usage import with_live_usage
 from contracts.hosts import host_queue
 from crds import InvalidResource, Polecat, Refinery, Resource, Rig, kind_for
-from crds.common import check_branch_name
+from crds.common import check_branch_name, parse_duration
+from crds.convoy import CONVOY_LABEL
 from crds.generate import generate
 from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, host_workers, wait_for_server
 from workflows.refinery import EnqueueRequest
@@ -235,6 +238,8 @@ async def get(kind: str, name: str | None, namespace: str, all_namespaces: bool,
         resources = [found]
     else:
         resources = await reconciler.list(model, None if all_namespaces else namespace)
+    if output is not None:  # the forms that show usage: brought up to now
+        await with_live_usage(reconciler.client, [r for r in resources if isinstance(r, Polecat)])
     if output in ("json", "yaml"):
         wires = [resource.to_wire() for resource in resources]
         data: Any = wires[0] if name else {"apiVersion": "v1", "kind": "List", "items": wires}
@@ -260,6 +265,8 @@ async def describe(kind: str, name: str, namespace: str) -> None:
     resource = await reconciler.find(model, namespace, name)
     if resource is None:
         _not_found(model, name)
+    if isinstance(resource, Polecat):
+        await with_live_usage(reconciler.client, [resource])
     click.echo(render.describe(resource, settings.workflow_url(workflow_id_of(model, namespace, name))))
     session = resource.status.tmux_session if isinstance(resource, Polecat) and resource.status else None
     if session:
@@ -331,6 +338,42 @@ async def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
             f"polecat {name} has no output yet (phase {polecat.status.phase if polecat.status else 'Pending'})"
         )
     await _print_log(Path(log_file), reconciler, polecat if follow else None)
+
+
+@cli.command()
+@click.option("--rig", help="Only this rig's polecats.")
+@click.option("--convoy", help="Only the polecats this convoy spawned.")
+@click.option("--since", help="Only polecats working at some time in this past span: 24h, 90m, 7d.")
+@click.option("-n", "--namespace", default=None, help="Only this namespace (default: every one).")
+@_run
+async def usage(rig: str | None, convoy: str | None, since: str | None, namespace: str | None) -> None:
+    """What agents spent (tokens, requests, cost), by model and by rig."""
+    try:
+        window = _span(since) if since else None
+    except ValueError as error:
+        raise Refused(f"error: --since {since}: {error}") from None
+    reconciler = await _reconciler(_settings())
+    polecats = [p for p in await reconciler.list(Polecat, namespace) if isinstance(p, Polecat)]
+    if rig:
+        polecats = [p for p in polecats if p.spec.rig == rig]
+    if convoy:
+        polecats = [p for p in polecats if p.metadata.labels.get(CONVOY_LABEL) == convoy]
+    if window is not None:
+        start = datetime.now(UTC) - window
+        polecats = [
+            p
+            for p in polecats
+            if p.status and (p.status.completion_time is None or p.status.completion_time >= start)
+        ]
+    await with_live_usage(reconciler.client, polecats)
+    click.echo(render.usage_report(polecats))
+
+
+def _span(text: str) -> timedelta:
+    """A Go duration (24h, 90m), or whole days (7d)."""
+    if text.endswith("d") and text[:-1].isdigit():
+        return timedelta(days=int(text[:-1]))
+    return parse_duration(text)
 
 
 async def _print_log(path: Path, reconciler: Reconciler, follow: Polecat | None) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from crds import Resource
+from crds import Polecat, Resource
+from crds.usage import Tokens, Usage
 
 
 def _path(wire: dict[str, Any], json_path: str) -> Any:
@@ -77,7 +78,7 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
     lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
-    tables = ("phase", "message", "conditions", "polecats", "queue", "recent", "alerts")
+    tables = ("phase", "message", "conditions", "polecats", "queue", "recent", "alerts", "usage")
     details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
@@ -115,6 +116,8 @@ def describe(resource: Resource, ui_link: str) -> str:
         ["POLECAT", "TYPE", "SINCE", "MESSAGE"],
         [[a["polecat"], a["type"], a["since"], _cell(a.get("message"))] for a in status.get("alerts", [])],
     )
+    if status.get("usage"):
+        lines += ["Usage:", *_rows(_usage_rows(Usage.model_validate(status["usage"])))]
     lines += _section(
         "Conditions",
         ["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],
@@ -131,6 +134,44 @@ def describe(resource: Resource, ui_link: str) -> str:
     )
     lines.append(f"Temporal UI:  {ui_link}")
     return "\n".join(lines)
+
+
+USAGE_HEADER = ["REQUESTS", "INPUT", "OUTPUT", "CACHE READ", "CACHE WRITE", "COST"]
+
+
+def _counts(tokens: Tokens, cost: str) -> list[str]:
+    numbers = (
+        tokens.requests,
+        tokens.input_tokens,
+        tokens.output_tokens,
+        tokens.cache_read_tokens,
+        tokens.cache_write_tokens,
+    )
+    return [f"{number:,}" for number in numbers] + [cost]
+
+
+def _usage_rows(usage: Usage) -> list[list[str]]:
+    """A usage by model, then its total."""
+    rows = [["MODEL", *USAGE_HEADER]]
+    rows += [[model.model, *_counts(model, Usage.of([model]).cost)] for model in usage.models]
+    return [*rows, ["TOTAL", *_counts(usage, usage.cost)]]
+
+
+def usage_report(polecats: list[Polecat]) -> str:
+    """`gastown usage`: what the polecats spent, by model and by rig, and in all."""
+    spent = [polecat for polecat in polecats if polecat.status and polecat.status.usage]
+    if not spent:
+        return "No usage recorded."
+    usages = [polecat.status.usage for polecat in spent if polecat.status]
+    by_rig: dict[str, list[Usage | None]] = {}
+    for polecat in spent:
+        assert polecat.status is not None
+        by_rig.setdefault(polecat.spec.rig, []).append(polecat.status.usage)
+    rigs = [["RIG", "POLECATS", *USAGE_HEADER]]
+    for rig, usages_of_rig in sorted(by_rig.items()):
+        total = Usage.total(usages_of_rig)
+        rigs.append([rig, str(len(usages_of_rig)), *_counts(total, total.cost)])
+    return "\n".join(["By model:", *_rows(_usage_rows(Usage.total(usages))), "", "By rig:", *_rows(rigs)])
 
 
 def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     agents_bin: Path | None = Field(
         PROJECT_AGENTS if PROJECT_AGENTS.is_dir() else None, validation_alias="GASTOWN_AGENTS_BIN"
     )
+    # The model gateway local agents' traffic goes through (`worker.gateway`): usage counted, keys
+    # kept from agents. Off: agents reach providers directly, and report usage only themselves.
+    gateway: bool = Field(True, validation_alias="GASTOWN_GATEWAY")
+    # 0: the port this home's gateway recorded (`gateway.json`), or a free one.
+    gateway_port: int = Field(0, validation_alias="GASTOWN_GATEWAY_PORT")
+    # A JSON file of model prices over the shipped table (`launch.usage.PriceFile`).
+    prices: Path | None = Field(None, validation_alias="GASTOWN_PRICES")
     # The mail server a Witness's email alerts go through. The password is read from a file
     # (a mounted secret), so it never sits in the environment.
     smtp_host: str | None = Field(None, validation_alias="GASTOWN_SMTP_HOST")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from crds.convoy import Convoy
+from crds.usage import Usage
 
 SPAWN = "convoy.spawn"
 REMOVE = "convoy.remove"
@@ -36,6 +37,7 @@ class PolecatSeen(BaseModel):
     name: str
     bead_id: str
     phase: str
+    usage: Usage | None = None  # as of its latest transition (its memo)
 
 
 class ConvoySnapshot(BaseModel):

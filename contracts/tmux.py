@@ -7,6 +7,7 @@ from temporalio import activity
 
 from contracts.beads import Bead
 from crds.polecat import Polecat
+from crds.usage import Budget, Usage
 
 START_AGENT = "tmux.start_agent"
 WATCH_AGENT = "tmux.watch_agent"
@@ -18,17 +19,22 @@ class AgentLaunch(BaseModel):
     worktree: str
     branch: str
     bead: Bead | None = None  # its text, from the rig's BeadStore
+    resume: bool = False  # a later attempt: the agent continues its earlier session where it can
 
 
 class AgentSession(BaseModel):
     session: str
     log_file: str
     warnings: list[str] = []
+    budget: Budget | None = None  # the watcher's: it returns once the agent has spent it
 
 
 class AgentExit(BaseModel):
-    exit_code: int
+    """How the agent ended; or, with `over_budget` (the agent still running), why it must stop."""
+
+    exit_code: int | None
     tail: str
+    over_budget: str | None = None
 
 
 class TmuxActivities:
@@ -39,10 +45,12 @@ class TmuxActivities:
 
     @activity.defn(name=WATCH_AGENT)
     async def watch_agent(self, session: AgentSession) -> AgentExit:
-        """Wait, heartbeating, until the agent's process exits; its status and output tail."""
+        """Wait, heartbeating, until the agent's process exits (its status and output tail), or until
+        it has spent the session's budget."""
         raise NotImplementedError
 
     @activity.defn(name=STOP_AGENT)
-    async def stop_agent(self, session: AgentSession) -> None:
-        """End the agent's whole process tree, then its session. Gone already is done."""
+    async def stop_agent(self, session: AgentSession) -> Usage | None:
+        """End the agent's whole process tree, then its session (gone already is done); what the
+        agent spent, over all its attempts (None: nothing on record)."""
         raise NotImplementedError

@@ -48,9 +48,10 @@ class SecretValueError(ValueError):
 
 
 def to_spec_name(field: str) -> str:
-    """The spec's camelCase name of a field: `bead_id` -> `beadID`, `git_url` -> `gitURL`."""
+    """The spec's camelCase name of a field: `bead_id` -> `beadID`, `git_url` -> `gitURL`,
+    `max_cost_usd` -> `maxCostUSD`."""
     name = to_camel(field)
-    for suffix, upper in (("Id", "ID"), ("Url", "URL")):
+    for suffix, upper in (("Id", "ID"), ("Url", "URL"), ("Usd", "USD")):
         if name.endswith(suffix):
             name = name[: -len(suffix)] + upper
     return name

@@ -6,8 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from crds.common import ApiModel, DnsName, FieldError, KindInfo, Resource, Timestamp
+from crds.common import GROUP, ApiModel, DnsName, FieldError, KindInfo, Resource, Timestamp
 from crds.polecat import BeadID, PolecatTemplate
+from crds.usage import Usage
+
+# The label on the polecats a convoy spawned: its name.
+CONVOY_LABEL = f"{GROUP}/convoy"
 
 ConvoyPhase = Literal["Pending", "Active", "Completed", "Failed"]
 
@@ -57,6 +61,9 @@ class ConvoyStatus(ApiModel):
     start_time: Timestamp | None = None
     completion_time: Timestamp | None = None
     message: str = Field("", description="Extension: what the convoy is doing, in words.")
+    usage: Usage | None = Field(
+        None, description="Extension: what its beads' polecats spent, as of their latest transitions."
+    )
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
 
@@ -74,6 +81,7 @@ class Convoy(Resource):
             ("Done", ".status.completed", "integer", 0),
             ("Failed", ".status.failed", "integer", 0),
             ("Running", ".status.inProgress", "integer", 0),
+            ("Cost", ".status.usage.cost", "string", 0),
             ("Description", ".spec.description", "string", 1),
         ],
     )

@@ -17,6 +17,7 @@ from crds.common import (
     Resource,
     Timestamp,
 )
+from crds.usage import Budget, Usage
 
 BeadID = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 DesiredState = Literal["Idle", "Working", "Terminated"]
@@ -52,7 +53,7 @@ FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
 # A Witness restarts a polecat at most this often; then it leaves it Failed and says so.
 MAX_RESTARTS = 3
 # Failures a restart cannot mend: the work is gone or done.
-NOT_RESTARTABLE = ("BeadClosed", "BeadNotFound")
+NOT_RESTARTABLE = ("BeadClosed", "BeadNotFound", "BudgetExceeded")
 
 
 class AgentConfig(ApiModel):
@@ -130,6 +131,13 @@ class PolecatTemplate(ApiModel):
     agent: AgentName = "claude-code"
     agent_config: AgentConfig | None = None
     kubernetes: KubernetesSpec | None = None
+    budget: Budget | None = Field(
+        None,
+        description=(
+            "Extension: what the agent may spend; once spent it is stopped and the polecat Failed "
+            "(BudgetExceeded), its work kept. Local agents only."
+        ),
+    )
 
     @model_validator(mode="after")
     def _how_it_runs(self) -> PolecatTemplate:
@@ -178,7 +186,12 @@ class PolecatStatus(ApiModel):
     host: str | None = Field(
         None, description="Extension: the host its worktree and session are on (local mode)."
     )
-    restarts: int = Field(0, description="Extension: how often a Witness restarted the agent.")
+    restarts: int = Field(
+        0, description="Extension: attempts after the first (a Witness's restart, or a raised budget)."
+    )
+    usage: Usage | None = Field(
+        None, description="Extension: what the agent spent (tokens, requests, cost), over all its attempts."
+    )
     last_restart_time: Timestamp | None = Field(None, description="Extension: when the latest attempt began.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 
@@ -199,6 +212,7 @@ class Polecat(Resource):
             ("Mode", ".spec.executionMode", "string", 0),
             ("Host", ".status.host", "string", 1),
             ("Restarts", ".status.restarts", "integer", 1),
+            ("Cost", ".status.usage.cost", "string", 1),
             ("Session", ".status.tmuxSession", "string", 1),
             ("Pod", ".status.podName", "string", 1),
             ("Message", ".status.message", "string", 1),

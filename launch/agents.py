@@ -96,10 +96,15 @@ CLAUDE_QUIET = {
 }
 
 
-def claude_code(config: AgentConfig, prompt: str, environ: Mapping[str, str]) -> AgentCommand:
+def claude_code(
+    config: AgentConfig, prompt: str, environ: Mapping[str, str], session: Session | None = None
+) -> AgentCommand:
     """`claude --print`. It speaks the Anthropic API only: to Anthropic, or to a LiteLLM proxy's
-    Anthropic endpoint (a bearer token, as LiteLLM documents for Claude Code)."""
+    Anthropic endpoint (a bearer token, as LiteLLM documents for Claude Code). Its conversation has
+    the polecat's session id: a later attempt resumes it, once claude has saved it."""
     argv = ["claude", "--print", "--dangerously-skip-permissions"]
+    if session is not None:
+        argv += ["--resume" if session.saved else "--session-id", session.id]
     env = {"IS_SANDBOX": "1", **CLAUDE_QUIET}  # as root, claude refuses the flag above without IS_SANDBOX
     keys: dict[str, str] = {}
     warnings = _unsupported("claude-code", config, "temperature")
@@ -140,9 +145,12 @@ OPENCODE_QUIET = {
 }
 
 
-def opencode(config: AgentConfig, prompt: str, environ: Mapping[str, str]) -> AgentCommand:
-    """`opencode run`, its provider declared in OPENCODE_CONFIG_CONTENT with the key as `{env:...}`."""
-    argv = ["opencode", "run"]
+def opencode(
+    config: AgentConfig, prompt: str, environ: Mapping[str, str], session: Session | None = None
+) -> AgentCommand:
+    """`opencode run`, its provider declared in OPENCODE_CONFIG_CONTENT with the key as `{env:...}`.
+    A later attempt continues the worktree's last session (`--continue`)."""
+    argv = ["opencode", "run", *(["--continue"] if session and session.resume else [])]
     settings: dict[str, object] = {"permission": {"*": "allow"}, "autoupdate": False, "share": "disabled"}
     keys: dict[str, str] = {}
     warnings: list[str] = []
@@ -188,9 +196,16 @@ AIDER_MODELS = {
 AIDER_SETTINGS = "aider.model.settings.yml"
 
 
-def aider(config: AgentConfig, prompt: str, environ: Mapping[str, str], agent_dir: str) -> AgentCommand:
+def aider(
+    config: AgentConfig,
+    prompt: str,
+    environ: Mapping[str, str],
+    agent_dir: str,
+    session: Session | None = None,
+) -> AgentCommand:
     """`aider --message`. maxTokens and temperature become the model's `extra_params` in a model
-    settings file (aider has no flag for them)."""
+    settings file (aider has no flag for them). A later attempt restores the chat history aider
+    keeps in the worktree (`--restore-chat-history`)."""
     # Unattended: no prompts, no update check or analytics, no release notes, and no edit to the
     # project's .gitignore (aider would commit one).
     argv = [
@@ -200,6 +215,7 @@ def aider(config: AgentConfig, prompt: str, environ: Mapping[str, str], agent_di
         "--no-analytics",
         "--no-show-release-notes",
         "--no-gitignore",
+        *(["--restore-chat-history"] if session and session.resume else []),
     ]
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # LiteLLM's bundled model list, not GitHub's
     keys: dict[str, str] = {}
@@ -244,19 +260,32 @@ def custom(config: AgentConfig) -> AgentCommand:
     return AgentCommand(list(config.command or []), env, keys)
 
 
-def agent_command(spec: PolecatSpec, prompt: str, environ: Mapping[str, str], agent_dir: str) -> AgentCommand:
+@dataclass(frozen=True)
+class Session:
+    """The agent's conversation across attempts: its id (claude-code's), whether this attempt
+    continues an earlier one, and whether the CLI has saved it (claude-code resumes only a saved one)."""
+
+    id: str
+    resume: bool = False
+    saved: bool = False
+
+
+def agent_command(
+    spec: PolecatSpec, prompt: str, environ: Mapping[str, str], agent_dir: str, session: Session | None = None
+) -> AgentCommand:
     """The argv, extra environment, key references, files and warnings for the polecat's agent.
 
     `environ`: the worker's environment, where providers' endpoints are named (never read for keys).
     `agent_dir`: the directory the launcher writes `files` to, private to this polecat.
+    `session`: the conversation a later attempt continues, where the CLI can.
     """
     config = spec.agent_config or AgentConfig()
     if spec.agent == "claude-code":
-        return claude_code(config, prompt, environ)
+        return claude_code(config, prompt, environ, session)
     if spec.agent == "opencode":
-        return opencode(config, prompt, environ)
+        return opencode(config, prompt, environ, session)
     if spec.agent == "aider":
-        return aider(config, prompt, environ, agent_dir)
+        return aider(config, prompt, environ, agent_dir, session)
     return custom(config)
 
 
@@ -274,9 +303,21 @@ def agent_environment(polecat_name: str, branch: str, spec: PolecatSpec) -> dict
     }
 
 
-def prompt_for(polecat_name: str, rig: str, branch: str, spec: PolecatSpec, bead: Bead | None = None) -> str:
+def prompt_for(
+    polecat_name: str,
+    rig: str,
+    branch: str,
+    spec: PolecatSpec,
+    bead: Bead | None = None,
+    resumed: bool = False,
+) -> str:
     """The task as the agent reads it. User text is data here, never code."""
     lines = [f"You are polecat {polecat_name}, working on rig {rig}."]
+    if resumed:
+        lines += [
+            "Your earlier run on this task was stopped before it finished. Its work is in this",
+            "worktree (and its commits on the branch): continue from where it stopped.",
+        ]
     if bead is not None:
         lines += ["", f"Bead {bead.id}: {bead.title}"]
         if bead.description:

@@ -12,7 +12,12 @@ server instead. It speaks what they speak, streamed as server-sent events:
 
 and answers each turn that offers tools with the next step of a plan: a tool
 call (the agent runs it with its own tools) or, once the plan is done, text.
-Each request is recorded.
+Each request is recorded, and each answer reports its usage as the provider
+does (Anthropic: input, output and cache tokens in message_start and
+message_delta; OpenAI: a last chunk with `usage` when the request asks for it
+with `stream_options.include_usage`, cached tokens inside `prompt_tokens`;
+Ollama: `prompt_eval_count` and `eval_count`), different for each answer, and
+what it reported is kept in `reported`.
 """
 
 from __future__ import annotations
@@ -47,7 +52,27 @@ class ModelServer:
     failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
+    # The usage each answer reported, normalised as `launch.usage.UsageRecord` counts it.
+    reported: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+
+    def _usage(self, model: str, cache_write: bool = True) -> dict[str, Any]:
+        """The next answer's usage, recorded: input, output and cache counts unlike any other's."""
+        n = len(self.reported) + 1
+        usage = {"model": model, "input_tokens": 100 + n, "output_tokens": 10 + n,
+                 "cache_read_tokens": 1000 * n, "cache_write_tokens": 7 * n if cache_write else 0}  # fmt: skip
+        self.reported.append(usage)
+        return usage
+
+    def _openai_usage(self, model: str) -> dict[str, Any]:
+        usage = self._usage(model, cache_write=False)
+        cached = usage["cache_read_tokens"]
+        return {
+            "prompt_tokens": usage["input_tokens"] + cached,
+            "completion_tokens": usage["output_tokens"],
+            "total_tokens": usage["input_tokens"] + cached + usage["output_tokens"],
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
 
     async def _fail(self, request: web.Request, anthropic: bool) -> web.StreamResponse:
         """The failure, in the protocol's own shapes (its error body; a stream cut mid-event)."""
@@ -96,8 +121,11 @@ class ModelServer:
     async def ollama_chat(self, request: web.Request) -> web.StreamResponse:
         """A turn of Ollama's chat API: text only (aider sends no tools), streamed as JSON lines."""
         body = await self._body(request)
+        usage = self._usage(str(body.get("model")), cache_write=False)
+        usage["cache_read_tokens"] = 0  # Ollama has no prompt cache to report
         done = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z", "done": True,
-                "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1}  # fmt: skip
+                "done_reason": "stop", "prompt_eval_count": usage["input_tokens"],
+                "eval_count": usage["output_tokens"]}  # fmt: skip
         answer = {"role": "assistant", "content": self.final}
         if not body.get("stream", True):
             return web.json_response({**done, "message": answer})
@@ -140,22 +168,23 @@ class ModelServer:
             else:
                 message.pop("tool_calls")
             choice = {"index": 0, "message": message, "finish_reason": finish}
-            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            usage = self._openai_usage(str(body.get("model")))
             return web.json_response(
                 {"id": "chatcmpl", "object": "chat.completion", "created": 0, "model": body.get("model"),
                  "choices": [choice], "usage": usage}
             )  # fmt: skip
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        chunks = [*((delta, None) for delta in deltas), ({}, finish)]
-        for delta, reason in chunks:
-            chunk = {
-                "id": f"chatcmpl-{len(self.requests):04}",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": body.get("model", "model"),
-                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}],
-            }
+        model = body.get("model", "model")
+        chunks: list[dict[str, Any]] = [
+            {"choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+            for delta, reason in [*((delta, None) for delta in deltas), ({}, finish)]
+        ]
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI: only when asked
+            chunks.append({"choices": [], "usage": self._openai_usage(str(model))})
+        for part in chunks:
+            chunk = {"id": f"chatcmpl-{len(self.requests):04}", "object": "chat.completion.chunk",
+                     "created": 0, "model": model, **part}  # fmt: skip
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -179,6 +208,7 @@ class ModelServer:
             }
             delta = {"type": "input_json_delta", "partial_json": json.dumps(step.input)}
             stop = "tool_use"
+        usage = self._usage(str(body.get("model", "claude")))
         message = {
             "id": f"msg_{len(self.requests):04}",
             "type": "message",
@@ -187,11 +217,19 @@ class ModelServer:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
+            "usage": {
+                "input_tokens": usage["input_tokens"],
+                "cache_read_input_tokens": usage["cache_read_tokens"],
+                "cache_creation_input_tokens": usage["cache_write_tokens"],
+                "output_tokens": 1,  # so far: message_delta has the final count
+            },
         }
         if not body.get("stream"):  # one JSON answer (aider's commit messages ask this way)
             whole = {"text": self.final} if step is None else {"input": step.input}
-            return web.json_response({**message, "content": [{**block, **whole}], "stop_reason": stop})
+            final = {**message["usage"], "output_tokens": usage["output_tokens"]}
+            return web.json_response(
+                {**message, "content": [{**block, **whole}], "stop_reason": stop, "usage": final}
+            )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for event in (
@@ -202,7 +240,7 @@ class ModelServer:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {"output_tokens": 1},
+                "usage": {"output_tokens": usage["output_tokens"]},
             },
             {"type": "message_stop"},
         ):

@@ -30,7 +30,10 @@ from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
 from client.connection import connect_when_up
 from client.settings import Settings
+from launch.gateway import GatewayAccess
 from launch.pod_entrypoint import ssh_environment
+from launch.usage import Prices
+from worker.gateway import serve_gateway
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
@@ -72,9 +75,22 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[None
 
     The shared queue carries the workflows and every activity, so that work sent before hosts
     had queues (or of a rig no host serves yet) still runs; this host's queue carries only the
-    activities of its own files.
+    activities of its own files. The home's model gateway is served beside them.
     """
-    found = activities(client, settings)
+    prices = Prices.load(settings.prices)
+    async with contextlib.AsyncExitStack() as stack:
+        gateway = None
+        if settings.gateway:
+            gateway = await stack.enter_async_context(
+                serve_gateway(settings.home, os.environ, settings.gateway_port, prices)
+            )
+        found = activities(client, settings, gateway, prices)
+        await stack.enter_async_context(_workers(client, settings, found))
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _workers(client: Client, settings: Settings, found: Activities) -> AsyncIterator[None]:
     # The identity histories show for each activity: which host ran it.
     options: dict[str, Any] = {"identity": f"{os.getpid()}@{settings.host}"}
     # Every activity is async (git work runs in threads of its own), and a watcher per working
@@ -88,12 +104,14 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[None
         yield
 
 
-def activities(client: Client, settings: Settings) -> Activities:
+def activities(
+    client: Client, settings: Settings, gateway: GatewayAccess | None = None, prices: Prices | None = None
+) -> Activities:
     """Every activity, each implementing its declaration in `contracts/`."""
     settings.home.mkdir(parents=True, exist_ok=True)
     git = GitActivities(settings.home, settings.host)
     merges = MergeActivities(settings.home)
-    tmux = TmuxActivities(settings.home, settings.tmux_socket, settings.agents_bin)
+    tmux = TmuxActivities(settings.home, settings.tmux_socket, settings.agents_bin, gateway, prices)
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
     pods = PodActivities(connection, settings.polecat_image)

@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.convoy import Convoy, ConvoyPhase, ConvoyPolecatRef, ConvoyStatus
     from crds.polecat import LIVE_PHASES
     from crds.rig import Rig
+    from crds.usage import Usage
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
@@ -248,6 +249,8 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
         status.completed, status.failed = counts["completed"], counts["failed"]
         status.in_progress, status.pending = counts["inProgress"], counts["pending"]
         status.polecats = polecats
+        spent = [polecat.usage for polecat in snapshot.polecats if polecat.usage is not None]
+        status.usage = Usage.total(spent) if spent else None
         phase = self._phase()
         now = workflow.now()
         if phase != "Pending" and status.start_time is None:

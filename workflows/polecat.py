@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         change_problems,
     )
     from crds.rig import Rig
+    from crds.usage import Budget, Usage, format_cost
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
@@ -140,6 +141,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         super().__init__(input, first)
         self.rig = input.rig
         self.bead_source = input.bead_source
+        self.budget_changed = False  # by an apply, while a watcher holds the agent to the old one
 
     @property
     def polecat(self) -> Polecat:
@@ -153,9 +155,31 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             self._terminate("DesiredStateTerminated", "terminated: desiredState Terminated was applied")
         elif self.state.termination is None:
             self.state.desired = spec.desired_state
+        if spec.budget != before.spec.budget:
+            self.budget_changed = True
+            self._continue_if_budget_allows()
         if outcome == "configured":
             self.publisher.offer(self.state.status.to_wire(), self.polecat.metadata.generation, None)
         return outcome
+
+    def _continue_if_budget_allows(self) -> None:
+        """A polecat stopped by its budget goes on, in a new attempt, once an apply leaves it room."""
+        status, budget = self.state.status, self.polecat.spec.budget
+        if status.phase != "Failed" or self._failed_reason() != "BudgetExceeded" or self._stopping():
+            return
+        if self.state.desired != "Working" or (budget is not None and budget.exceeded(status.usage)):
+            return
+        room = "no budget" if budget is None else f"a budget of {_limits(budget)}"
+        self.state.remedy = Remedy(
+            uid=self.polecat.metadata.uid,
+            attempt=status.restarts,
+            action="restart",
+            reason="BudgetRaised",
+            message=f"continued after its spec.budget was raised ({room}; spent {_spent(status.usage)})",
+        )
+
+    def _failed_reason(self) -> str | None:
+        return next((c.reason for c in self.state.status.conditions if c.type == "Failed"), None)
 
     def check_apply(self, polecat: Polecat) -> None:
         current = self.polecat.model_copy(update={"status": self.state.status})
@@ -300,9 +324,17 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 retry_policy=RETRY,
             )
             self._pin(worktree.host)
+            # A later attempt continues the agent's session where its CLI can.
+            launch = AgentLaunch(
+                polecat=self.polecat,
+                worktree=worktree.path,
+                branch=worktree.branch,
+                bead=bead,
+                resume=self.state.status.restarts > 0,
+            )
             session = await self._on_host(
                 TmuxActivities.start_agent,
-                AgentLaunch(polecat=self.polecat, worktree=worktree.path, branch=worktree.branch, bead=bead),
+                launch,
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=heartbeats.TIMEOUT,
                 retry_policy=RETRY,
@@ -329,7 +361,18 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return
         if result is None:
             return  # interrupted: the loop stops the agent
-        await self._stop_agent()  # the pane is dead; this removes the session
+        await self._stop_agent()  # the pane is dead (or the agent over its budget); this removes the session
+        budget = self.polecat.spec.budget
+        over_budget = result.over_budget or (budget.exceeded(self.state.status.usage) if budget else None)
+        if over_budget:  # its last requests may have been refused, whatever its exit code says
+            self._set_phase(
+                "Failed",
+                "BudgetExceeded",
+                f"budget spent: {over_budget}; the agent was stopped, its work kept on branch "
+                f"{self.state.status.branch}; "
+                "raise spec.budget to continue",
+            )
+            return
         if result.exit_code != 0:
             self.state.status.exit_code = result.exit_code
             self._set_phase(
@@ -371,16 +414,22 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         a new watcher adopts it.
         """
         while True:
+            self.budget_changed = False
+            watched = session.model_copy(update={"budget": self.polecat.spec.budget})
             watcher = self._start_watcher(
-                TmuxActivities.watch_agent, session, "SessionLost", **on_host(self._host(), self._waits())
+                TmuxActivities.watch_agent, watched, "SessionLost", **on_host(self._host(), self._waits())
             )
             try:
-                return await self._unless_interrupted(watcher)
+                result = await self._unless_interrupted(watcher, until=lambda: self.budget_changed)
             except ActivityError as error:
                 if not not_taken(error):
                     raise
                 self._host_lost()
                 await self._on_host(HostActivities.here, start_to_close_timeout=SHORT)
+                continue
+            if result is not None or not self.budget_changed or self._interrupted():
+                return result
+            # a new budget: a new watcher holds the agent to it
 
     @staticmethod
     def _start_watcher(
@@ -398,12 +447,17 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         )
 
     async def _unless_interrupted(
-        self, watcher: workflow.ActivityHandle[Result], timeout: float | None = None
+        self,
+        watcher: workflow.ActivityHandle[Result],
+        timeout: float | None = None,
+        until: Callable[[], bool] = lambda: False,
     ) -> Result | None:
         """The watcher's result; None, with the watcher cancelled, if the agent must stop first
-        (`_interrupted`) or `timeout` seconds pass (a durable timer)."""
+        (`_interrupted`), `until` holds, or `timeout` seconds pass (a durable timer)."""
         with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: watcher.done() or self._interrupted(), timeout=timeout)
+            await workflow.wait_condition(
+                lambda: watcher.done() or self._interrupted() or until(), timeout=timeout
+            )
         if not watcher.done():
             watcher.cancel()  # TRY_CANCEL: resolves at once
             with contextlib.suppress(ActivityError):
@@ -497,12 +551,14 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             )
         if self.state.session is None:
             return
-        await self._on_host(
+        usage = await self._on_host(
             TmuxActivities.stop_agent,
             self.state.session,
             start_to_close_timeout=SHORT,
             retry_policy=RetryPolicy(maximum_attempts=10),
         )
+        if usage is not None:  # the final figure of the attempts so far; the next one adds to it
+            self.state.status.usage = usage
 
     # --- the host of its local work -------------------------------------------
 
@@ -602,3 +658,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self.set_phase(
             phase, EventNote(reason=reason, message=message, type="Warning" if failed else "Normal")
         )
+
+
+def _limits(budget: Budget) -> str:
+    limits = [format_cost(budget.max_cost_usd)] if budget.max_cost_usd is not None else []
+    limits += [f"{budget.max_tokens:,} tokens"] if budget.max_tokens is not None else []
+    return " and ".join(limits)
+
+
+def _spent(usage: Usage | None) -> str:
+    return "nothing" if usage is None else f"{usage.cost}, {usage.new_tokens:,} tokens"

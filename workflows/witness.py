@@ -474,6 +474,8 @@ def _consequence(
             "terminate": "terminating it",
             "fail": f"restarted {MAX_RESTARTS} times already: giving up, it will be left Failed",
         }[remedy.action]
+    if wanted == "restart" and polecat.reason == "BudgetExceeded":
+        return "not restarted: raising its spec.budget continues it"
     if wanted == "restart" and polecat.reason in NOT_RESTARTABLE:
         return f"not restarted: {polecat.reason} cannot be mended by a restart"
     if wanted == "restart" and polecat.restarts >= MAX_RESTARTS:

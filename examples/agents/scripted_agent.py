@@ -18,6 +18,8 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --spans PATH         append "start|end <bead> <time>" lines to PATH (how many ran at once)
   --exclusive PATH     hold a lock on PATH while it runs; if another agent holds it, append a line
                        to PATH.overlaps and exit 75 (two agents on one bead at once)
+  --usage MODEL=IN,OUT report a model request of IN input and OUT output tokens, as a custom agent
+                       does: a JSON line appended to $GT_USAGE_FILE (repeatable)
   --exit CODE          exit with CODE at the end (default 0)
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
 
@@ -53,6 +55,7 @@ def main() -> int:
     parser.add_argument("--fail-runs", type=int, default=0)
     parser.add_argument("--spans")
     parser.add_argument("--exclusive")
+    parser.add_argument("--usage", action="append", default=[])
     parser.add_argument("--exit", type=int, default=0)
     parser.add_argument("--exit-if", action="append", default=[])
     args = parser.parse_args()
@@ -104,6 +107,12 @@ def main() -> int:
         )
         print(f"committed {name}", flush=True)
         time.sleep(args.pause)
+    for item in args.usage:
+        model, _, counts = item.partition("=")
+        tokens_in, _, tokens_out = counts.partition(",")
+        report = {"model": model, "input_tokens": int(tokens_in), "output_tokens": int(tokens_out)}
+        with open(os.environ["GT_USAGE_FILE"], "a") as usage:  # one line per request, appended
+            usage.write(json.dumps(report) + "\n")
     while started <= stall_runs:
         time.sleep(3600)
     if started <= args.fail_runs:

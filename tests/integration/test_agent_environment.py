@@ -2,7 +2,9 @@
 
 Each test runs `gastown up` as a user does, with no GASTOWN_TMUX_SOCKET: every
 home has a tmux server of its own. The agent is the scripted agent, which
-writes the environment it was started with to a file.
+writes the environment it was started with to a file. Its provider is the
+test's model server, reached through its home's model gateway: the agent
+holds a placeholder, and the key the provider sees is its home's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import libtmux
 import psutil
 import pytest
@@ -24,8 +27,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.tmux import ENV_FILE, TmuxActivities
 from client.settings import record_ports, tmux_socket_of
 from contracts.tmux import AgentLaunch
+from launch.gateway import PLACEHOLDER_KEY
 from tests.helpers import free_port, make_git_rig, polecat, polecat_manifest, rig_manifest, wait_until
 from tests.integration.test_embedded import run
+from tests.model_server import ModelServer, serve
 
 Runtime = Callable[..., dict[str, str]]
 
@@ -99,14 +104,34 @@ def on_a_command_line(text: str) -> list[str]:
     return found
 
 
+@pytest.fixture
+async def model() -> AsyncIterator[ModelServer]:
+    async for server in serve(ModelServer([])):
+        yield server
+
+
+async def key_through(seen: dict[str, str], model: ModelServer) -> str:
+    """The key the provider sees when the agent asks its base URL, as the agent would."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{seen['ANTHROPIC_BASE_URL']}/v1/messages",
+            json={"model": "m", "messages": []},
+            headers={"x-api-key": seen["ANTHROPIC_API_KEY"]},
+        ) as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+    return model.headers[-1]["x-api-key"]
+
+
 async def test_two_homes_at_once_each_give_their_agents_their_own_key(
-    runtime: Runtime, tmp_path: Path, tmux_argv: Path
+    runtime: Runtime, tmp_path: Path, tmux_argv: Path, model: ModelServer
 ) -> None:
     """Two homes run side by side with different keys: each agent has its own home's key and HOME,
     each home's agents live in its own tmux server, and no key is on any command line. A second
     home never joins the first one's ports: it is refused when the ports were asked for, and moves
     to free ports (saying which) when they were only its defaults."""
-    a = runtime("a", ANTHROPIC_API_KEY="sk-home-a-key")
+    a = runtime("a", ANTHROPIC_API_KEY="sk-home-a-key", ANTHROPIC_BASE_URL=model.url)
     assert (await run(a, "up")).code == 0
 
     clash = runtime("b", ANTHROPIC_API_KEY="sk-home-b-key")
@@ -116,7 +141,13 @@ async def test_two_homes_at_once_each_give_their_agents_their_own_key(
     assert f"held by the Gas Town runtime of GASTOWN_HOME={a['GASTOWN_HOME']}" in refused.err, refused.err
     assert "will not join it" in refused.err
 
-    b = runtime("b", ANTHROPIC_API_KEY="sk-home-b-key", TEMPORAL_ADDRESS="", GASTOWN_UI_PORT="")
+    b = runtime(
+        "b",
+        ANTHROPIC_API_KEY="sk-home-b-key",
+        ANTHROPIC_BASE_URL=model.url,
+        TEMPORAL_ADDRESS="",
+        GASTOWN_UI_PORT="",
+    )
     record_ports(
         Path(b["GASTOWN_HOME"]), a["TEMPORAL_ADDRESS"], int(a["GASTOWN_UI_PORT"])
     )  # as if chosen before
@@ -128,26 +159,36 @@ async def test_two_homes_at_once_each_give_their_agents_their_own_key(
 
     seen_a = await start_polecat(a, tmp_path, "furiosa")
     seen_b = await start_polecat(b, tmp_path, "nux")
-    assert (seen_a["ANTHROPIC_API_KEY"], seen_a["HOME"]) == ("sk-home-a-key", a["HOME"])
-    assert (seen_b["ANTHROPIC_API_KEY"], seen_b["HOME"]) == ("sk-home-b-key", b["HOME"])
+    assert (seen_a["ANTHROPIC_API_KEY"], seen_a["HOME"]) == (PLACEHOLDER_KEY, a["HOME"])
+    assert (seen_b["ANTHROPIC_API_KEY"], seen_b["HOME"]) == (PLACEHOLDER_KEY, b["HOME"])
+    assert seen_a["ANTHROPIC_BASE_URL"].split("/")[2] != seen_b["ANTHROPIC_BASE_URL"].split("/")[2]
+    assert await key_through(seen_a, model) == "sk-home-a-key"
+    assert await key_through(seen_b, model) == "sk-home-b-key"
     assert [name.split("-")[2] for name in sessions(a)] == ["furiosa"]
     assert [name.split("-")[2] for name in sessions(b)] == ["nux"]
     for key in ("sk-home-a-key", "sk-home-b-key"):
         assert not on_a_command_line(key)
         assert key not in tmux_argv.read_text()
+        assert key not in json.dumps([seen_a, seen_b])
 
 
-async def test_a_key_changed_between_two_ups_reaches_new_agents(runtime: Runtime, tmp_path: Path) -> None:
-    """After `down`, a new key and `up` again, a new agent gets the new key, though an agent started
-    with the old one still runs in the home's tmux server."""
-    old = runtime("home", ANTHROPIC_API_KEY="sk-old-key")
+async def test_a_key_changed_between_two_ups_reaches_every_agent(
+    runtime: Runtime, tmp_path: Path, model: ModelServer
+) -> None:
+    """After `down`, a new key and `up` again, a new agent's requests go out with the new key, and so
+    do those of the agent started before, which still runs in the home's tmux server: its gateway
+    URL outlived the worker, and the gateway holds the key, not the agent."""
+    old = runtime("home", ANTHROPIC_API_KEY="sk-old-key", ANTHROPIC_BASE_URL=model.url)
     assert (await run(old, "up")).code == 0
-    assert (await start_polecat(old, tmp_path, "furiosa"))["ANTHROPIC_API_KEY"] == "sk-old-key"
+    furiosa = await start_polecat(old, tmp_path, "furiosa")
+    assert await key_through(furiosa, model) == "sk-old-key"
     assert (await run(old, "down")).code == 0
 
     new = {**old, "ANTHROPIC_API_KEY": "sk-new-key"}
     assert (await run(new, "up")).code == 0
-    assert (await start_polecat(new, tmp_path, "nux"))["ANTHROPIC_API_KEY"] == "sk-new-key"
+    nux = await start_polecat(new, tmp_path, "nux")
+    assert await key_through(nux, model) == "sk-new-key"
+    assert await key_through(furiosa, model) == "sk-new-key"
     assert sorted(name.split("-")[2] for name in sessions(new)) == ["furiosa", "nux"]
 
 

@@ -9,6 +9,7 @@ agent's own tools, commit it, finish.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from git import Repo
 from bridge.reconcile import Reconciler
 from client.settings import Settings
 from crds import Polecat, Witness
+from crds.usage import Usage
 from tests.helpers import GitRig, parsed, reach, rig, rig_manifest, wait_until, witness_manifest
 from tests.model_server import ModelServer, ToolCall, serve
 
@@ -60,6 +62,24 @@ def anthropic_api(
 async def anthropic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[ModelServer]:
     async with anthropic_api(ModelServer([commit("claude")]), monkeypatch, tmp_path) as server:
         yield server
+
+
+def counted(polecat: Polecat, server: ModelServer) -> Usage:
+    """The polecat's usage, once checked to be exactly what the model server reported, by model."""
+    assert polecat.status is not None and polecat.status.usage is not None, "no usage in the status"
+    usage = polecat.status.usage
+    assert server.reported, "the model server reported no usage"
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for report in server.reported:
+        by_model.setdefault(report["model"].split("/")[-1], []).append(report)
+    seen = {model.model.split("/")[-1]: model for model in usage.models}
+    assert set(seen) == set(by_model)
+    for name, reports in by_model.items():
+        counts = {key: sum(report[key] for report in reports) for key in reports[0] if key != "model"}
+        assert seen[name].model_dump(include=set(counts)) == counts, name
+        assert seen[name].requests == len(reports)
+    assert usage.requests == len(server.reported)
+    return usage
 
 
 def agent_polecat(name: str, rig: str, agent: str, **config: Any) -> Polecat:
@@ -107,13 +127,20 @@ async def test_claude_code_commits_with_its_own_tools(
     reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, anthropic: ModelServer
 ) -> None:
     """A claude-code polecat: the real `claude` CLI asks the model, runs the Bash tool the model calls,
-    and the commit it made is on the polecat's branch; the polecat Succeeds."""
-    await succeeds(reconciler, settings, git_rig, rig_name, "nux", "claude-code", model="claude-test-model")
+    and the commit it made is on the polecat's branch; the polecat Succeeds. Its status has the
+    tokens the model server reported, and their cost at the model's list price."""
+    model = "claude-sonnet-4-5-20250929"
+    done = await succeeds(reconciler, settings, git_rig, rig_name, "nux", "claude-code", model=model)
+    usage = counted(done, anthropic)
+    price = (3, 15, 0.3, 3.75)  # USD per million: input, output, cache reads, cache writes
+    counts = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens)
+    assert usage.cost_usd == pytest.approx(sum(n * p for n, p in zip(counts, price, strict=True)) / 1e6)
+    assert usage.cost == f"${usage.cost_usd:.4f}"
     branch = Repo(git_rig.checkout).commit("polecat/nux")
     assert branch.message.strip() == "gt-7: claude.txt" and branch.author.name == "nux"
     assert git_rig.files_on("polecat/nux")["claude.txt"] == "made by claude\n"
     turns = [body for body in anthropic.requests if body.get("tools")]
-    assert {body["model"] for body in turns} == {"claude-test-model"}
+    assert {body["model"] for body in turns} == {model}
     assert "Add a file saying who made it" in str(turns[0]["messages"])  # the task reached the model
     results = [
         block
@@ -187,10 +214,13 @@ async def test_opencode_commits_with_its_own_tools(
     reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, openai: ModelServer
 ) -> None:
     """An opencode polecat (provider openai): the real `opencode run` asks the model at OPENAI_BASE_URL,
-    runs the bash tool it calls, and its commit is on the polecat's branch; the key never left the env."""
-    await succeeds(
+    runs the bash tool it calls, and its commit is on the polecat's branch; the key never left the env.
+    Its status has the tokens the server reported; the model has no known price, so the cost is unknown."""
+    done = await succeeds(
         reconciler, settings, git_rig, rig_name, "slit", "opencode", provider="openai", model="test-model"
     )
+    usage = counted(done, openai)
+    assert usage.cost_usd is None and usage.cost == "unknown" and usage.total_tokens > 0
     assert git_rig.files_on("polecat/slit")["opencode.txt"] == "made by opencode\n"
     assert Repo(git_rig.checkout).commit("polecat/slit").message.strip() == "gt-7: opencode.txt"
     turns = [body for body in openai.requests if body.get("tools")]
@@ -214,10 +244,11 @@ async def test_aider_commits_its_edit(
     reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, openai_text: ModelServer
 ) -> None:
     """An aider polecat: the real `aider --message` asks the model at OPENAI_API_BASE, applies the edit
-    it answers and commits it itself, as the polecat; the polecat Succeeds."""
-    await succeeds(
+    it answers and commits it itself, as the polecat; the polecat Succeeds, its usage counted."""
+    done = await succeeds(
         reconciler, settings, git_rig, rig_name, "rictus", "aider", 120, provider="openai", model="test-model"
     )
+    counted(done, openai_text)
     assert git_rig.files_on("polecat/rictus")["aider.txt"] == "made by aider\n"
     assert Repo(git_rig.checkout).commit("polecat/rictus").author.name == "rictus"
     assert ".gitignore" not in git_rig.files_on("polecat/rictus")
@@ -324,3 +355,51 @@ async def test_each_agent_reaches_each_provider(
     assert "sk-from-the-worker" not in tmux_argv.read_text()
     if agent != "claude-code":
         assert sampling(turns[0]) == (321, 0.25)
+
+
+def second_commit(agent: str) -> ToolCall:
+    command = "printf 'more\\n' > more.txt && git add more.txt && git commit -q -m 'gt-7: more.txt'"
+    return ToolCall("Bash" if agent == "claude" else "bash", {"command": command, "description": "commit"})
+
+
+async def test_claude_code_over_its_budget_is_stopped_and_resumes_its_session_when_raised(
+    reconciler: Reconciler,
+    settings: Settings,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A budget the first answer spends: claude makes its first commit, is stopped (or refused by the
+    gateway) and the polecat is Failed (BudgetExceeded), the commit kept. A raised budget resumes the
+    same claude session (`--resume`): the model sees the earlier turns, and the work goes on to the
+    second commit. The usage is the server's, each answer counted once."""
+    server = ModelServer([commit("claude"), second_commit("claude")])
+    async with anthropic_api(server, monkeypatch, tmp_path):
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        manifest = agent_polecat("nux", rig_name, "claude-code").to_wire()
+        manifest["spec"]["budget"] = {"maxTokens": 100}
+        await reconciler.apply(parsed(Polecat, manifest))
+        failed = await reach(reconciler, Polecat, "nux", "Failed", "Succeeded", timeout=90)
+        assert failed.status is not None
+        assert "budget spent" in failed.status.message, failed.status.message
+        assert Repo(git_rig.checkout).commit("polecat/nux").message.strip() == "gt-7: claude.txt"
+        asked = len(server.requests)
+
+        manifest["spec"]["budget"] = {"maxTokens": 1_000_000}
+        await reconciler.apply(parsed(Polecat, manifest))
+
+        async def second_attempt_ended() -> Polecat | None:
+            found = await reconciler.get(Polecat, "default", "nux")
+            ended = (
+                found.status and found.status.restarts == 1 and found.status.phase in ("Succeeded", "Failed")
+            )
+            return found if ended else None
+
+        done = await wait_until(second_attempt_ended, "the second attempt to end", timeout=90)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    resumed = next(body for body in server.requests[asked:] if body.get("tools"))
+    assert "tool_result" in json.dumps(resumed["messages"])  # the earlier turns, in the same session
+    assert {"claude.txt", "more.txt"} <= set(git_rig.files_on("polecat/nux"))
+    counted(done, server)

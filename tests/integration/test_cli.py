@@ -285,8 +285,10 @@ async def test_unknown_kind(settings: Settings) -> None:
 async def test_convoy_progress_in_get_and_describe(
     settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """`gastown get convoys` shows the counts at a glance; `describe` lists each bead's polecat and phase."""
-    convoy = convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], parallelism=1)
+    """`gastown get convoys` shows the counts and the cost at a glance; `describe` lists each bead's
+    polecat and phase."""
+    usage = ["--usage", "claude-sonnet-4-5=1000,100"]  # $0.0045 each
+    convoy = convoy_manifest("wave", rig_name, ["gt-1", "gt-2"], *usage, parallelism=1)
     applied = await gastown(
         settings, "apply", "-f", write(tmp_path / "c.yaml", rig_manifest(rig_name, git_rig), convoy)
     )
@@ -298,8 +300,8 @@ async def test_convoy_progress_in_get_and_describe(
         return result.out if "Completed" in result.out else None
 
     header, row = (await wait_until(completed, "the convoy completed in `get convoys`", 60)).splitlines()
-    assert header.split() == ["NAME", "RIG", "PHASE", "TOTAL", "DONE", "FAILED", "RUNNING", "AGE"]
-    assert row.split()[:7] == ["wave", rig_name, "Completed", "2", "2", "0", "0"]
+    assert header.split() == ["NAME", "RIG", "PHASE", "TOTAL", "DONE", "FAILED", "RUNNING", "COST", "AGE"]
+    assert row.split()[:8] == ["wave", rig_name, "Completed", "2", "2", "0", "0", "$0.0090"]
     polecats = (await gastown(settings, "get", "polecats")).out
     assert len(polecats.splitlines()) == 3  # the header and the convoy's two polecats
 
@@ -360,3 +362,33 @@ async def test_refinery_queue_from_the_command_line(
     assert header.split() == ["NAME", "RIG", "TARGET", "STRATEGY", "PHASE", "MERGED", "AGE"]
     assert row.split()[:6] == ["ref", rig_name, "main", "merge", "Idle", "1"]
     assert set(git_rig.files_on("main")) == {"README.md", "nux.txt"}  # slit and ace were dequeued
+
+
+async def test_usage_shows_what_agents_spent_by_model_and_by_rig(
+    settings: Settings, reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`gastown usage` adds up the polecats' usage by model and by rig, narrowed by rig and span;
+    `get -o wide` shows each polecat's cost; a bad --since is refused naming the rule."""
+    agent = ["--usage", "claude-haiku-4-5=1000,200", "--usage", "test-model=5,5"]
+    files = write(
+        tmp_path / "town.yaml", rig_manifest(rig_name, git_rig), polecat_manifest("nux", rig_name, *agent)
+    )
+    assert (await gastown(settings, "apply", "-f", files)).code == 0
+    await wait_until(lambda: reconciler_phase(reconciler, "nux", "Succeeded"), "nux to succeed", timeout=30)
+    report = await gastown(settings, "usage", "--since", "1h")
+    assert report.code == 0, report.err
+    lines = report.out.splitlines()
+    assert any(line.split()[:3] == ["claude-haiku-4-5", "1", "1,000"] and "$0.0020" in line for line in lines)
+    assert any(line.split()[:2] == ["test-model", "1"] and "unknown" in line for line in lines)
+    assert any(line.split()[:3] == [rig_name, "1", "2"] for line in lines)
+    other = await gastown(settings, "usage", "--rig", "another-rig")
+    assert other.out.strip() == "No usage recorded."
+    wide = await gastown(settings, "get", "polecats", "-o", "wide")
+    assert "COST" in wide.out and "unknown" in wide.out  # one model has no price: the total is unknown
+    bad = await gastown(settings, "usage", "--since", "yesterday")
+    assert bad.code == 1 and "--since yesterday: must be a Go duration" in bad.err
+
+
+async def reconciler_phase(reconciler: Reconciler, name: str, phase: str) -> bool:
+    found = await reconciler.find(Polecat, "default", name)
+    return found is not None and found.status is not None and found.status.phase == phase

@@ -56,13 +56,15 @@ async def town(
 async def test_autospawn_works_every_open_bead_within_the_cap(
     reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
-    """Polecats named from the rig's pool work each open bead, never more than parallelism at once; closed beads count done."""
+    """Polecats named from the rig's pool work each open bead, never more than parallelism at once; closed
+    beads count done; the convoy's cost is its polecats' together."""
     beads = [{"id": f"gt-{n}"} for n in range(1, 6)] + [{"id": "gt-6", "status": "closed"}]
     await town(reconciler, git_rig, rig_name, beads, tmp_path / "issues.jsonl")
     spans = tmp_path / "spans"
     ids = [str(bead["id"]) for bead in beads]
     manifest = convoy_manifest("wave", rig_name, ids, "--spans", str(spans), "--pause", "0.3", "--say", "working",
-                               "--commit", "WORK.md=done", parallelism=2)  # fmt: skip
+                               "--commit", "WORK.md=done", "--usage", "claude-haiku-4-5=1000,200",
+                               parallelism=2)  # fmt: skip
     assert await reconciler.apply(convoy(manifest)) == "created"
 
     done = await convoy_phase(reconciler, "wave", "Completed", timeout=90)
@@ -88,6 +90,8 @@ async def test_autospawn_works_every_open_bead_within_the_cap(
     assert all(p.metadata.labels["gastown.gastown.io/convoy"] == "wave" for p in polecats)
     assert {(ref.bead_id, ref.phase) for ref in status.polecats} == {(bead, "Succeeded") for bead in ids[:5]}
     assert set(git_rig.remote_branches()) >= {f"polecat/{p.name}" for p in polecats}
+    # Each agent reported 1,000 input and 200 output tokens of claude-haiku-4-5 ($1 and $5 a million).
+    assert status.usage is not None and (status.usage.requests, status.usage.cost) == (5, "$0.0100")
 
 
 async def test_a_failed_bead_fails_the_convoy(

@@ -9,7 +9,7 @@ import pytest
 
 from contracts.beads import Bead
 from crds.polecat import PolecatSpec
-from launch.agents import AgentCommand, agent_command, prompt_for
+from launch.agents import AgentCommand, Session, agent_command, prompt_for
 
 PROMPT = 'fix it"; rm -rf / #'
 
@@ -192,3 +192,21 @@ def test_prompt_carries_the_beads_own_text() -> None:
     assert "Bead gt-1: Fix the pump" in prompt
     assert "Description:\nIt leaks $(oil)." in prompt
     assert "Acceptance criteria:\nDry floor." in prompt
+
+
+def test_a_later_attempt_continues_the_agents_conversation() -> None:
+    """claude-code names its session on the first attempt and resumes it once saved; opencode continues
+    the worktree's last session; aider restores its chat history. A first attempt continues nothing."""
+    first, later = Session("3f2c", resume=False), Session("3f2c", resume=True, saved=True)
+    claude = agent_command(spec("claude-code"), PROMPT, {}, AGENT_DIR, first).argv
+    assert claude[claude.index("--session-id") + 1] == "3f2c" and "--resume" not in claude
+    claude = agent_command(spec("claude-code"), PROMPT, {}, AGENT_DIR, later).argv
+    assert claude[claude.index("--resume") + 1] == "3f2c" and "--session-id" not in claude
+    assert "--continue" in agent_command(spec("opencode"), PROMPT, {}, AGENT_DIR, later).argv
+    assert "--continue" not in agent_command(spec("opencode"), PROMPT, {}, AGENT_DIR, first).argv
+    assert "--restore-chat-history" in agent_command(spec("aider"), PROMPT, {}, AGENT_DIR, later).argv
+    assert "--restore-chat-history" not in agent_command(spec("aider"), PROMPT, {}, AGENT_DIR, first).argv
+    assert agent_command(spec("claude-code"), PROMPT, {}, AGENT_DIR, later).argv[-1] == PROMPT
+    assert "continue from where it stopped" in prompt_for(
+        "nux", "r", "b", spec("custom", command=["x"]), resumed=True
+    )

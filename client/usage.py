@@ -1,0 +1,57 @@
+"""What working polecats have spent so far, read live without a history event per update.
+
+A polecat's memo has its usage as of its latest transition. While its agent
+runs, the activity that watches it carries the running total in each
+heartbeat (every few seconds); a heartbeat is not a history event, and a
+workflow's description shows the pending activity's latest details. So the
+live figure is one describe per working polecat, made only by the commands
+that show usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from temporalio.client import Client
+
+from client.visibility import describe_running
+from contracts import attributes
+from contracts.tmux import WATCH_AGENT
+from crds.polecat import Polecat
+from crds.usage import Usage
+
+# Describes in flight at once: a town of hundreds of working polecats stays a short burst.
+CONCURRENT_DESCRIBES = 32
+
+
+async def live_usage(client: Client, workflow_id: str) -> Usage | None:
+    """A running polecat's usage from its watcher's latest heartbeat; None if it has none."""
+    description = await describe_running(client, workflow_id)
+    if description is None:
+        return None
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name != WATCH_AGENT or not pending.heartbeat_details.payloads:
+            continue
+        (details,) = await client.data_converter.decode(pending.heartbeat_details.payloads)
+        if isinstance(details, dict):
+            return Usage.model_validate(details)
+    return None
+
+
+async def with_live_usage(client: Client, polecats: Iterable[Polecat]) -> None:
+    """Each working polecat's `status.usage` brought up to its agent's latest heartbeat."""
+    limit = asyncio.Semaphore(CONCURRENT_DESCRIBES)
+
+    async def refresh(polecat: Polecat) -> None:
+        assert polecat.status is not None
+        async with limit:
+            usage = await live_usage(
+                client, attributes.workflow_id("Polecat", polecat.namespace, polecat.name)
+            )
+        if usage is not None:
+            polecat.status.usage = usage
+
+    await asyncio.gather(
+        *(refresh(polecat) for polecat in polecats if polecat.status and polecat.status.phase == "Working")
+    )
