@@ -24,6 +24,7 @@ from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
 from activities.watching import poll_until_changed
+from client.usage import CONCURRENT_DESCRIBES, live_usage
 from client.visibility import running
 from contracts import attributes
 from contracts import convoys as contract
@@ -40,8 +41,10 @@ from contracts.rig import ALLOCATE_NAME, NameRequest
 from crds import GROUP, VERSION
 from crds.convoy import CONVOY_LABEL, Convoy
 from crds.polecat import Polecat, PolecatSpec, PolecatTemplate
+from crds.usage import Usage
 
 BEAD_POLL = 5.0  # seconds between reads of the bead store (closed beads)
+SPEND_POLL = 5.0  # seconds between reads of what a budgeted convoy's working polecats spent
 
 
 class PolecatStore(Protocol):
@@ -139,17 +142,22 @@ class ConvoyActivities(contract.ConvoyActivities):
 
     @activity.defn(name=contract.WATCH)
     async def watch(self, request: WatchRequest) -> ConvoySnapshot:
-        beads_read_at = 0.0
+        beads_read_at = spend_read_at = 0.0
         closed: list[str] = []
         bead_error: str | None = None
+        budget_spent: str | None = None
 
         async def look() -> ConvoySnapshot:
-            nonlocal beads_read_at, closed, bead_error
+            nonlocal beads_read_at, spend_read_at, closed, bead_error, budget_spent
             if time.monotonic() - beads_read_at >= BEAD_POLL and request.rig:
                 closed, bead_error = await self._closed(request)
                 beads_read_at = time.monotonic()
+            polecats = await self._polecats(request)
+            if request.budget and time.monotonic() - spend_read_at >= SPEND_POLL:
+                budget_spent = request.budget.exceeded(await self._spent(request.namespace, polecats))
+                spend_read_at = time.monotonic()
             return ConvoySnapshot(
-                polecats=await self._polecats(request), closed=closed, bead_error=bead_error
+                polecats=polecats, closed=closed, bead_error=bead_error, budget_spent=budget_spent
             )
 
         return await poll_until_changed(
@@ -165,11 +173,38 @@ class ConvoyActivities(contract.ConvoyActivities):
             found = execution.typed_search_attributes
             bead = found.get(attributes.BEAD)
             if bead in wanted:
-                name = execution.id.rsplit("/", 1)[-1]
-                usage = ((await execution.memo()).get(attributes.MEMO_STATUS) or {}).get("usage")
-                phase = found.get(attributes.PHASE) or "Pending"
-                seen.append(PolecatSeen(name=name, bead_id=bead, phase=phase, usage=usage))
+                memo = await execution.memo()
+                status = memo.get(attributes.MEMO_STATUS) or {}
+                failed = [
+                    c for c in status.get("conditions", []) if c["type"] == "Failed" and c["status"] == "True"
+                ]
+                seen.append(
+                    PolecatSeen(
+                        name=execution.id.rsplit("/", 1)[-1],
+                        bead_id=bead,
+                        phase=found.get(attributes.PHASE) or "Pending",
+                        usage=status.get("usage"),
+                        uid=(memo.get(attributes.MEMO_METADATA) or {}).get("uid"),
+                        restarts=status.get("restarts", 0),
+                        reason=failed[0].get("reason") if failed else None,
+                    )
+                )
         return sorted(seen, key=lambda polecat: (polecat.bead_id, polecat.name))
+
+    async def _spent(self, namespace: str, polecats: list[PolecatSeen]) -> Usage:
+        """What the polecats have spent: the working ones' live figures, the others' last."""
+        limit = asyncio.Semaphore(CONCURRENT_DESCRIBES)
+
+        async def spent(polecat: PolecatSeen) -> Usage | None:
+            if polecat.phase != "Working":
+                return polecat.usage
+            async with limit:
+                live = await live_usage(
+                    self.client, attributes.workflow_id("Polecat", namespace, polecat.name)
+                )
+            return live or polecat.usage
+
+        return Usage.total(await asyncio.gather(*(spent(polecat) for polecat in polecats)))
 
     async def _closed(self, request: WatchRequest) -> tuple[list[str], str | None]:
         try:

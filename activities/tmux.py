@@ -20,9 +20,11 @@ import re
 import shlex
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -32,12 +34,12 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeats import heartbeating
 from client.private_files import write_private
 from contracts import tmux as contract
-from contracts.tmux import AgentExit, AgentLaunch, AgentSession
+from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit
 from crds.common import short_uid
 from crds.polecat import Polecat
 from crds.usage import Usage
 from launch.agents import Session, agent_command, agent_environment, prompt_for
-from launch.gateway import GatewayAccess, agent_directory, agent_environ, mint
+from launch.gateway import GatewayAccess, agent_directory, agent_environ, latest_limit, mint
 from launch.usage import AGENT_LEDGER, Prices, usage_counter, write_budget
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
@@ -248,11 +250,22 @@ class TmuxActivities(contract.TmuxActivities):
         counter = usage_counter(agent_dir_of(session), self.prices)
         write_budget(agent_dir_of(session), session.budget)  # the gateway refuses requests beyond it
 
-        def beat() -> str | None:
-            """Beat with the usage so far; why the agent must stop, if it has spent its budget."""
+        def beat() -> AgentExit | None:
+            """Beat with the usage so far; why the agent must stop: its budget spent, or a long limit."""
             usage = counter.usage()
             activity.heartbeat(usage.to_wire() if usage else None)
-            return session.budget.exceeded(usage) if session.budget else None
+            over_budget = session.budget.exceeded(usage) if session.budget else None
+            limit = latest_limit(agent_dir_of(session))
+            if limit is not None and limit.until <= time.time():
+                limit = None  # waited out already (an earlier attempt's)
+            if over_budget is None and limit is None:
+                return None
+            rate_limited = None
+            if limit is not None:
+                until = datetime.fromtimestamp(limit.until, UTC)
+                rate_limited = RateLimit(provider=limit.provider, until=until, status=limit.status)
+            tail = tail_of(Path(session.log_file))
+            return AgentExit(exit_code=None, tail=tail, over_budget=over_budget, rate_limited=rate_limited)
 
         while True:
             pane = await self._pane(session.session)
@@ -270,11 +283,9 @@ class TmuxActivities(contract.TmuxActivities):
                 pidfd = None  # already gone: fall through to reaping
             try:
                 if pidfd is not None and not await _readable(pidfd, WATCH_SLICE_SECONDS):
-                    over_budget = beat()
-                    if over_budget:
-                        return AgentExit(
-                            exit_code=None, tail=tail_of(Path(session.log_file)), over_budget=over_budget
-                        )
+                    stop = beat()
+                    if stop is not None:
+                        return stop
                     continue
             finally:
                 if pidfd is not None:

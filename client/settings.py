@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     gateway: bool = Field(True, validation_alias="GASTOWN_GATEWAY")
     # 0: the port this home's gateway recorded (`gateway.json`), or a free one.
     gateway_port: int = Field(0, validation_alias="GASTOWN_GATEWAY_PORT")
+    # Seconds the gateway holds an agent's request through a provider's limit; a longer limit
+    # parks the polecat (stopped, then resumed at the reset).
+    rate_limit_hold: float = Field(120.0, ge=0, validation_alias="GASTOWN_RATE_LIMIT_HOLD")
     # A JSON file of model prices over the shipped table (`launch.usage.PriceFile`).
     prices: Path | None = Field(None, validation_alias="GASTOWN_PRICES")
     # The mail server a Witness's email alerts go through. The password is read from a file

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from temporalio import activity
 
 from crds.convoy import Convoy
-from crds.usage import Usage
+from crds.usage import Budget, Usage
 
 SPAWN = "convoy.spawn"
 REMOVE = "convoy.remove"
@@ -38,6 +38,10 @@ class PolecatSeen(BaseModel):
     bead_id: str
     phase: str
     usage: Usage | None = None  # as of its latest transition (its memo)
+    # Which run and attempt it is, and why it failed: for a budget's stop and continuation.
+    uid: str | None = None
+    restarts: int = 0
+    reason: str | None = None
 
 
 class ConvoySnapshot(BaseModel):
@@ -46,6 +50,7 @@ class ConvoySnapshot(BaseModel):
     polecats: list[PolecatSeen] = Field(default_factory=list)
     closed: list[str] = Field(default_factory=list)
     bead_error: str | None = None  # the bead store could not be read
+    budget_spent: str | None = None  # the convoy's budget is spent: how, in words
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
@@ -58,6 +63,7 @@ class WatchRequest(BaseModel):
     beads: list[str]
     seen: str | None  # digest of the snapshot the convoy has; None: answer at once
     poll: float = WATCH_POLL
+    budget: Budget | None = None  # the convoy's: the watch says when its polecats have spent it
     limit: timedelta = timedelta(minutes=5)  # return anyway, so the workflow can roll its history
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel
 from temporalio import activity
 
@@ -29,12 +31,22 @@ class AgentSession(BaseModel):
     budget: Budget | None = None  # the watcher's: it returns once the agent has spent it
 
 
+class RateLimit(BaseModel):
+    """A provider's limit too long for the gateway to hold the agent's request: park it until then."""
+
+    provider: str
+    until: datetime
+    status: int  # the provider's answer: 429, or 529 (overloaded)
+
+
 class AgentExit(BaseModel):
-    """How the agent ended; or, with `over_budget` (the agent still running), why it must stop."""
+    """How the agent ended; or, with `over_budget` or `rate_limited` (the agent still running),
+    why it must stop."""
 
     exit_code: int | None
     tail: str
     over_budget: str | None = None
+    rate_limited: RateLimit | None = None
 
 
 class TmuxActivities:

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from crds.common import GROUP, ApiModel, DnsName, FieldError, KindInfo, Resource, Timestamp
 from crds.polecat import BeadID, PolecatTemplate
-from crds.usage import Usage
+from crds.usage import Budget, Usage
 
 # The label on the polecats a convoy spawned: its name.
 CONVOY_LABEL = f"{GROUP}/convoy"
@@ -29,6 +29,13 @@ class ConvoySpec(ApiModel):
         description=(
             "Extension: how spawned polecats run (every Polecat spec field but rig, beadID and "
             "desiredState); absent, the Polecat defaults."
+        ),
+    )
+    budget: Budget | None = Field(
+        None,
+        description=(
+            "Extension: what all its polecats together may spend; once spent it spawns no more, "
+            "stops those working (ConvoyBudgetExceeded) and is Failed."
         ),
     )
 

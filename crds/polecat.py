@@ -35,11 +35,13 @@ Provider = Literal["anthropic", "litellm", "openai", "ollama"]
 # we do not pretend the agent failed); and Idle -> Failed, when the work cannot
 # start (its bead is closed, its worktree cannot be made). Documented in
 # README "Polecat phases". A Witness's restart adds one more: Failed -> Working,
-# a new attempt of the same polecat (its count in status.restarts).
+# a new attempt of the same polecat (its count in status.restarts); and a long
+# rate limit another: Working -> Pending, the agent stopped until the reset
+# (then Pending -> Working, resumed; its count in status.resumes).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "Pending": frozenset({"Idle", "Working", "Failed", "Terminated"}),
     "Idle": frozenset({"Working", "Failed", "Terminated"}),
-    "Working": frozenset({"Succeeded", "Failed", "Terminated"}),
+    "Working": frozenset({"Pending", "Succeeded", "Failed", "Terminated"}),
     "Succeeded": frozenset({"Failed", "Terminated"}),
     "Failed": frozenset({"Working", "Terminated"}),
     "Terminated": frozenset(),
@@ -53,7 +55,7 @@ FINAL_PHASES = ("Succeeded", "Failed", "Terminated")
 # A Witness restarts a polecat at most this often; then it leaves it Failed and says so.
 MAX_RESTARTS = 3
 # Failures a restart cannot mend: the work is gone or done.
-NOT_RESTARTABLE = ("BeadClosed", "BeadNotFound", "BudgetExceeded")
+NOT_RESTARTABLE = ("BeadClosed", "BeadNotFound", "BudgetExceeded", "ConvoyBudgetExceeded")
 
 
 class AgentConfig(ApiModel):
@@ -192,6 +194,7 @@ class PolecatStatus(ApiModel):
     usage: Usage | None = Field(
         None, description="Extension: what the agent spent (tokens, requests, cost), over all its attempts."
     )
+    resumes: int = Field(0, description="Extension: how often the agent was resumed after a rate limit.")
     last_restart_time: Timestamp | None = Field(None, description="Extension: when the latest attempt began.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 

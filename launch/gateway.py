@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import email.utils
 import hashlib
 import hmac
 import json
@@ -29,9 +30,12 @@ import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel
 
 from launch.agents import PROVIDERS, endpoint
 from launch.usage import UsageRecord
@@ -244,3 +248,67 @@ def _json(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# Answers that mean "not now, later": a rate or usage limit (429), Anthropic's overload (529).
+LIMIT_STATUSES = (429, 529)
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def limit_reset(status: int, headers: Mapping[str, str], now: float) -> float | None:
+    """When (epoch seconds) a provider that answered `status` says to try again; None if the answer
+    is not a limit. The provider's own word wins: `retry-after-ms`, `retry-after` (seconds or an
+    HTTP date); else the latest reset it names: Anthropic's `anthropic-ratelimit-unified-reset`
+    (a subscription's usage limit, epoch seconds) and `anthropic-ratelimit-*-reset` (RFC 3339),
+    OpenAI's `x-ratelimit-reset-*` (durations such as 6m0s). A limit that names no time: in a
+    minute."""
+    if status not in LIMIT_STATUSES:
+        return None
+    lowered = {name.lower(): value for name, value in headers.items()}
+    with contextlib.suppress(ValueError):
+        if "retry-after-ms" in lowered:
+            return now + float(lowered["retry-after-ms"]) / 1000
+    if "retry-after" in lowered:
+        retry = lowered["retry-after"].strip()
+        with contextlib.suppress(ValueError):
+            return now + float(retry)
+        with contextlib.suppress(TypeError, ValueError):
+            return email.utils.parsedate_to_datetime(retry).timestamp()
+    resets: list[float] = []
+    for name, value in lowered.items():
+        with contextlib.suppress(ValueError):
+            if name == "anthropic-ratelimit-unified-reset":
+                resets.append(float(value))
+            elif name.startswith("anthropic-ratelimit-") and name.endswith("-reset"):
+                resets.append(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            elif name.startswith("x-ratelimit-reset-"):
+                parts = _GO_DURATION.findall(value)
+                if parts:
+                    resets.append(now + sum(float(number) * _UNIT[unit] for number, unit in parts))
+    return max(resets) if resets else now + 60.0
+
+
+# The limits the gateway did not wait out for an agent, one JSON line each, in its agent directory.
+LIMITS_LEDGER = "limits.jsonl"
+
+
+class LimitRecord(BaseModel):
+    """A provider's limit the agent ran into, too long for the gateway to hold its request."""
+
+    provider: str
+    until: float  # epoch seconds: when the provider said to try again
+    status: int
+    message: str = ""
+
+
+def latest_limit(agent_dir: Path) -> LimitRecord | None:
+    """The last limit recorded for the agent (a stale one has `until` in the past)."""
+    try:
+        lines = (agent_dir / LIMITS_LEDGER).read_bytes().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            return LimitRecord.model_validate_json(line)
+    return None

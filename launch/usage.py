@@ -145,7 +145,7 @@ class Prices:
         return None if price is None else price.of(record)
 
 
-def append(ledger: Path, record: UsageRecord) -> None:
+def append(ledger: Path, record: BaseModel) -> None:
     """One line, in one write to a file opened for appending: whole lines, whoever else writes."""
     line = record.model_dump_json(exclude_none=True) + "\n"
     descriptor = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

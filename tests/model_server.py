@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +54,13 @@ class ModelServer:
     failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
+    # A provider's rate limit: once `limit_after` turns that offer tools are answered, every request
+    # for the next `limit_for` seconds gets a 429 with the provider's own body and reset headers.
+    limit_after: int | None = None
+    turns: int = 0  # turns that offered tools, answered
+    limit_for: float = 0.0
+    limited: list[float] = field(default_factory=list)  # when each limited request came
+    limit_ends: float | None = None
     # The usage each answer reported, normalised as `launch.usage.UsageRecord` counts it.
     reported: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
@@ -101,10 +110,34 @@ class ModelServer:
         retry = {"retry-after-ms": "100", "retry-after": "0"}
         return web.json_response(body, status=int(self.failure or 500), headers=retry)
 
+    def _limit(self, anthropic: bool) -> web.Response | None:
+        """A 429 as the provider sends it while its limit lasts (None: not limited now)."""
+        if self.limit_after is None or self.turns < self.limit_after:
+            return None
+        now = time.time()
+        if self.limit_ends is None:
+            self.limit_ends = now + self.limit_for
+        if now >= self.limit_ends:
+            return None
+        self.limited.append(now)
+        wait = self.limit_ends - now
+        if anthropic:  # a subscription's usage limit, as Claude Code users meet it
+            headers = {"retry-after": str(math.ceil(wait)), "anthropic-ratelimit-unified-status": "rejected",
+                       "anthropic-ratelimit-unified-reset": str(int(self.limit_ends) + 1)}  # fmt: skip
+            body: dict[str, Any] = {"type": "error", "error": {"type": "rate_limit_error",
+                                    "message": "This request would exceed your account's rate limit."}}  # fmt: skip
+        else:
+            headers = {"retry-after": str(math.ceil(wait)), "x-ratelimit-reset-requests": f"{wait:.3f}s",
+                       "x-ratelimit-remaining-requests": "0"}  # fmt: skip
+            message = f"Rate limit reached for requests per min (RPM). Please try again in {wait:.0f}s."
+            body = {"error": {"message": message, "type": "requests", "code": "rate_limit_exceeded"}}
+        return web.json_response(body, status=429, headers=headers)
+
     def _step(self, body: dict[str, Any]) -> ToolCall | None:
         """The plan's next step: as many steps are done as the conversation holds tool results."""
         if not body.get("tools"):
             return None  # a side request (a title, a summary): text will do
+        self.turns += 1
         done = 0
         for message in body.get("messages", []):
             content = message.get("content")
@@ -144,6 +177,9 @@ class ModelServer:
         body = await self._body(request)
         if self.failure is not None:
             return await self._fail(request, anthropic=False)
+        limited = self._limit(anthropic=False)
+        if limited is not None:
+            return limited
         step = self._step(body)
         if step is None:
             deltas: list[dict[str, Any]] = [{"role": "assistant", "content": self.final}]
@@ -194,6 +230,9 @@ class ModelServer:
         body = await self._body(request)
         if self.failure is not None:
             return await self._fail(request, anthropic=True)
+        limited = self._limit(anthropic=True)
+        if limited is not None:
+            return limited
         step = self._step(body)
         if step is None:
             block: dict[str, Any] = {"type": "text", "text": ""}

@@ -19,10 +19,12 @@ module is the I/O. Answers are forwarded as they come, event by event.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
@@ -32,10 +34,13 @@ from aiohttp import web
 from client.private_files import write_private
 from launch.agents import PROVIDERS
 from launch.gateway import (
+    LIMITS_LEDGER,
     GatewayAccess,
+    LimitRecord,
     UsageMeter,
     agent_directory,
     host_secret,
+    limit_reset,
     upstream_headers,
     upstream_url,
     verify,
@@ -47,6 +52,8 @@ from worker.ports import HOST, free_port, taken
 log = logging.getLogger(__name__)
 IDENTITY_PATH = "/.gastown/home"  # answers which home's gateway this is
 MAX_COUNTERS = 1000  # agents with a budget whose totals are kept between their requests
+HOLD = 120.0  # seconds: the longest a request waits out a provider's limit (GASTOWN_RATE_LIMIT_HOLD)
+MAX_HOLDS = 5  # times one request is held before the limit goes to the agent anyway
 
 
 def _home_id(secret: bytes) -> str:
@@ -54,8 +61,9 @@ def _home_id(secret: bytes) -> str:
 
 
 class Gateway:
-    def __init__(self, home: Path, environ: Mapping[str, str], prices: Prices) -> None:
+    def __init__(self, home: Path, environ: Mapping[str, str], prices: Prices, hold: float = HOLD) -> None:
         self.home = home
+        self.hold = hold  # the longest a request waits out a limit; a longer one parks the agent
         self.environ = environ
         self.prices = prices
         self.secret = host_secret(home)
@@ -88,18 +96,41 @@ class Gateway:
         path = "/" + request.match_info["path"]
         body, strip_usage = with_usage_asked(path, await request.read())
         assert self.session is not None
+        held, tries = 0.0, 0  # how long, and how often, this request has waited out limits
         try:
-            async with self.session.request(
-                request.method,
-                upstream_url(provider, self.environ, path),
-                params=request.query,
-                headers=upstream_headers(provider, request.headers, self.environ),
-                data=body or None,
-                allow_redirects=False,
-            ) as answer:
-                return await self._relay(request, answer, provider, body, strip_usage, ledger)
+            while True:
+                tries += 1
+                async with self.session.request(
+                    request.method,
+                    upstream_url(provider, self.environ, path),
+                    params=request.query,
+                    headers=upstream_headers(provider, request.headers, self.environ),
+                    data=body or None,
+                    allow_redirects=False,
+                ) as answer:
+                    reset = limit_reset(answer.status, answer.headers, time.time())
+                    wait = 0.0 if reset is None else max(reset - time.time(), 0.0)
+                    if reset is not None and held + wait > self.hold:  # too long to hold: park the agent
+                        self._limited(agent_dir, provider, reset, answer)
+                    if reset is None or held + wait > self.hold or tries > MAX_HOLDS:
+                        return await self._relay(request, answer, provider, body, strip_usage, ledger)
+                # A short limit: the agent's request waits it out and never sees it.
+                log.info(
+                    "holding a request of %s for %.1fs: %s said %d", agent_key, wait, provider, answer.status
+                )
+                await asyncio.sleep(wait)
+                held += wait
         except aiohttp.ClientError as error:
             return _error(502, f"the gateway could not reach {provider}: {error}")
+
+    @staticmethod
+    def _limited(agent_dir: Path, provider: str, reset: float, answer: aiohttp.ClientResponse) -> None:
+        """Record a limit the agent's watcher is to park it for (`launch.gateway.latest_limit`)."""
+        if agent_dir.is_dir():
+            record = LimitRecord(
+                provider=provider, until=reset, status=answer.status, message=answer.reason or ""
+            )
+            append(agent_dir / LIMITS_LEDGER, record)
 
     def _over_budget(self, agent_key: str, agent_dir: Path) -> str | None:
         """Why the agent may not spend more (its watcher's budget, `launch.usage.write_budget`)."""
@@ -189,11 +220,15 @@ async def gateway_port(home: Path, secret: bytes, chosen: int | None) -> int:
 
 @contextlib.asynccontextmanager
 async def serve_gateway(
-    home: Path, environ: Mapping[str, str], port: int | None = None, prices: Prices | None = None
+    home: Path,
+    environ: Mapping[str, str],
+    port: int | None = None,
+    prices: Prices | None = None,
+    hold: float = HOLD,
 ) -> AsyncIterator[GatewayAccess]:
     """The home's gateway, served by this process while the context lasts."""
     home.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(home, environ, prices or Prices())
+    gateway = Gateway(home, environ, prices or Prices(), hold)
     bound = await gateway_port(home, gateway.secret, port)
     # No total timeout: an agent's answer may stream for many minutes.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)

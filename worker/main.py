@@ -82,7 +82,9 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[None
         gateway = None
         if settings.gateway:
             gateway = await stack.enter_async_context(
-                serve_gateway(settings.home, os.environ, settings.gateway_port, prices)
+                serve_gateway(
+                    settings.home, os.environ, settings.gateway_port, prices, settings.rate_limit_hold
+                )
             )
         found = activities(client, settings, gateway, prices)
         await stack.enter_async_context(_workers(client, settings, found))

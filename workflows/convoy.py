@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
+    from workflows.polecat import PolecatWorkflow, Remedy
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)
@@ -70,6 +71,8 @@ class ConvoyState(EntityState):
     spawned: dict[str, Spawned] = Field(default_factory=dict)  # bead -> the polecat we created
     refused: dict[str, str] = Field(default_factory=dict)  # bead -> why its polecat could not be created
     snapshot: ConvoySnapshot | None = None
+    # polecat -> the budget order sent to it ("fail:<attempt>" or "restart:<attempt>"): each sent once.
+    budget_orders: dict[str, str] = Field(default_factory=dict)
 
 
 class ConvoyInput(BaseModel):
@@ -109,6 +112,7 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
                 await self._remove_spawned()
                 return self.state.status
             self._update_status()
+            await self._hold_to_budget()
             if await self._spawn():
                 continue
             if history_full(input.history_limit):
@@ -129,6 +133,7 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
                 beads=spec.tracked_beads,
                 seen=snapshot.digest() if snapshot else None,
                 poll=IDLE_POLL if final else WATCH_POLL,
+                budget=spec.budget,
             ),
             start_to_close_timeout=timedelta(minutes=10),
             heartbeat_timeout=heartbeats.TIMEOUT,
@@ -148,6 +153,8 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
         """Create polecats for pending beads, up to the cap; True if any were created."""
         spec = self.convoy.spec
         if not spec.auto_spawn or self.state.snapshot is None:  # first learn what exists and is closed
+            return False
+        if self._budget_spent():
             return False
         room = (spec.parallelism or len(spec.tracked_beads)) - self.state.status.in_progress
         pending = [bead for bead, (_, _, outcome) in self._outcomes().items() if outcome == "pending"]
@@ -172,6 +179,43 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
         # The room was measured before any of these exists, so the cap holds while they are created.
         await asyncio.gather(*(one(bead) for bead in beads))
         return True
+
+    def _budget_spent(self) -> str | None:
+        snapshot = self.state.snapshot
+        return snapshot.budget_spent if snapshot and self.convoy.spec.budget else None
+
+    async def _hold_to_budget(self) -> None:
+        """Once its budget is spent, its working polecats are stopped (Failed, ConvoyBudgetExceeded);
+        once a raised budget leaves room, those it stopped continue, each in a new attempt."""
+        spent = self._budget_spent()
+        mine = {spawned.name for spawned in self.state.spawned.values()}
+        orders = []
+        for polecat in (self.state.snapshot or ConvoySnapshot()).polecats:
+            if polecat.name not in mine:
+                continue
+            if spent and polecat.phase == "Working":
+                action = "fail"
+                message = f"stopped by Convoy {self.convoy.namespace}/{self.convoy.name}: its budget is spent ({spent})"
+            elif not spent and polecat.phase == "Failed" and polecat.reason == "ConvoyBudgetExceeded":
+                action = "restart"
+                message = f"continued: the budget of Convoy {self.convoy.namespace}/{self.convoy.name} has room again"
+            else:
+                continue
+            order = f"{action}:{polecat.restarts}"
+            if self.state.budget_orders.get(polecat.name) == order:
+                continue
+            self.state.budget_orders[polecat.name] = order
+            reason = "ConvoyBudgetExceeded" if action == "fail" else "BudgetRaised"
+            remedy = Remedy(
+                uid=polecat.uid, attempt=polecat.restarts, action=action, reason=reason, message=message
+            )
+            handle = workflow.get_external_workflow_handle_for(
+                PolecatWorkflow.run, attributes.workflow_id("Polecat", self.convoy.namespace, polecat.name)
+            )
+            orders.append(handle.signal(PolecatWorkflow.remedy, remedy))
+        for sent in await asyncio.gather(*orders, return_exceptions=True):
+            if isinstance(sent, BaseException) and not isinstance(sent, FailureError):
+                raise sent  # a polecat gone since has nothing to stop
 
     async def _remove_spawned(self) -> None:
         """Delete the polecats it spawned, then give their names back to the rig."""
@@ -262,7 +306,8 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
         status.message = self._message()
         if phase != status.phase:
             kind = "Warning" if phase == "Failed" else "Normal"
-            self.set_phase(phase, EventNote(reason=phase, message=status.message, type=kind))
+            reason = "BudgetExceeded" if phase == "Failed" and self._budget_spent() else phase
+            self.set_phase(phase, EventNote(reason=reason, message=status.message, type=kind))
         elif status.to_wire() != before:
             self.publish()
 
@@ -270,6 +315,8 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
         status = self.state.status
         if status.total and status.completed == status.total:
             return "Completed"
+        if self._budget_spent():
+            return "Failed"
         if status.total and status.completed + status.failed == status.total:
             return "Failed"
         if status.completed or status.failed or status.in_progress:
@@ -279,6 +326,9 @@ class ConvoyWorkflow(Entity[Convoy, ConvoyState]):
     def _message(self) -> str:
         status = self.state.status
         parts = [f"{status.completed}/{status.total} completed"]
+        spent = self._budget_spent()
+        if spent:
+            parts.insert(0, f"budget spent: {spent}; no more polecats are spawned, working ones were stopped")
         if status.failed:
             parts.append(f"{status.failed} failed")
         if status.in_progress:

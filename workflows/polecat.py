@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.hosts import HostActivities
     from contracts.pods import PodActivities, PodLaunch, PodRef
     from contracts.status import EventNote, StatusTarget
-    from contracts.tmux import AgentExit, AgentLaunch, AgentSession, TmuxActivities
+    from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit, TmuxActivities
     from crds.beadstore import BeadSource
-    from crds.common import set_condition
+    from crds.common import rfc3339, set_condition
     from crds.polecat import (
         FINAL_PHASES,
         MAX_RESTARTS,
@@ -83,6 +83,7 @@ class PolecatState(EntityState):
     session: AgentSession | None = None
     pod: PodRef | None = None
     remedy: Remedy | None = None  # a Witness's order, taken and not yet carried out
+    parked: RateLimit | None = None  # stopped for a provider's limit: resumed at its reset
     termination: Termination | None = None  # how the polecat was told to stop for good
 
 
@@ -259,13 +260,17 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         """One step of the actual state towards the desired state."""
         if self.state.desired == "Terminated":
             await self._stop_agent()
+            self.state.parked = None
             how = self.state.termination or Termination(reason="Terminated", message="terminated on request")
             self._set_phase("Terminated", how.reason, how.message)
         elif self.state.remedy is not None:
             await self._carry_out(self.state.remedy)
+        elif self.state.desired == "Working" and self.state.parked is not None:
+            await self._resume_after(self.state.parked)
         elif self.state.desired == "Working":
             await self._work()
         else:
+            self.state.parked = None
             self._set_phase("Idle", "Idle", "waiting for work")
 
     def _has_work(self) -> bool:
@@ -330,7 +335,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 worktree=worktree.path,
                 branch=worktree.branch,
                 bead=bead,
-                resume=self.state.status.restarts > 0,
+                resume=self.state.status.restarts > 0 or self.state.status.resumes > 0,
             )
             session = await self._on_host(
                 TmuxActivities.start_agent,
@@ -373,6 +378,9 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 "raise spec.budget to continue",
             )
             return
+        if result.rate_limited is not None:
+            self._park(result.rate_limited)
+            return
         if result.exit_code != 0:
             self.state.status.exit_code = result.exit_code
             self._set_phase(
@@ -406,6 +414,47 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self._set_phase(
             "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
         )
+
+    # --- a provider's long limit: parked, then resumed ------------------------------
+
+    def _park(self, limit: RateLimit) -> None:
+        """Pending until the limit resets, the agent stopped (a durable timer waits: `_resume_after`)."""
+        self.state.parked = limit
+        status = self.state.status
+        message = (
+            f"rate limited by {limit.provider} (HTTP {limit.status}) until {rfc3339(limit.until)}: the agent "
+            f"was stopped and resumes then, in its session; its work is kept on branch {status.branch}"
+        )
+        status.conditions = set_condition(
+            status.conditions, "RateLimited", "True", "RateLimited", message, workflow.now()
+        )
+        self._set_phase("Pending", "RateLimited", message)
+
+    async def _resume_after(self, limit: RateLimit) -> None:
+        """Wait for the limit's reset (unless the polecat is stopped or no longer wanted Working),
+        then resume the agent: a new attempt in the same worktree and session."""
+        remaining = (limit.until - workflow.now()).total_seconds()
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._interrupted() or self.state.desired != "Working", timeout=remaining
+                )
+            if self._interrupted() or self.state.desired != "Working":
+                return  # the loop takes it from here
+        self.state.parked = None
+        status = self.state.status
+        status.resumes += 1
+        status.last_restart_time = workflow.now()
+        status.completion_time = status.exit_code = None
+        status.conditions = set_condition(
+            status.conditions,
+            "RateLimited",
+            "False",
+            "RateLimitReset",
+            f"the limit of {limit.provider} has reset: resumed",
+            workflow.now(),
+        )
+        await self._work()
 
     async def _agent_exit(self, session: AgentSession) -> AgentExit | None:
         """How the agent exited, once it has; None if it must be stopped first (`_interrupted`).

@@ -476,6 +476,8 @@ def _consequence(
         }[remedy.action]
     if wanted == "restart" and polecat.reason == "BudgetExceeded":
         return "not restarted: raising its spec.budget continues it"
+    if wanted == "restart" and polecat.reason == "ConvoyBudgetExceeded":
+        return "not restarted: raising its convoy's spec.budget continues it"
     if wanted == "restart" and polecat.reason in NOT_RESTARTABLE:
         return f"not restarted: {polecat.reason} cannot be mended by a restart"
     if wanted == "restart" and polecat.restarts >= MAX_RESTARTS:

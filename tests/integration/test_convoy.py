@@ -217,3 +217,43 @@ async def test_cap_holds_across_a_worker_killed_mid_convoy(
     starts = [line.split()[1] for line in spans.read_text().splitlines() if line.startswith("start")]
     assert sorted(starts) == sorted(ids)  # each bead's agent ran exactly once
     assert max_concurrent(spans) <= 3
+
+
+async def test_a_spent_convoy_budget_stops_its_polecats_and_a_raised_one_continues_them(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """A budget of 1,500 tokens for the convoy: its first two agents report 1,000 each and work on.
+    Both are stopped (Failed, ConvoyBudgetExceeded), no third is spawned, and the convoy is Failed
+    saying why. A raised budget continues the two, each in a new attempt, and spawns the rest."""
+    beads = [{"id": f"gt-{n}"} for n in range(1, 5)]
+    await town(reconciler, git_rig, rig_name, beads, tmp_path / "issues.jsonl")
+    gate = tmp_path / "gate"
+    ids = [str(bead["id"]) for bead in beads]
+    args = ["--usage", "m=1000,0", "--wait-for", str(gate)]
+    manifest = convoy_manifest("wave", rig_name, ids, *args, parallelism=2, budget={"maxTokens": 1500})
+    await reconciler.apply(convoy(manifest))
+
+    failed = await convoy_phase(reconciler, "wave", "Failed", timeout=60)
+    assert failed.status is not None
+    assert "budget spent: used 2,000 tokens of spec.budget.maxTokens 1,500" in failed.status.message
+
+    async def stopped() -> list[Polecat] | None:
+        polecats = await reconciler.list(Polecat, "default")
+        done = [p for p in polecats if p.status and p.status.phase == "Failed"]
+        return polecats if len(done) == 2 == len(polecats) else None
+
+    first = await wait_until(stopped, "the two working polecats to be stopped", timeout=30)
+    for stopped_one in first:
+        assert stopped_one.status is not None
+        reasons = [c.reason for c in stopped_one.status.conditions if c.type == "Failed"]
+        assert reasons == ["ConvoyBudgetExceeded"]
+
+    manifest["spec"]["budget"] = {"maxTokens": 100_000}
+    await reconciler.apply(convoy(manifest))
+    gate.touch()
+    done = await convoy_phase(reconciler, "wave", "Completed", timeout=90)
+    assert done.status is not None and done.status.usage is not None
+    assert done.status.usage.new_tokens == 6000  # the first two twice (both attempts), the others once
+    polecats = {p.name: p for p in await reconciler.list(Polecat, "default")}
+    assert len(polecats) == 4
+    assert sorted(p.status.restarts for p in polecats.values() if p.status) == [0, 0, 1, 1]

@@ -11,6 +11,7 @@ from launch.gateway import (
     PLACEHOLDER_KEY,
     UsageMeter,
     agent_environ,
+    limit_reset,
     mint,
     upstream_headers,
     upstream_url,
@@ -135,3 +136,32 @@ def test_an_answer_without_usage_records_nothing() -> None:
     meter = UsageMeter("anthropic", "application/json", "m", False)
     meter.feed(b'{"type": "error", "error": {"type": "rate_limit_error"}}')
     assert meter.finish() == (b"", None)
+
+
+NOW = 1_800_000_000.0
+
+
+def test_a_limit_says_when_to_try_again_in_each_providers_words() -> None:
+    """retry-after (seconds, milliseconds or a date) is the provider's own word; else the latest reset
+    it names: Anthropic's unified (epoch) and per-limit (RFC 3339) resets, OpenAI's durations. A
+    limit that names no time is a minute; an answer that is no limit has none."""
+    assert limit_reset(429, {"Retry-After": "30"}, NOW) == NOW + 30
+    assert limit_reset(429, {"retry-after-ms": "1500", "retry-after": "2"}, NOW) == NOW + 1.5
+    assert limit_reset(529, {"retry-after": "Fri, 15 Jan 2027 08:00:00 GMT"}, NOW - 10) == NOW
+    unified = {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": "1800018000",
+    }
+    assert limit_reset(429, unified, NOW) == NOW + 5 * 3600
+    per_limit = {
+        "anthropic-ratelimit-tokens-reset": "2027-01-15T08:01:00Z",
+        "anthropic-ratelimit-requests-reset": "2027-01-15T08:00:30Z",
+    }
+    assert limit_reset(429, per_limit, NOW) == NOW + 60
+    assert (
+        limit_reset(429, {"x-ratelimit-reset-requests": "6m0s", "x-ratelimit-reset-tokens": "1.5s"}, NOW)
+        == NOW + 360
+    )
+    assert limit_reset(429, {}, NOW) == NOW + 60
+    assert limit_reset(200, {"retry-after": "30"}, NOW) is None
+    assert limit_reset(500, {"retry-after": "30"}, NOW) is None

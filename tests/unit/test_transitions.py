@@ -23,7 +23,8 @@ EXTENSIONS = {
     ("Pending", "Terminated"),
     ("Working", "Terminated"),
     ("Succeeded", "Terminated"),
-    ("Failed", "Working"),  # a Witness's restart: a new attempt (status.restarts)
+    ("Failed", "Working"),  # a Witness's restart or a raised budget: a new attempt (status.restarts)
+    ("Working", "Pending"),  # a long rate limit: the agent stopped until the reset (then Pending -> Working)
 }
 
 

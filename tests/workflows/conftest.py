@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from contracts import attributes
+from tests.conftest import start_time_skipping
 from tests.helpers import wait_until
 
 S = TypeVar("S", bound=BaseModel)
@@ -37,6 +38,30 @@ class Starter(Protocol):
 @pytest.fixture
 async def start_workflow(time_skipping: WorkflowEnvironment) -> AsyncIterator[Starter]:
     """Start a workflow on a fresh task queue with a worker for it and `activities`; ended afterwards."""
+    async with starter(time_skipping) as start:
+        yield start
+
+
+@pytest.fixture
+async def own_clock() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of the test's own: for tests that skip hours, since on a server shared
+    with earlier tests a skip of a minute or more fails ("Timeout expired") once their workers are gone."""
+    env = await start_time_skipping()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def start_on_own_clock(own_clock: WorkflowEnvironment) -> AsyncIterator[Starter]:
+    """`start_workflow` on the test's own time-skipping server."""
+    async with starter(own_clock) as start:
+        yield start
+
+
+@contextlib.asynccontextmanager
+async def starter(time_skipping: WorkflowEnvironment) -> AsyncIterator[Starter]:
     workers: list[Worker] = []
     handles: list[WorkflowHandle[Any, Any]] = []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from contracts import attributes, git, tmux
 from contracts import beads as beads_contract
 from contracts.beads import Bead, BeadLookup
 from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
-from contracts.tmux import AgentExit, AgentLaunch, AgentSession
+from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
@@ -40,6 +40,7 @@ class FakeActivities:
     warnings: list[str] = field(default_factory=list)
     fail_prepare: str | None = None
     beads: list[Bead] | None = None  # what the rig's BeadStore holds; None: the rig has none
+    rate_limited_until: datetime | None = None  # the first watch finds the agent rate limited until then
     launched: list[AgentLaunch] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -62,6 +63,10 @@ class FakeActivities:
     @activity.defn(name=tmux.WATCH_AGENT)
     async def watch_agent(self, session: AgentSession) -> AgentExit:
         self.calls.append("watch_agent")
+        if self.rate_limited_until is not None:
+            until, self.rate_limited_until = self.rate_limited_until, None
+            limit = RateLimit(provider="anthropic", until=until, status=429)
+            return AgentExit(exit_code=None, tail="", rate_limited=limit)
         try:
             while self.exit_code is None:
                 activity.heartbeat()
@@ -119,6 +124,15 @@ def a_polecat(desired: str = "Working", **spec: Any) -> Polecat:
 @pytest.fixture
 def run(start_workflow: Starter) -> Any:
     """Start a polecat workflow on a worker with the given fakes; yields a starter."""
+    return polecat_starter(start_workflow)
+
+
+@pytest.fixture
+def run_on_own_clock(start_on_own_clock: Starter) -> Any:
+    return polecat_starter(start_on_own_clock)
+
+
+def polecat_starter(start_workflow: Starter) -> Any:
 
     async def start(
         fakes: FakeActivities, resource: Polecat, history_limit: int = 4000
@@ -337,3 +351,32 @@ async def test_history_stays_bounded_by_continue_as_new(run: Any, time_skipping:
     assert (carried.phase, carried.commit, carried.conditions) == (done.phase, done.commit, done.conditions)
     shown = (await description.memo())[attributes.MEMO_STATUS]  # what `gastown get` shows
     assert shown == done.to_wire()
+
+
+async def test_a_long_rate_limit_parks_the_polecat_and_resumes_it_after_the_reset(
+    run_on_own_clock: Any, own_clock: WorkflowEnvironment
+) -> None:
+    """A limit that resets in three hours: the agent is stopped and the polecat Pending, condition
+    RateLimited saying until when, a durable timer of three hours in its history. At the reset the
+    agent is resumed (a new attempt in its session) and the polecat goes on to Succeeded."""
+    reset = await own_clock.get_current_time() + timedelta(hours=3)
+    fakes = FakeActivities(exit_code=0, rate_limited_until=reset)
+    handle = await run_on_own_clock(fakes, a_polecat())
+    parked = await status_when(
+        handle, PolecatStatus, lambda s: any(c.type == "RateLimited" for c in s.conditions), "rate limited"
+    )
+    assert parked.phase == "Pending" and condition(parked, "RateLimited") == ("True", "RateLimited")
+    assert "rate limited by anthropic (HTTP 429) until" in parked.message
+    timers = [
+        event.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        async for event in handle.fetch_history_events()
+        if event.HasField("timer_started_event_attributes")
+    ]
+    assert timers and timedelta(hours=2, minutes=59) < max(timers) <= timedelta(hours=3)
+    assert fakes.calls[-1] == "stop_agent"
+
+    await own_clock.sleep(timedelta(hours=3))
+    done = await phase_of(handle, "Succeeded")
+    assert done.resumes == 1 and done.restarts == 0
+    assert condition(done, "RateLimited") == ("False", "RateLimitReset")
+    assert [launch.resume for launch in fakes.launched] == [False, True]

@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
     from crds import Witness
     from crds.polecat import MAX_RESTARTS
     from crds.witness import WitnessStatus, webhook_reference
-    from tests.conftest import start_time_skipping
     from tests.helpers import parsed, wait_until
     from tests.workflows.conftest import rolled_over_and_replays
     from workflows.polecat import Remedy
@@ -177,17 +176,6 @@ class Town:
 
     def activities(self) -> list[Any]:
         return [self.observe, self.recheck, self.notify_slack, self.notify_email, self.ensure, self.delete]
-
-
-@pytest.fixture
-async def own_clock() -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of the test's own: these tests skip hours, and on a server shared
-    with earlier tests a skip of a minute or more fails ("Timeout expired") once their workers are gone."""
-    env = await start_time_skipping()
-    try:
-        yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest.fixture
