@@ -26,6 +26,7 @@ from cli import manifests, render
 from client.connection import connect
 from client.settings import Settings
 from client.usage import with_live_usage
+from client.visibility import provider_gates
 from contracts.hosts import host_queue
 from crds import InvalidResource, Polecat, Refinery, Resource, Rig, kind_for
 from crds.common import check_branch_name, parse_duration
@@ -228,7 +229,12 @@ async def apply(sources: tuple[str, ...], namespace: str) -> None:
 @click.option("-o", "--output", type=click.Choice(["wide", "json", "yaml"]), default=None)
 @_run
 async def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, output: str | None) -> None:
-    """List resources of a kind, or show one."""
+    """List resources of a kind, or show one (`providers`: the provider gates)."""
+    if kind in ("provider", "providers"):
+        reconciler = await _reconciler(_settings())
+        gates = await provider_gates(reconciler.client)
+        click.echo(render.provider_table(gates) if gates else "No gated providers (GASTOWN_PROVIDER_LIMITS).")
+        return
     model = _kind(kind)
     reconciler = await _reconciler(_settings())
     if name:

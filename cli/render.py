@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from contracts.providers import ProviderStatus
 from crds import Polecat, Resource
 from crds.usage import Tokens, Usage
 
@@ -52,7 +53,12 @@ def table(model: type[Resource], resources: list[Resource], wide: bool, all_name
         row += [resource.name] + [_cell(_path(wire, path)) for _, path in columns]
         row.append(age(_path(wire, ".metadata.creationTimestamp")))
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return _columns(rows)
+
+
+def _columns(rows: list[list[str]]) -> str:
+    """Rows as kubectl prints a table: columns three spaces apart, no trailing space."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
         for row in rows
@@ -172,6 +178,15 @@ def usage_report(polecats: list[Polecat]) -> str:
         total = Usage.total(usages_of_rig)
         rigs.append([rig, str(len(usages_of_rig)), *_counts(total, total.cost)])
     return "\n".join(["By model:", *_rows(_usage_rows(Usage.total(usages))), "", "By rig:", *_rows(rigs)])
+
+
+def provider_table(gates: list[ProviderStatus]) -> str:
+    """`gastown get providers`: each gated provider's slots, queue and pause."""
+    rows = [["NAME", "CAP", "RUNNING", "WAITING", "PAUSED UNTIL"]]
+    for gate in gates:
+        paused = gate.paused_until.isoformat() if gate.paused_until else "<none>"
+        rows.append([gate.provider, str(gate.cap), str(len(gate.running)), str(len(gate.waiting)), paused])
+    return _columns(rows)
 
 
 def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:

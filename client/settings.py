@@ -6,13 +6,14 @@ import hashlib
 import json
 import socket
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.hosts import host_queue
+from contracts.providers import parse_limits
 from crds.common import HostName
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     # Seconds the gateway holds an agent's request through a provider's limit; a longer limit
     # parks the polecat (stopped, then resumed at the reset).
     rate_limit_hold: float = Field(120.0, ge=0, validation_alias="GASTOWN_RATE_LIMIT_HOLD")
+    # The providers whose agents are gated town-wide, and how many may run at once:
+    # `anthropic=3,openai=10` (`contracts.providers`). Set it alike on every worker.
+    provider_limits: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict, validation_alias="GASTOWN_PROVIDER_LIMITS"
+    )
     # A JSON file of model prices over the shipped table (`launch.usage.PriceFile`).
     prices: Path | None = Field(None, validation_alias="GASTOWN_PRICES")
     # The mail server a Witness's email alerts go through. The password is read from a file
@@ -77,6 +83,11 @@ class Settings(BaseSettings):
 
     # True when the environment (or the caller) chose the ports: `gastown up` never moves those.
     _ports_chosen: bool = PrivateAttr(False)
+
+    @field_validator("provider_limits", mode="before")
+    @classmethod
+    def _limits(cls, value: object) -> object:
+        return parse_limits(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _of_this_home(self) -> Self:

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts import attributes
+from contracts.providers import ProviderStatus
 from crds.beadstore import BeadStoreSpec
 
 
@@ -54,6 +55,16 @@ def _quoted(value: str) -> str:
     if "'" in value:  # names are DNS names and phases are words: a quote is a bug upstream
         raise ValueError(f"no quote may be in a visibility query value: {value!r}")
     return f"'{value}'"
+
+
+async def provider_gates(client: Client) -> list[ProviderStatus]:
+    """Every provider's gate (`workflows.provider`), as its memo shows it; one visibility query."""
+    gates = []
+    async for execution in client.list_workflows(running("Provider")):
+        status = (await execution.memo()).get(attributes.MEMO_STATUS)
+        if status:
+            gates.append(ProviderStatus.model_validate(status))
+    return sorted(gates, key=lambda gate: gate.provider)
 
 
 class RigBeadStore(BaseModel):

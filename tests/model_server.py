@@ -54,12 +54,13 @@ class ModelServer:
     failure: int | str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)  # of each request, in order
+    arrived: list[float] = field(default_factory=list)  # when each request came (epoch seconds)
     # A provider's rate limit: once `limit_after` turns that offer tools are answered, every request
     # for the next `limit_for` seconds gets a 429 with the provider's own body and reset headers.
     limit_after: int | None = None
     turns: int = 0  # turns that offered tools, answered
     limit_for: float = 0.0
-    limited: list[float] = field(default_factory=list)  # when each limited request came
+    limited: list[int] = field(default_factory=list)  # which requests (their index) it limited
     limit_ends: float | None = None
     # The usage each answer reported, normalised as `launch.usage.UsageRecord` counts it.
     reported: list[dict[str, Any]] = field(default_factory=list)
@@ -119,7 +120,7 @@ class ModelServer:
             self.limit_ends = now + self.limit_for
         if now >= self.limit_ends:
             return None
-        self.limited.append(now)
+        self.limited.append(len(self.requests) - 1)
         wait = self.limit_ends - now
         if anthropic:  # a subscription's usage limit, as Claude Code users meet it
             headers = {"retry-after": str(math.ceil(wait)), "anthropic-ratelimit-unified-status": "rejected",
@@ -149,6 +150,7 @@ class ModelServer:
         body: dict[str, Any] = await request.json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.arrived.append(time.time())
         return body
 
     async def ollama_chat(self, request: web.Request) -> web.StreamResponse:

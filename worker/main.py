@@ -24,6 +24,7 @@ from activities.kube import KubeActivities, KubeConnection
 from activities.merges import MergeActivities
 from activities.notify import NotifyActivities
 from activities.pods import PodActivities
+from activities.providers import ProviderActivities
 from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
 from activities.visibility import VisibilityActivities
@@ -37,6 +38,7 @@ from worker.gateway import serve_gateway
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
+from workflows.provider import ProviderWorkflow
 from workflows.refinery import RefineryWorkflow
 from workflows.rig import RigWorkflow
 from workflows.witness import WitnessTickWorkflow, WitnessWorkflow
@@ -50,6 +52,7 @@ WORKFLOWS = [
     RefineryWorkflow,
     WitnessWorkflow,
     WitnessTickWorkflow,
+    ProviderWorkflow,
 ]
 
 
@@ -119,6 +122,7 @@ def activities(
     pods = PodActivities(connection, settings.polecat_image)
     beads = BeadActivities()
     schedules = ScheduleActivities(client)
+    providers = ProviderActivities(client, settings.task_queue, settings.provider_limits)
     visibility = VisibilityActivities(client)
     health = HealthActivities(client, settings.home, connection)
     notify = NotifyActivities(settings.home, connection, settings.smtp())
@@ -130,6 +134,8 @@ def activities(
         pods.watch_pod,
         pods.delete_pod,
         schedules.ensure,
+        providers.admit,
+        providers.reclaim,
         schedules.delete,
         convoys.spawn,
         convoys.watch,

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import attributes, heartbeats
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
     from contracts.hosts import HostActivities
     from contracts.pods import PodActivities, PodLaunch, PodRef
+    from contracts.providers import AdmitRequest, LimitNotice, ProviderActivities, provider_of
     from contracts.status import EventNote, StatusTarget
     from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit, TmuxActivities
     from crds.beadstore import BeadSource
@@ -51,7 +52,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.hosts import host_gone, not_taken, on_host, wait_of
+    from workflows.provider import ProviderWorkflow
 
+# What earlier versions did, kept for their histories: no provider gate before an agent starts.
+PROVIDER_GATE = "polecat-provider-gate"
 SHORT = timedelta(minutes=2)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
 WATCH_LIMIT = timedelta(days=30)
@@ -84,6 +88,7 @@ class PolecatState(EntityState):
     pod: PodRef | None = None
     remedy: Remedy | None = None  # a Witness's order, taken and not yet carried out
     parked: RateLimit | None = None  # stopped for a provider's limit: resumed at its reset
+    slot: ProviderSlot | None = None  # of its provider's gate: asked for, or held
     termination: Termination | None = None  # how the polecat was told to stop for good
 
 
@@ -93,6 +98,14 @@ class HostLost(BaseModel):
     since: datetime
     waits: int = 0  # tries that timed out so far
     message: str
+
+
+class ProviderSlot(BaseModel):
+    """A slot of a gated provider (`workflows.provider`): asked for, then admitted to, then given back."""
+
+    provider: str
+    cap: int = 0  # as the gate's worker said
+    admitted: bool = False
 
 
 class Termination(BaseModel):
@@ -204,6 +217,15 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self.state.desired = "Terminated"
         if self.state.termination is None:
             self.state.termination = Termination(reason=reason, message=message)
+
+    @workflow.signal
+    async def admitted(self, provider: str) -> None:
+        """From a provider's gate: the slot asked for is ours. One no longer wanted is given back."""
+        slot = self.state.slot
+        if slot is not None and slot.provider == provider:
+            slot.admitted = True
+        else:
+            await self._give_back(provider)
 
     @workflow.signal
     def merge_verdict(self, verdict: MergeVerdict) -> None:
@@ -329,6 +351,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 retry_policy=RETRY,
             )
             self._pin(worktree.host)
+            if not await self._slot_of_provider():
+                return
             # A later attempt continues the agent's session where its CLI can.
             launch = AgentLaunch(
                 polecat=self.polecat,
@@ -366,6 +390,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return
         if result is None:
             return  # interrupted: the loop stops the agent
+        slot = self.state.slot
         await self._stop_agent()  # the pane is dead (or the agent over its budget); this removes the session
         budget = self.polecat.spec.budget
         over_budget = result.over_budget or (budget.exceeded(self.state.status.usage) if budget else None)
@@ -380,6 +405,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return
         if result.rate_limited is not None:
             self._park(result.rate_limited)
+            if slot is not None:  # the gate admits no one of this provider until the reset
+                await self._tell_limited(slot.provider, result.rate_limited)
             return
         if result.exit_code != 0:
             self.state.status.exit_code = result.exit_code
@@ -543,6 +570,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         kubernetes = self.polecat.spec.kubernetes
         assert kubernetes is not None and kubernetes.active_deadline_seconds is not None  # validated
         try:
+            if not await self._slot_of_provider():
+                return
             pod = await workflow.execute_activity_method(
                 PodActivities.start_pod,
                 PodLaunch(polecat=self.polecat, bead=bead, attempt=self.state.status.restarts),
@@ -579,6 +608,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                     f"activeDeadlineSeconds ({limit}s) passed; the pod was deleted",
                 )
             return
+        await self._release_slot()  # the pod has ended
         status.exit_code = result.exit_code
         if not result.succeeded:
             self._set_phase("Failed", result.reason, result.message)
@@ -591,6 +621,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         )
 
     async def _stop_agent(self) -> None:
+        """End the agent (its pod, or its tmux session) and give its provider's slot back."""
         if self.state.pod is not None:
             await workflow.execute_activity_method(
                 PodActivities.delete_pod,
@@ -598,16 +629,75 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 start_to_close_timeout=SHORT,
                 retry_policy=RetryPolicy(maximum_attempts=10),
             )
-        if self.state.session is None:
-            return
-        usage = await self._on_host(
-            TmuxActivities.stop_agent,
-            self.state.session,
-            start_to_close_timeout=SHORT,
-            retry_policy=RetryPolicy(maximum_attempts=10),
+        if self.state.session is not None:
+            usage = await self._on_host(
+                TmuxActivities.stop_agent,
+                self.state.session,
+                start_to_close_timeout=SHORT,
+                retry_policy=RetryPolicy(maximum_attempts=10),
+            )
+            if usage is not None:  # the final figure of the attempts so far; the next one adds to it
+                self.state.status.usage = usage
+        await self._release_slot()
+
+    # --- its provider's gate: at most N agents of a provider at once ---------------
+
+    async def _slot_of_provider(self) -> bool:
+        """A slot of the agent's provider, where the workers gate it; False if the polecat must stop
+        (terminated, a Witness's order) while it waits, first come first served."""
+        provider = provider_of(self.polecat.spec)
+        if provider is None or not workflow.patched(PROVIDER_GATE):
+            return True
+        slot = self.state.slot
+        if slot is None:
+            # Asked for before the gate is asked: its `admitted` may come before the answer below.
+            slot = self.state.slot = ProviderSlot(provider=provider)
+            admission = await workflow.execute_activity_method(
+                ProviderActivities.admit,
+                AdmitRequest(provider=provider, polecat=workflow.info().workflow_id),
+                start_to_close_timeout=SHORT,
+                retry_policy=RETRY,
+            )
+            if not admission.gated:
+                self.state.slot = None
+                return True
+            slot.cap = admission.cap
+        if not slot.admitted:
+            status = self.state.status
+            before, status.message = (
+                status.message,
+                f"waiting for a slot of provider {provider}: at most {slot.cap} of its agents run at once, "
+                "first come, first served",
+            )
+            self.publish(None)
+            await workflow.wait_condition(lambda: slot.admitted or self._interrupted())
+            status.message = before
+        if not slot.admitted:
+            await self._release_slot()
+            return False
+        return True
+
+    async def _release_slot(self) -> None:
+        """The slot back to the gate, if it holds one (or waits for one)."""
+        slot, self.state.slot = self.state.slot, None
+        if slot is not None:
+            await self._give_back(slot.provider)
+
+    async def _give_back(self, provider: str) -> None:
+        gate = workflow.get_external_workflow_handle_for(
+            ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
         )
-        if usage is not None:  # the final figure of the attempts so far; the next one adds to it
-            self.state.status.usage = usage
+        with contextlib.suppress(FailureError):  # no gate any more: nothing to give back
+            await gate.signal(ProviderWorkflow.release, workflow.info().workflow_id)
+
+    async def _tell_limited(self, provider: str, limit: RateLimit) -> None:
+        gate = workflow.get_external_workflow_handle_for(
+            ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
+        )
+        with contextlib.suppress(FailureError):
+            await gate.signal(
+                ProviderWorkflow.limited, LimitNotice(polecat=workflow.info().workflow_id, until=limit.until)
+            )
 
     # --- the host of its local work -------------------------------------------
 

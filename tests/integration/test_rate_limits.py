@@ -1,4 +1,5 @@
-"""Provider rate limits with the real agent CLIs: a short one is waited out, a long one parks the polecat.
+"""Provider rate limits and caps with the real agent CLIs: a short limit is waited out, a long one
+parks the polecat, and a provider's town-wide cap holds a convoy of thirty to three at once.
 
 The model server answers 429 for a while, with the provider's own body and
 reset headers (Anthropic's subscription usage limit; OpenAI's requests-per-
@@ -11,7 +12,10 @@ time-skipping server).
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,18 @@ from temporalio.client import Client
 
 from bridge.reconcile import Reconciler
 from client.settings import Settings
-from crds import Polecat
-from tests.helpers import GitRig, parsed, rig, rig_manifest, terminate_running, wait_until
+from client.visibility import provider_gates
+from crds import Convoy, Polecat
+from tests.helpers import (
+    GitRig,
+    convoy_manifest,
+    parsed,
+    reach,
+    rig,
+    rig_manifest,
+    terminate_running,
+    wait_until,
+)
 from tests.integration.test_agents import (
     WHOLE_FILE,
     agent_polecat,
@@ -32,7 +46,8 @@ from tests.integration.test_agents import (
     provider,
     second_commit,
 )
-from tests.model_server import ModelServer
+from tests.integration.test_convoy import town
+from tests.model_server import ModelServer, ToolCall
 from worker.main import build_worker
 
 HOLD = 2.0  # seconds the gateway holds a request through a limit, in these tests
@@ -43,6 +58,7 @@ LONG = 8.0  # a limit longer than that: the polecat is parked
 async def worker(client: Client, settings: Settings, tmux: libtmux.Server) -> AsyncIterator[None]:
     """The test's worker, its gateway holding requests through limits of up to HOLD seconds."""
     settings.rate_limit_hold = HOLD
+    settings.provider_limits = {"anthropic": 3}
     async with build_worker(client, settings):
         yield
     await terminate_running(client, settings.task_queue)
@@ -145,3 +161,77 @@ def key_variable(url_variable: str) -> str:
 async def ended(reconciler: Reconciler, name: str) -> Polecat | None:
     found = await reconciler.get(Polecat, "default", name)
     return found if found.status and found.status.phase in ("Succeeded", "Failed") else None
+
+
+def spans_of(server: ModelServer) -> list[tuple[str, float, float]]:
+    """Each polecat's runs of answered requests to the model (a limited request ends one), from the
+    prompt its requests carry: each lies within the life of its agent's process."""
+    spans: list[tuple[str, float, float]] = []
+    open_spans: dict[str, int] = {}  # polecat -> the index in `spans` of its run still going on
+    for index, (body, moment) in enumerate(zip(server.requests, server.arrived, strict=True)):
+        found = re.search(r"You are polecat (\S+), working", json.dumps(body.get("messages")))
+        if not found:
+            continue
+        name = found[1]
+        if index in server.limited:
+            open_spans.pop(name, None)
+        elif name in open_spans:
+            _, first, _ = spans[open_spans[name]]
+            spans[open_spans[name]] = (name, first, moment)
+        else:
+            open_spans[name] = len(spans)
+            spans.append((name, moment, moment))
+    return spans
+
+
+def most_at_once(spans: list[tuple[str, float, float]]) -> int:
+    edges = sorted([(start, 1) for _, start, _ in spans] + [(end, -1) for _, _, end in spans])
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.timeout(600)
+async def test_a_convoy_of_30_keeps_to_the_providers_cap_and_a_limit_holds_back_new_starts(
+    reconciler: Reconciler,
+    settings: Settings,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Thirty claude-code polecats, a town-wide cap of 3 on anthropic (GASTOWN_PROVIDER_LIMITS): never
+    more than 3 talk to the model at once, and the cap is reached. When one meets a long limit the
+    gate pauses: no polecat starts until the reset; then all finish."""
+    # Each agent works a few seconds between its two turns, so that three are at work at once.
+    slow = ToolCall(
+        "Bash", {**commit("claude").input, "command": f"sleep 3 && {commit('claude').input['command']}"}
+    )
+    server = ModelServer([slow], limit_after=12, limit_for=LONG)
+    beads = [{"id": f"gt-{n}"} for n in range(1, 31)]
+    async with provider(server, monkeypatch, tmp_path, "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY"):
+        await town(reconciler, git_rig, rig_name, beads, tmp_path / "issues.jsonl")
+        manifest = convoy_manifest("wave", rig_name, [str(bead["id"]) for bead in beads])
+        manifest["spec"]["polecatTemplate"] = {"agent": "claude-code"}
+        await reconciler.apply(parsed(Convoy, manifest))
+
+        async def paused() -> datetime | None:
+            gates = await provider_gates(reconciler.client)
+            return next((gate.paused_until for gate in gates if gate.provider == "anthropic"), None)
+
+        await wait_until(paused, "the anthropic gate to pause", timeout=120)
+        pause_seen = time.time()
+        done = await reach(reconciler, Convoy, "wave", "Completed", "Failed", timeout=400)
+    assert done.status is not None
+    assert done.status.phase == "Completed", done.status.message
+    spans = spans_of(server)
+    assert len({name for name, _, _ in spans}) == 30
+    assert most_at_once(spans) == 3
+    assert server.limit_ends is not None
+    # Admitted before the pause, an agent may still be starting: a few seconds' grace.
+    started_while_paused = [name for name, first, _ in spans if pause_seen + 3 < first < server.limit_ends]
+    assert started_while_paused == []
+    polecats = await reconciler.list(Polecat, "default")
+    assert sum(p.status.resumes for p in polecats if p.status) >= 1  # the limited ones resumed

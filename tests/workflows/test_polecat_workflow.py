@@ -19,10 +19,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from contracts import attributes, git, tmux
+from contracts import attributes, git, providers, tmux
 from contracts import beads as beads_contract
 from contracts.beads import Bead, BeadLookup
 from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
+from contracts.providers import Admission, AdmitRequest
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit
 from crds.beadstore import BeadSource
 from crds.polecat import Polecat, PolecatStatus
@@ -89,6 +90,10 @@ class FakeActivities:
     async def check_rig(self, spec: RigSpec) -> RigCheck:
         return RigCheck(ready=True, reason="RigReady", message="ready")
 
+    @activity.defn(name=providers.ADMIT)
+    async def admit(self, request: AdmitRequest) -> Admission:
+        return Admission(gated=False)  # no provider is gated here (test_provider_workflow.py gates them)
+
     @activity.defn(name=beads_contract.FIND)
     async def find_beads(self, lookup: BeadLookup) -> list[Bead]:
         return [bead for bead in self.beads or [] if bead.id in lookup.bead_ids]
@@ -96,6 +101,7 @@ class FakeActivities:
     def all(self) -> list[Any]:
         return [
             self.find_beads,
+            self.admit,
             self.prepare_worktree,
             self.start_agent,
             self.watch_agent,
