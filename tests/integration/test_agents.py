@@ -32,9 +32,11 @@ def program(agent: str) -> str:
     return {"claude-code": "claude"}.get(agent, agent)
 
 
-def commit(agent: str) -> ToolCall:
-    """The plan's one step: the agent's own shell tool writes `<agent>.txt` and commits it."""
-    command = f"printf 'made by {agent}\\n' > {agent}.txt && git add {agent}.txt && git commit -q -m 'gt-7: {agent}.txt'"
+def commit(agent: str, file: str = "", text: str = "") -> ToolCall:
+    """A step of the plan: the agent's own shell tool writes `file` (`<agent>.txt`, saying who made
+    it) and commits it."""
+    file, text = file or f"{agent}.txt", text or f"made by {agent}"
+    command = f"printf '{text}\\n' > {file} && git add {file} && git commit -q -m 'gt-7: {file}'"
     return ToolCall("Bash" if agent == "claude" else "bash", {"command": command, "description": "commit"})
 
 
@@ -357,11 +359,6 @@ async def test_each_agent_reaches_each_provider(
         assert sampling(turns[0]) == (321, 0.25)
 
 
-def second_commit(agent: str) -> ToolCall:
-    command = "printf 'more\\n' > more.txt && git add more.txt && git commit -q -m 'gt-7: more.txt'"
-    return ToolCall("Bash" if agent == "claude" else "bash", {"command": command, "description": "commit"})
-
-
 async def test_claude_code_over_its_budget_is_stopped_and_resumes_its_session_when_raised(
     reconciler: Reconciler,
     settings: Settings,
@@ -374,7 +371,7 @@ async def test_claude_code_over_its_budget_is_stopped_and_resumes_its_session_wh
     gateway) and the polecat is Failed (BudgetExceeded), the commit kept. A raised budget resumes the
     same claude session (`--resume`): the model sees the earlier turns, and the work goes on to the
     second commit. The usage is the server's, each answer counted once."""
-    server = ModelServer([commit("claude"), second_commit("claude")])
+    server = ModelServer([commit("claude"), commit("claude", "more.txt", "more")])
     async with anthropic_api(server, monkeypatch, tmp_path):
         await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
         manifest = agent_polecat("nux", rig_name, "claude-code").to_wire()

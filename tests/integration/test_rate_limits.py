@@ -44,7 +44,6 @@ from tests.integration.test_agents import (
     commit,
     program,
     provider,
-    second_commit,
 )
 from tests.integration.test_convoy import town
 from tests.model_server import ModelServer, ToolCall
@@ -68,9 +67,9 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 # agent -> (its plan, the worker's URL variable and path for its provider, its agentConfig)
 AGENTS: dict[str, tuple[list[Any], str, str, dict[str, Any]]] = {
-    "claude-code": ([commit("claude"), second_commit("claude")], "ANTHROPIC_BASE_URL", "", {}),
+    "claude-code": ([commit("claude"), commit("claude", "more.txt", "more")], "ANTHROPIC_BASE_URL", "", {}),
     "opencode": (
-        [commit("opencode"), second_commit("opencode")],
+        [commit("opencode"), commit("opencode", "more.txt", "more")],
         "OPENAI_BASE_URL",
         "/v1",
         {"provider": "openai", "model": "test-model"},
