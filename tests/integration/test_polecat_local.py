@@ -201,7 +201,8 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     tmp_path: Path,
 ) -> None:
     """SIGKILL the worker while an agent works, let the agent finish, start a worker: the polecat
-    Succeeds, the same session is adopted and the agent ran exactly once."""
+    Succeeds, the same session is adopted and the agent ran exactly once; what it spent is
+    counted once."""
     runs, gate = tmp_path / "runs", tmp_path / "gate"
     queue = settings.task_queue + "-sub"  # a queue only the subprocess workers poll
     sub = Reconciler(reconciler.client, queue)
@@ -211,8 +212,9 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     try:
         await apply_rig(sub, git_rig, rig_name)
         manifest = polecat_manifest(
-            "capable", rig_name, "--runs", str(runs), "--wait-for", str(gate), "--commit", "a.txt=a"
-        )
+            "capable", rig_name, "--runs", str(runs), "--wait-for", str(gate), "--commit", "a.txt=a",
+            "--usage", "claude-haiku-4-5=1000,200",
+        )  # fmt: skip
         await sub.apply(polecat(manifest))
         working = await reach(sub, "capable", "Working")
         first.send_signal(signal.SIGKILL)
@@ -233,6 +235,8 @@ async def test_worker_killed_mid_run_resumes_and_adopts(
     assert working.status is not None and done.status.tmux_session == working.status.tmux_session
     assert len(runs.read_text().splitlines()) == 1  # never a second agent
     assert git_rig.files_on("polecat/capable")["a.txt"] == "a\n"
+    usage = done.status.usage
+    assert usage is not None and (usage.requests, usage.input_tokens, usage.cost) == (1, 1000, "$0.0020")
 
 
 async def test_recreated_polecat_continues_its_branch(
