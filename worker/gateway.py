@@ -13,8 +13,13 @@ kernel hands its connections to a worker of the home that is up). What a
 request used goes to its polecat's ledger, a file in the home, so any
 worker of the home can serve any of its agents.
 
-The rules (tokens, headers, reading usage) are in `launch.gateway`; this
-module is the I/O. Answers are forwarded as they come, event by event.
+It also refuses a request once its polecat's budget is spent (402), and
+holds one through a provider's short limit, sending it again after the reset;
+a longer limit is handed to the agent and recorded for its watcher, which
+parks the polecat.
+
+The rules (tokens, headers, reading usage and limits) are in `launch.gateway`;
+this module is the I/O. Answers are forwarded as they come, event by event.
 """
 
 from __future__ import annotations
