@@ -98,7 +98,9 @@ async def test_a_spent_budget_stops_the_agent_and_a_raised_one_continues_its_wor
     runs, gate = tmp_path / "runs", tmp_path / "gate"
     args = ["--runs", str(runs), "--commit", "a.md=a", "--usage", "m=1000,500", "--wait-for", str(gate)]
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
-    await reconciler.apply(parsed(Witness, witness_manifest(rig_name, actions={"onFailed": "restart"})))
+    # Only its failure concerns this Witness: an agent held at the gate is quiet, not stuck.
+    witness = witness_manifest(rig_name, stuckThreshold="10m", actions={"onFailed": "restart"})
+    await reconciler.apply(parsed(Witness, witness))
     await reconciler.apply(polecat(polecat_manifest("nux", rig_name, *args, budget={"maxTokens": 1000})))
     failed = await reach(reconciler, Polecat, "nux", "Failed", timeout=60)
     assert failed.status is not None
