@@ -32,6 +32,7 @@ from crds import InvalidResource, Polecat, Refinery, Resource, Rig, kind_for
 from crds.common import check_branch_name, parse_duration
 from crds.convoy import CONVOY_LABEL
 from crds.generate import generate
+from crds.polecat import LIVE_PHASES
 from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, host_workers, wait_for_server
 from workflows.refinery import EnqueueRequest
 
@@ -274,6 +275,11 @@ async def describe(kind: str, name: str, namespace: str) -> None:
     if isinstance(resource, Polecat):
         await with_live_usage(reconciler.client, [resource])
     click.echo(render.describe(resource, settings.workflow_url(workflow_id_of(model, namespace, name))))
+    if isinstance(resource, Rig):  # what its live polecats are spending now (`gastown usage --rig`: all)
+        polecats = [p for p in await reconciler.list(Polecat, None) if isinstance(p, Polecat)]
+        live = [p for p in polecats if p.spec.rig == name and p.status and p.status.phase in LIVE_PHASES]
+        await with_live_usage(reconciler.client, live)
+        click.echo(render.rig_usage(live))
     session = resource.status.tmux_session if isinstance(resource, Polecat) and resource.status else None
     if session:
         click.echo(f"Attach:       tmux -L {settings.tmux_socket} attach -t {session}")

@@ -163,6 +163,14 @@ def _usage_rows(usage: Usage) -> list[list[str]]:
     return [*rows, ["TOTAL", *_counts(usage, usage.cost)]]
 
 
+def rig_usage(live: list[Polecat]) -> str:
+    """A rig's describe: what its live polecats have spent so far, by model."""
+    usage = Usage.total(polecat.status.usage for polecat in live if polecat.status)
+    if not usage.models:
+        return f"Usage:        nothing yet by its {len(live)} live polecats"
+    return "\n".join([f"Usage of its {len(live)} live polecats:", *_rows(_usage_rows(usage))])
+
+
 def usage_report(polecats: list[Polecat]) -> str:
     """`gastown usage`: what the polecats spent, by model and by rig, and in all."""
     spent = [polecat for polecat in polecats if polecat.status and polecat.status.usage]

@@ -385,6 +385,8 @@ async def test_usage_shows_what_agents_spent_by_model_and_by_rig(
     assert other.out.strip() == "No usage recorded."
     wide = await gastown(settings, "get", "polecats", "-o", "wide")
     assert "COST" in wide.out and "unknown" in wide.out  # one model has no price: the total is unknown
+    rig_described = await gastown(settings, "describe", "rig", rig_name)
+    assert "Usage:        nothing yet by its 0 live polecats" in rig_described.out  # nux is done: see `usage`
     bad = await gastown(settings, "usage", "--since", "yesterday")
     assert bad.code == 1 and "--since yesterday: must be a Go duration" in bad.err
 

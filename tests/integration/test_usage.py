@@ -76,6 +76,8 @@ async def test_usage_is_live_while_the_agent_works_and_final_when_it_stops(
     assert "$0.0050" in render.table(Polecat, [working], wide=True, all_namespaces=False)
     described = render.describe(working, "ui")
     assert "claude-haiku-4-5  2" in described and "TOTAL" in described
+    rig_lines = render.rig_usage([working]).splitlines()  # `gastown describe rig`: its live polecats
+    assert rig_lines[0] == "Usage of its 1 live polecats:" and "$0.0050" in rig_lines[-1]
     stored = await reconciler.get(Polecat, "default", "nux")  # its memo: no update per heartbeat
     assert stored.status is not None and stored.status.usage is None
     first = await last_beat(handle)
