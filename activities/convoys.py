@@ -24,7 +24,7 @@ from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
 from activities.watching import poll_until_changed
-from client.usage import CONCURRENT_DESCRIBES, live_usage
+from client.usage import live_usages
 from client.visibility import running
 from contracts import attributes
 from contracts import convoys as contract
@@ -193,18 +193,10 @@ class ConvoyActivities(contract.ConvoyActivities):
 
     async def _spent(self, namespace: str, polecats: list[PolecatSeen]) -> Usage:
         """What the polecats have spent: the working ones' live figures, the others' last."""
-        limit = asyncio.Semaphore(CONCURRENT_DESCRIBES)
-
-        async def spent(polecat: PolecatSeen) -> Usage | None:
-            if polecat.phase != "Working":
-                return polecat.usage
-            async with limit:
-                live = await live_usage(
-                    self.client, attributes.workflow_id("Polecat", namespace, polecat.name)
-                )
-            return live or polecat.usage
-
-        return Usage.total(await asyncio.gather(*(spent(polecat) for polecat in polecats)))
+        working = [polecat for polecat in polecats if polecat.phase == "Working"]
+        live = await live_usages(self.client, [(namespace, polecat.name) for polecat in working])
+        latest = {polecat.name: usage for polecat, usage in zip(working, live, strict=True) if usage}
+        return Usage.total(latest.get(polecat.name, polecat.usage) for polecat in polecats)
 
     async def _closed(self, request: WatchRequest) -> tuple[list[str], str | None]:
         try:

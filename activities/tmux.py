@@ -247,15 +247,16 @@ class TmuxActivities(contract.TmuxActivities):
         heartbeat carries what the agent has spent so far (`gastown get` reads it
         from the pending activity: no history event per update).
         """
-        counter = usage_counter(agent_dir_of(session), self.prices)
-        write_budget(agent_dir_of(session), session.budget)  # the gateway refuses requests beyond it
+        agent_dir = agent_dir_of(session)
+        counter = usage_counter(agent_dir, self.prices)
+        write_budget(agent_dir, session.budget)  # the gateway refuses requests beyond it
 
         def beat() -> AgentExit | None:
             """Beat with the usage so far; why the agent must stop: its budget spent, or a long limit."""
             usage = counter.usage()
             activity.heartbeat(usage.to_wire() if usage else None)
             over_budget = session.budget.exceeded(usage) if session.budget else None
-            limit = latest_limit(agent_dir_of(session))
+            limit = latest_limit(agent_dir)
             if limit is not None and limit.until <= time.time():
                 limit = None  # waited out already (an earlier attempt's)
             if over_budget is None and limit is None:
@@ -282,17 +283,17 @@ class TmuxActivities(contract.TmuxActivities):
             except ProcessLookupError:
                 pidfd = None  # already gone: fall through to reaping
             try:
-                if pidfd is not None and not await _readable(pidfd, WATCH_SLICE_SECONDS):
-                    stop = beat()
-                    if stop is not None:
-                        return stop
-                    continue
+                exited = pidfd is None or await _readable(pidfd, WATCH_SLICE_SECONDS)
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
-            exit_code = await self._reaped_status(session.session, pane.server_pid)
-            if exit_code is not None:
-                return AgentExit(exit_code=exit_code, tail=tail_of(Path(session.log_file)))
+            if exited:
+                exit_code = await self._reaped_status(session.session, pane.server_pid)
+                if exit_code is not None:
+                    return AgentExit(exit_code=exit_code, tail=tail_of(Path(session.log_file)))
+            stop = beat()  # still running, or not reaped yet
+            if stop is not None:
+                return stop
 
     async def _reaped_status(self, session: str, server_pid: int) -> int | None:
         """The exit status tmux records for an exited agent, once tmux has reaped it.

@@ -173,14 +173,13 @@ def rig_usage(live: list[Polecat]) -> str:
 
 def usage_report(polecats: list[Polecat]) -> str:
     """`gastown usage`: what the polecats spent, by model and by rig, and in all."""
-    spent = [polecat for polecat in polecats if polecat.status and polecat.status.usage]
-    if not spent:
-        return "No usage recorded."
-    usages = [polecat.status.usage for polecat in spent if polecat.status]
     by_rig: dict[str, list[Usage | None]] = {}
-    for polecat in spent:
-        assert polecat.status is not None
-        by_rig.setdefault(polecat.spec.rig, []).append(polecat.status.usage)
+    for polecat in polecats:
+        if polecat.status and polecat.status.usage:
+            by_rig.setdefault(polecat.spec.rig, []).append(polecat.status.usage)
+    if not by_rig:
+        return "No usage recorded."
+    usages = [usage for usages_of_rig in by_rig.values() for usage in usages_of_rig]
     rigs = [["RIG", "POLECATS", *USAGE_HEADER]]
     for rig, usages_of_rig in sorted(by_rig.items()):
         total = Usage.total(usages_of_rig)

@@ -39,19 +39,21 @@ async def live_usage(client: Client, workflow_id: str) -> Usage | None:
     return None
 
 
-async def with_live_usage(client: Client, polecats: Iterable[Polecat]) -> None:
-    """Each working polecat's `status.usage` brought up to its agent's latest heartbeat."""
+async def live_usages(client: Client, polecats: Iterable[tuple[str, str]]) -> list[Usage | None]:
+    """`live_usage` of each (namespace, name), in order; at most CONCURRENT_DESCRIBES at once."""
     limit = asyncio.Semaphore(CONCURRENT_DESCRIBES)
 
-    async def refresh(polecat: Polecat) -> None:
-        assert polecat.status is not None
+    async def one(namespace: str, name: str) -> Usage | None:
         async with limit:
-            usage = await live_usage(
-                client, attributes.workflow_id("Polecat", polecat.namespace, polecat.name)
-            )
-        if usage is not None:
-            polecat.status.usage = usage
+            return await live_usage(client, attributes.workflow_id("Polecat", namespace, name))
 
-    await asyncio.gather(
-        *(refresh(polecat) for polecat in polecats if polecat.status and polecat.status.phase == "Working")
-    )
+    return await asyncio.gather(*(one(namespace, name) for namespace, name in polecats))
+
+
+async def with_live_usage(client: Client, polecats: Iterable[Polecat]) -> None:
+    """Each working polecat's `status.usage` brought up to its agent's latest heartbeat."""
+    working = [polecat for polecat in polecats if polecat.status and polecat.status.phase == "Working"]
+    live = await live_usages(client, [(polecat.namespace, polecat.name) for polecat in working])
+    for polecat, usage in zip(working, live, strict=True):
+        if usage is not None and polecat.status is not None:
+            polecat.status.usage = usage

@@ -35,13 +35,17 @@ class Tokens(ApiModel):
         """What a token budget counts: all but cache reads (a cached prompt read again each turn)."""
         return self.input_tokens + self.output_tokens + self.cache_write_tokens
 
-    def _counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in Tokens.model_fields}
-
 
 class ModelUsage(Tokens):
     model: str
     cost_usd: float | None = Field(None, description="Absent: no price is known for the model.")
+
+    def plus(self, other: ModelUsage) -> ModelUsage:
+        """This model's usage and more of it: counts added, the cost known only if both are."""
+        counts = {name: getattr(self, name) + getattr(other, name) for name in Tokens.model_fields}
+        priced = self.cost_usd is not None and other.cost_usd is not None
+        cost = (self.cost_usd or 0.0) + (other.cost_usd or 0.0) if priced else None
+        return ModelUsage(model=self.model, cost_usd=cost, **counts)
 
 
 class Usage(Tokens):
@@ -57,13 +61,7 @@ class Usage(Tokens):
         merged: dict[str, ModelUsage] = {}
         for usage in models:
             before = merged.get(usage.model)
-            if before is None:
-                merged[usage.model] = usage.model_copy()
-                continue
-            counts = {name: value + usage._counts()[name] for name, value in before._counts().items()}
-            priced = before.cost_usd is not None and usage.cost_usd is not None
-            cost = (before.cost_usd or 0.0) + (usage.cost_usd or 0.0) if priced else None
-            merged[usage.model] = ModelUsage(model=usage.model, cost_usd=cost, **counts)
+            merged[usage.model] = usage.model_copy() if before is None else before.plus(usage)
         ordered = sorted(merged.values(), key=lambda usage: (-usage.total_tokens, usage.model))
         totals = {name: sum(getattr(usage, name) for usage in ordered) for name in Tokens.model_fields}
         costs = [usage.cost_usd for usage in ordered]

@@ -1,4 +1,8 @@
-"""The model gateway's rules, without its I/O: who a request is for, where it goes, what it used.
+"""The model gateway's rules: who a request is for, where it goes, what it used, when to retry.
+
+Pure but for the small files the gateway shares with the agent's launcher and
+watcher (the home's secret, an agent's recorded limits); the server, its
+sockets and streams are `worker.gateway`.
 
 Every local agent's model traffic goes through the worker's gateway
 (`worker.gateway` serves it). An agent is handed, in each provider's

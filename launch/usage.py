@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crds.common import ApiModel
-from crds.usage import Budget, ModelUsage, Usage
+from crds.usage import Budget, ModelUsage, Tokens, Usage
 
 # A model name's date or alias suffix: -20250929, -2024-08-06, @20250929, -latest.
 _DATED = re.compile(r"(-\d{8}|-\d{4}-\d{2}-\d{2}|@\d{8}|-latest)$")
@@ -199,11 +199,10 @@ class UsageCounter:
         return Usage.of(self.models.values()) if self.models else None
 
     def _add(self, record: UsageRecord) -> None:
-        counts = record.model_dump(include=set(ModelUsage.model_fields) - {"model", "cost_usd"})
+        counts = record.model_dump(include=set(Tokens.model_fields))
         added = ModelUsage(model=record.model, cost_usd=self.prices.cost(record), **counts)
-        self.models[record.model] = Usage.of([m for m in (self.models.get(record.model), added) if m]).models[
-            0
-        ]
+        before = self.models.get(record.model)
+        self.models[record.model] = added if before is None else before.plus(added)
 
 
 def write_budget(agent_dir: Path, budget: Budget | None) -> None:

@@ -684,20 +684,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             await self._give_back(slot.provider)
 
     async def _give_back(self, provider: str) -> None:
-        gate = workflow.get_external_workflow_handle_for(
-            ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
-        )
         with contextlib.suppress(FailureError):  # no gate any more: nothing to give back
-            await gate.signal(ProviderWorkflow.release, workflow.info().workflow_id)
+            await _gate(provider).signal(ProviderWorkflow.release, workflow.info().workflow_id)
 
     async def _tell_limited(self, provider: str, limit: RateLimit) -> None:
-        gate = workflow.get_external_workflow_handle_for(
-            ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
-        )
+        notice = LimitNotice(polecat=workflow.info().workflow_id, until=limit.until)
         with contextlib.suppress(FailureError):
-            await gate.signal(
-                ProviderWorkflow.limited, LimitNotice(polecat=workflow.info().workflow_id, until=limit.until)
-            )
+            await _gate(provider).signal(ProviderWorkflow.limited, notice)
 
     # --- the host of its local work -------------------------------------------
 
@@ -797,6 +790,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self.set_phase(
             phase, EventNote(reason=reason, message=message, type="Warning" if failed else "Normal")
         )
+
+
+def _gate(provider: str) -> workflow.ExternalWorkflowHandle[ProviderWorkflow]:
+    """The provider's gate (`workflows.provider`)."""
+    return workflow.get_external_workflow_handle_for(
+        ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
+    )
 
 
 def _limits(budget: Budget) -> str:
