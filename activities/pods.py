@@ -12,10 +12,10 @@ volume, OAuth credentials another, the API key a `secretKeyRef`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes.aio import client, watch
@@ -27,10 +27,16 @@ from activities.kube import KubeConnection
 from contracts import pods as contract
 from contracts.beads import Bead
 from contracts.pods import PodExit, PodLaunch, PodRef
+from contracts.tmux import RateLimit
 from crds.common import short_uid
 from crds.polecat import NAMED_AGENTS, Polecat, ResourceList
-from launch.agents import agent_command, agent_environment, prompt_for
+from crds.usage import Usage
+from launch.agents import PROVIDERS, agent_command, agent_environment, prompt_for
+from launch.gateway import PLACEHOLDER_KEY, POD_GATEWAY_BASE, agent_environ
+from launch.gateway_server import HOLD
 from launch.pod_entrypoint import NO_COMMITS
+from launch.pod_gateway import PodGateway, PodReport, upstreams_of
+from launch.usage import Prices
 
 UID = 65532  # the image's non-root user, as distroless images use
 HOME = "/home/polecat"
@@ -78,36 +84,58 @@ def build_pod(
     bead: Bead | None = None,
     attempt: int = 0,
     environ: Mapping[str, str] | None = None,
+    *,
+    resume: bool = False,
+    spent: Usage | None = None,
+    prices: Prices | None = None,
+    hold: float = HOLD,
 ) -> dict[str, Any]:
     """The Pod of a kubernetes-mode polecat.
 
     `environ`: the worker's environment, where providers' endpoints are configured (local mode reads
-    the same variables); the key comes from the polecat's apiKeySecretRef, under each variable
-    the agent reads it from.
+    the same variables). The agent reaches them through its pod's own gateway
+    (`launch.pod_gateway`), which holds the key of the polecat's apiKeySecretRef; the agent gets a
+    placeholder under each variable it reads a key from. `spent`: the earlier attempts' usage, which
+    the budget covers too; `resume`: a later attempt, which goes on from the pushed branch.
     """
     k8s = polecat.spec.kubernetes
     if k8s is None or k8s.git_repository is None or k8s.active_deadline_seconds is None:
         raise ValueError(f"{polecat.ref}: not a valid kubernetes-mode polecat")
     branch = polecat.work_branch
     image = k8s.image or default_image
-    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead)
-    command = agent_command(polecat.spec, prompt, environ or {}, AGENT_DIR)
+    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead, resumed=resume)
+    # The providers' URLs as the agent gets them: on its pod's gateway (the entrypoint sets the port).
+    through_gateway = agent_environ(environ or {}, POD_GATEWAY_BASE)
+    command = agent_command(polecat.spec, prompt, through_gateway, AGENT_DIR)
 
-    env: list[dict[str, Any]] = [{"name": "HOME", "value": HOME}]
-    env += [
-        {"name": key, "value": value}
-        for key, value in agent_environment(polecat.name, branch, polecat.spec).items()
-    ]
-    env += [{"name": "GT_PROMPT", "value": prompt}]  # the entrypoint turns it into $GT_PROMPT_FILE
-    env += [{"name": key, "value": value} for key, value in command.env.items()]
+    # What the agent finds in its environment (its own keys only as the gateway's placeholder).
+    values = {
+        "HOME": HOME,
+        **agent_environment(polecat.name, branch, polecat.spec),
+        "GT_PROMPT": prompt,  # the entrypoint turns it into $GT_PROMPT_FILE
+        **{name: through_gateway[name] for provider in PROVIDERS.values() for name in provider.url_variables},
+        **command.env,
+    }
     if command.files:  # the entrypoint writes them into AGENT_DIR
-        env.append({"name": "GT_AGENT_FILES", "value": json.dumps(command.files)})
+        values["GT_AGENT_FILES"] = json.dumps(command.files)
+    gateway = PodGateway(
+        upstreams=upstreams_of(environ or {}),
+        budget=polecat.spec.budget,
+        spent=spent.models if spent else [],
+        prices=(prices or Prices()).table,
+        hold=hold,
+    )
     if k8s.api_key_secret_ref is not None:
-        ref = k8s.api_key_secret_ref
         # Without a provider the agent picks its own: the key goes where Anthropic's is read.
         named = polecat.spec.agent_config is not None and polecat.spec.agent_config.provider is not None
-        for variable in list(command.keys) or ([] if named else ["ANTHROPIC_API_KEY"]):
-            env.append({"name": variable, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        keys = dict(command.keys) or ({} if named else {"ANTHROPIC_API_KEY": "ANTHROPIC_API_KEY"})
+        values.update(dict.fromkeys(keys, PLACEHOLDER_KEY))
+        gateway.key_variables = sorted(set(keys.values()))
+    values["GT_GATEWAY"] = gateway.model_dump_json(exclude_defaults=True)
+    env: list[dict[str, Any]] = [{"name": name, "value": value} for name, value in values.items()]
+    if k8s.api_key_secret_ref is not None and gateway.key_variables:  # for the gateway, not the agent
+        ref = {"name": k8s.api_key_secret_ref.name, "key": k8s.api_key_secret_ref.key}
+        env.append({"name": "GT_GATEWAY_KEY", "valueFrom": {"secretKeyRef": ref}})
 
     volumes: list[dict[str, Any]] = [
         {"name": "workspace", "emptyDir": {}},
@@ -148,7 +176,7 @@ def build_pod(
             *entrypoint, "clone", *entrypoint_options,
             "--repository", k8s.git_repository, "--base", k8s.git_branch, "--branch", branch, "--into", REPO,
         ],
-        "env": env[:1],
+        "env": [{"name": "HOME", "value": HOME}],
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "resources": {"requests": DEFAULT_REQUESTS.to_wire(), "limits": DEFAULT_LIMITS.to_wire()},
@@ -233,6 +261,16 @@ def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, A
     return None
 
 
+def _report(terminated: dict[str, Any]) -> PodReport:
+    """The entrypoint's termination message; the log's tail if it wrote none (FallbackToLogsOnError:
+    it was killed, out of memory say)."""
+    message = terminated.get("message") or ""
+    try:
+        return PodReport.model_validate_json(message)
+    except ValueError:
+        return PodReport(tail=message)
+
+
 def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
     """How a pod ended, from its status; None while it has not ended."""
     status = pod.get("status") or {}
@@ -246,12 +284,17 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
                 reason="PodCannotStart",
                 message=f"{container['name']}: {waiting['reason']}: {detail}",
             )
+    agent = _terminated(status.get("containerStatuses"), "agent") or {}
+    report = _report(agent)
     if phase == "Succeeded":
-        done = _terminated(status.get("containerStatuses"), "agent") or {}
-        commit = None
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            commit = json.loads(done.get("message") or "{}").get("commit")
-        return PodExit(succeeded=True, reason="AgentSucceeded", message="", exit_code=0, commit=commit)
+        return PodExit(
+            succeeded=True,
+            reason="AgentSucceeded",
+            message="",
+            exit_code=0,
+            commit=report.commit,
+            usage=report.usage,
+        )
     if phase == "Failed":
         if status.get("reason") == "DeadlineExceeded":
             return PodExit(
@@ -268,20 +311,31 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
                 exit_code=clone.get("exitCode"),
                 message=f"cloning the repository failed:\n{tail}",
             )
-        agent = _terminated(status.get("containerStatuses"), "agent") or {}
         code, why = agent.get("exitCode"), agent.get("reason") or status.get("reason") or "Error"
-        tail = (agent.get("message") or "").strip()
         if why == "OOMKilled":
             reason = "OOMKilled"
         elif code == NO_COMMITS:
             reason = "NoCommits"
+        elif report.over_budget:
+            reason = "BudgetExceeded"
+        elif report.limit:
+            reason = "RateLimited"
         else:
             reason = "AgentFailed"
+        limit = report.limit
         return PodExit(
             succeeded=False,
             reason=reason,
             exit_code=code,
-            message=f"agent exited with code {code} ({why}); last output:\n{tail}",
+            message=f"agent exited with code {code} ({why}); last output:\n{report.tail.strip()}",
+            commit=report.commit,
+            usage=report.usage,
+            over_budget=report.over_budget,
+            rate_limited=None
+            if limit is None
+            else RateLimit(
+                provider=limit.provider, until=datetime.fromtimestamp(limit.until, UTC), status=limit.status
+            ),
         )
     return None
 
@@ -289,13 +343,27 @@ def pod_outcome(pod: dict[str, Any]) -> PodExit | None:
 class PodActivities(contract.PodActivities):
     """Pods of kubernetes-mode polecats, on the cluster the worker is configured for."""
 
-    def __init__(self, connection: KubeConnection, default_image: str) -> None:
+    def __init__(
+        self, connection: KubeConnection, default_image: str, prices: Prices | None = None, hold: float = HOLD
+    ) -> None:
         self.connection = connection
         self.default_image = default_image
+        self.prices = prices or Prices()
+        self.hold = hold  # the longest the pod's gateway holds a request through a limit
 
     @activity.defn(name=contract.START_POD)
     async def start_pod(self, launch: PodLaunch) -> PodRef:
-        manifest = build_pod(launch.polecat, self.default_image, launch.bead, launch.attempt, os.environ)
+        manifest = build_pod(
+            launch.polecat,
+            self.default_image,
+            launch.bead,
+            launch.attempt,
+            os.environ,
+            resume=launch.resume,
+            spent=launch.spent,
+            prices=self.prices,
+            hold=self.hold,
+        )
         meta = manifest["metadata"]
         ref = PodRef(name=meta["name"], namespace=meta["namespace"], uid_label=meta["labels"][LABEL_UID])
         async with self.connection.api() as api:

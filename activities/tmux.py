@@ -39,7 +39,14 @@ from crds.common import short_uid
 from crds.polecat import Polecat
 from crds.usage import Usage
 from launch.agents import Session, agent_command, agent_environment, prompt_for
-from launch.gateway import GatewayAccess, agent_directory, agent_environ, latest_limit, mint
+from launch.gateway import (
+    GatewayAccess,
+    agent_directory,
+    agent_environ,
+    gateway_base,
+    latest_limit,
+    mint,
+)
 from launch.usage import AGENT_LEDGER, Prices, usage_counter, write_budget
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
@@ -230,7 +237,8 @@ class TmuxActivities(contract.TmuxActivities):
         """The worker's environment as the agent sees it: through the gateway, when there is one."""
         if self.gateway is None:
             return dict(os.environ)
-        return agent_environ(os.environ, self.gateway.url, mint(self.gateway.secret, agent_key))
+        token = mint(self.gateway.secret, agent_key)
+        return agent_environ(os.environ, gateway_base(self.gateway.url, token))
 
     def _resolved(self, argv: list[str]) -> list[str]:
         """The agent's argv, its program taken from the project's agent CLIs when they have it
@@ -251,22 +259,31 @@ class TmuxActivities(contract.TmuxActivities):
         counter = usage_counter(agent_dir, self.prices)
         write_budget(agent_dir, session.budget)  # the gateway refuses requests beyond it
 
+        def limited() -> RateLimit | None:
+            """A limit too long for the gateway to hold that the agent has met (and not waited out)."""
+            limit = latest_limit(agent_dir)
+            if limit is None or limit.until <= time.time():
+                return None  # none, or waited out already (an earlier attempt's)
+            until = datetime.fromtimestamp(limit.until, UTC)
+            return RateLimit(provider=limit.provider, until=until, status=limit.status)
+
         def beat() -> AgentExit | None:
             """Beat with the usage so far; why the agent must stop: its budget spent, or a long limit."""
             usage = counter.usage()
             activity.heartbeat(usage.to_wire() if usage else None)
             over_budget = session.budget.exceeded(usage) if session.budget else None
-            limit = latest_limit(agent_dir)
-            if limit is not None and limit.until <= time.time():
-                limit = None  # waited out already (an earlier attempt's)
-            if over_budget is None and limit is None:
+            rate_limited = limited()
+            if over_budget is None and rate_limited is None:
                 return None
-            rate_limited = None
-            if limit is not None:
-                until = datetime.fromtimestamp(limit.until, UTC)
-                rate_limited = RateLimit(provider=limit.provider, until=until, status=limit.status)
             tail = tail_of(Path(session.log_file))
             return AgentExit(exit_code=None, tail=tail, over_budget=over_budget, rate_limited=rate_limited)
+
+        def ended(exit_code: int) -> AgentExit:
+            """How it exited; a failure after a long limit is the limit's (it gave up on it first)."""
+            rate_limited = limited() if exit_code != 0 else None
+            return AgentExit(
+                exit_code=exit_code, tail=tail_of(Path(session.log_file)), rate_limited=rate_limited
+            )
 
         while True:
             pane = await self._pane(session.session)
@@ -277,7 +294,7 @@ class TmuxActivities(contract.TmuxActivities):
                     non_retryable=True,
                 )
             if pane.exit_code is not None:
-                return AgentExit(exit_code=pane.exit_code, tail=tail_of(Path(session.log_file)))
+                return ended(pane.exit_code)
             try:
                 pidfd = os.pidfd_open(pane.pid)
             except ProcessLookupError:
@@ -290,7 +307,7 @@ class TmuxActivities(contract.TmuxActivities):
             if exited:
                 exit_code = await self._reaped_status(session.session, pane.server_pid)
                 if exit_code is not None:
-                    return AgentExit(exit_code=exit_code, tail=tail_of(Path(session.log_file)))
+                    return ended(exit_code)
             stop = beat()  # still running, or not reaped yet
             if stop is not None:
                 return stop

@@ -192,7 +192,7 @@ def provider_table(gates: list[ProviderStatus]) -> str:
     rows = [["NAME", "CAP", "RUNNING", "WAITING", "PAUSED UNTIL"]]
     for gate in gates:
         paused = gate.paused_until.isoformat() if gate.paused_until else "<none>"
-        rows.append([gate.provider, str(gate.cap), str(len(gate.running)), str(len(gate.waiting)), paused])
+        rows.append([gate.gate, str(gate.cap), str(len(gate.running)), str(len(gate.waiting)), paused])
     return _columns(rows)
 
 

@@ -64,7 +64,7 @@ async def provider_gates(client: Client) -> list[ProviderStatus]:
         status = (await execution.memo()).get(attributes.MEMO_STATUS)
         if status:
             gates.append(ProviderStatus.model_validate(status))
-    return sorted(gates, key=lambda gate: gate.provider)
+    return sorted(gates, key=lambda gate: gate.gate)
 
 
 class RigBeadStore(BaseModel):

@@ -6,7 +6,9 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from contracts.beads import Bead
+from contracts.tmux import RateLimit
 from crds.polecat import Polecat
+from crds.usage import Usage
 
 START_POD = "pods.start_pod"
 WATCH_POD = "pods.watch_pod"
@@ -16,7 +18,9 @@ DELETE_POD = "pods.delete_pod"
 class PodLaunch(BaseModel):
     polecat: Polecat
     bead: Bead | None = None
-    attempt: int = 0  # restarts so far: each attempt is a pod of its own
+    attempt: int = 0  # restarts and resumes so far: each attempt is a pod of its own
+    resume: bool = False  # a later attempt: it goes on from the branch the earlier ones pushed
+    spent: Usage | None = None  # by the earlier attempts: the budget covers them too
 
 
 class PodRef(BaseModel):
@@ -26,11 +30,16 @@ class PodRef(BaseModel):
 
 
 class PodExit(BaseModel):
+    """How the pod ended; with `over_budget` or `rate_limited`, why its entrypoint stopped the agent."""
+
     succeeded: bool
     reason: str
     message: str
     exit_code: int | None = None
     commit: str | None = None
+    usage: Usage | None = None  # over all the polecat's attempts, as its pod's gateway counted
+    over_budget: str | None = None
+    rate_limited: RateLimit | None = None
 
 
 class PodActivities:

@@ -2,8 +2,11 @@
 
 - `agents.py`: each agent's command line and environment from its agentConfig (pure);
 - `pane.py`: what a tmux pane runs (the worker's environment for the agent, then the agent);
-- `pod_entrypoint.py`: what a polecat's pod runs, inside the image (clone, run, push).
+- `gateway.py`, `gateway_server.py`: the model gateway agents' traffic goes through (its rules, its server);
+- `usage.py`: usage ledgers and prices;
+- `pod_entrypoint.py`, `pod_gateway.py`: what a polecat's pod runs, inside the image (clone, run
+  through the pod's own gateway, push).
 
-Not activities: the last two run in other processes (a pane, a pod), by path
-or as `python3 -m launch.pod_entrypoint`, with the standard library only.
+Not activities: the pane and the pod entrypoint run in other processes, by path
+or as `python3 -m launch.pod_entrypoint`; the pane with the standard library only.
 """

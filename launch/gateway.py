@@ -2,10 +2,10 @@
 
 Pure but for the small files the gateway shares with the agent's launcher and
 watcher (the home's secret, an agent's recorded limits); the server, its
-sockets and streams are `worker.gateway`.
+sockets and streams are `launch.gateway_server`.
 
-Every local agent's model traffic goes through the worker's gateway
-(`worker.gateway` serves it). An agent is handed, in each provider's
+Every agent's model traffic goes through a gateway: a local agent's through its worker's
+(`worker.gateway`), a pod's through its entrypoint's. An agent is handed, in each provider's
 standard variables, a base URL on the gateway that carries its polecat's
 token, `http://127.0.0.1:PORT/<token>/<provider><upstream path>`, and, where
 the worker holds the provider's key, a placeholder in place of the key: the
@@ -54,6 +54,9 @@ class GatewayAccess:
 
 
 PLACEHOLDER_KEY = "gastown-gateway-adds-the-key"
+# A pod's gateway is its entrypoint's, on a port known once the pod runs: the pod's spec names its
+# base by this stand-in, which the entrypoint replaces before the agent starts.
+POD_GATEWAY_BASE = "http://gastown-gateway.invalid/token"
 # The header each provider takes its key in (the gateway sets it from the worker's environment).
 KEY_HEADERS = {"anthropic": "x-api-key", "openai": "authorization", "litellm": "authorization"}
 AUTH_HEADERS = ("x-api-key", "authorization")
@@ -113,17 +116,23 @@ def upstream_url(provider: str, environ: Mapping[str, str], path: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def agent_environ(environ: Mapping[str, str], gateway_url: str, token: str) -> dict[str, str]:
-    """The worker's environment as an agent gets it: every provider's base URL on the gateway,
-    and a placeholder for every key the worker holds."""
+def agent_environ(environ: Mapping[str, str], base: str) -> dict[str, str]:
+    """The worker's environment as an agent gets it: every provider's base URL on the gateway
+    (`base`: the gateway's URL and the agent's token, `gateway_base`), and a placeholder for every
+    key the worker holds."""
     seen = dict(environ)
     for name, provider in PROVIDERS.items():
         path = urlsplit(upstream(name, environ)).path.rstrip("/")
         for variable in provider.url_variables:
-            seen[variable] = f"{gateway_url}/{token}/{name}{path}"
+            seen[variable] = f"{base}/{name}{path}"
         if provider.key_variable and environ.get(provider.key_variable):
             seen[provider.key_variable] = PLACEHOLDER_KEY
     return seen
+
+
+def gateway_base(url: str, token: str) -> str:
+    """Where an agent's requests go: the gateway's URL, then its token (`mint`)."""
+    return f"{url}/{token}"
 
 
 def upstream_headers(provider: str, headers: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:

@@ -8,15 +8,21 @@ the task. The git key is copied from its read-only secret volume to a 0600
 file of our own, because ssh refuses a key that the group can read (the
 kubelet makes secret files group-readable for fsGroup).
 
-`run` exits with the agent's exit code; on success it first pushes the work
-branch and writes {"branch", "commit"} to the termination message, which the
-worker reads from the pod's status. With `--require-commit` (the named agents,
-whose exit status proves nothing) an exit 0 that left no commit is NO_COMMITS.
+`run` runs the agent through a model gateway of the pod's own
+(`launch.pod_gateway`: usage, budget, limits; the key stays out of the
+agent's reach) and exits with the agent's exit code; on success it first
+pushes the work branch. With `--require-commit` (the named agents, whose exit
+status proves nothing) an exit 0 that left no commit is NO_COMMITS. An agent
+stopped for its budget (OVER_BUDGET) or a long limit (RATE_LIMITED) has its
+commits so far pushed. Either way the termination message is a `PodReport`
+(branch, commit, usage, why it stopped, the output's tail), which the worker
+reads from the pod's status.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -24,10 +30,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from launch.pod_gateway import PodReport, run_agent, settings_from
+from launch.unreadable import make_unreadable
+
 # Kubernetes reads a container's termination message from this file.
 TERMINATION_LOG = "/dev/termination-log"
 PUSH_FAILED = 90  # distinct from any agent's own exit codes in practice
 NO_COMMITS = 91  # the agent exited 0 but left nothing to merge
+OVER_BUDGET = 92  # the agent was stopped: its polecat's budget is spent
+RATE_LIMITED = 93  # the agent was stopped: its provider's limit is too long to hold
 
 
 def own_commits(branch: str) -> list[str]:
@@ -94,39 +105,58 @@ def run(
 ) -> int:
     # PWD as a shell would set it: opencode works in $PWD, not in its working directory.
     env = {**os.environ, **ssh_environment(git_secret), "PWD": os.getcwd()}
-    prompt = env.pop("GT_PROMPT", "")
-    prompt_file = Path(env.get("HOME", "/tmp")) / "gastown-prompt.md"
-    prompt_file.write_text(prompt)
+    settings, key = settings_from(env)
+    if key:
+        make_unreadable()  # the key in its environment stays out of the agent's reach
+    home = Path(env.get("HOME", "/tmp"))
+    prompt_file = home / "gastown-prompt.md"
+    prompt_file.write_text(env.pop("GT_PROMPT", ""))
     env["GT_PROMPT_FILE"] = str(prompt_file)
     files: dict[str, str] = json.loads(env.pop("GT_AGENT_FILES", "{}"))
-    if agent_dir is not None:
-        Path(agent_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, content in files.items():
-            (Path(agent_dir) / Path(name).name).write_text(content)
     if claude_creds is not None:
-        target = Path(env.get("HOME", "/tmp")) / ".claude"
+        target = home / ".claude"
         target.mkdir(parents=True, exist_ok=True)
         for item in Path(claude_creds).iterdir():
             if item.is_file():
                 shutil.copyfile(item, target / item.name)
-    code = subprocess.run(argv, env=env).returncode
-    if code != 0:
-        return code
-    if require_commit:
-        counted = subprocess.run(own_commits(branch), env=env, capture_output=True, text=True)
-        if counted.stdout.strip() == "0":
-            print(f"gastown: the agent exited 0 but left no commit on {branch}", file=sys.stderr)
-            return NO_COMMITS
+    directory = Path(agent_dir) if agent_dir is not None else None
+    done = asyncio.run(run_agent(argv, env, files, directory, settings, home, key))
+    report = PodReport(usage=done.usage, over_budget=done.over_budget, limit=done.limit, tail=done.tail)
+    code = done.exit_code
+    if done.stopped:  # its budget spent, or a long limit: its commits so far are kept on the remote
+        code = OVER_BUDGET if done.over_budget else RATE_LIMITED
+        if _has_commits(branch, env):
+            _push(branch, env, report)
+    elif code == 0:
+        if require_commit and not _has_commits(branch, env):
+            _say(report, f"gastown: the agent exited 0 but left no commit on {branch}")
+            code = NO_COMMITS
+        elif not _push(branch, env, report):
+            _say(report, f"gastown: push of {branch} failed")
+            code = PUSH_FAILED
+    Path(env.get("GT_TERMINATION_LOG", TERMINATION_LOG)).write_text(report.message())
+    return code
+
+
+def _say(report: PodReport, words: str) -> None:
+    """Why the pod fails, after the agent's own output: in its log and its termination message."""
+    print(words, file=sys.stderr)
+    report.tail = f"{report.tail.rstrip()}\n{words}"
+
+
+def _has_commits(branch: str, env: dict[str, str]) -> bool:
+    counted = subprocess.run(own_commits(branch), env=env, capture_output=True, text=True)
+    return counted.stdout.strip() not in ("", "0")
+
+
+def _push(branch: str, env: dict[str, str], report: PodReport) -> bool:
+    """The work branch to the remote, and where it is into `report`; False if the push failed."""
     pushed = subprocess.run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], env=env)
     if pushed.returncode != 0:
-        print(f"gastown: push of {branch} failed", file=sys.stderr)
-        return PUSH_FAILED
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], env=env, capture_output=True, text=True
-    ).stdout.strip()
-    message = json.dumps({"branch": branch, "commit": commit})
-    Path(env.get("GT_TERMINATION_LOG", TERMINATION_LOG)).write_text(message)
-    return 0
+        return False
+    head = subprocess.run(["git", "rev-parse", "HEAD"], env=env, capture_output=True, text=True)
+    report.branch, report.commit = branch, head.stdout.strip()
+    return True
 
 
 def main(args: list[str] | None = None) -> int:

@@ -119,7 +119,7 @@ def activities(
     tmux = TmuxActivities(settings.home, settings.tmux_socket, settings.agents_bin, gateway, prices)
     connection = KubeConnection(settings.kubeconfig)
     kube = KubeActivities(connection)
-    pods = PodActivities(connection, settings.polecat_image)
+    pods = PodActivities(connection, settings.polecat_image, prices, settings.rate_limit_hold)
     beads = BeadActivities()
     schedules = ScheduleActivities(client)
     providers = ProviderActivities(client, settings.task_queue, settings.provider_limits)

@@ -30,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
     from contracts.git import BranchRequest, GitActivities, WorktreeRequest
     from contracts.hosts import HostActivities
     from contracts.pods import PodActivities, PodLaunch, PodRef
-    from contracts.providers import AdmitRequest, LimitNotice, ProviderActivities, provider_of
+    from contracts.providers import (
+        AdmitRequest,
+        LimitNotice,
+        ProviderActivities,
+        provider_of,
+        provider_of_gate,
+    )
     from contracts.status import EventNote, StatusTarget
     from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit, TmuxActivities
     from crds.beadstore import BeadSource
@@ -104,6 +110,7 @@ class ProviderSlot(BaseModel):
     """A slot of a gated provider (`workflows.provider`): asked for, then admitted to, then given back."""
 
     provider: str
+    gate: str | None = None  # which of the provider's gates (one per key); None: the provider's own
     cap: int = 0  # as the gate's worker said
     admitted: bool = False
 
@@ -219,13 +226,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             self.state.termination = Termination(reason=reason, message=message)
 
     @workflow.signal
-    async def admitted(self, provider: str) -> None:
+    async def admitted(self, gate: str) -> None:
         """From a provider's gate: the slot asked for is ours. One no longer wanted is given back."""
         slot = self.state.slot
-        if slot is not None and slot.provider == provider:
-            slot.admitted = True
+        if slot is not None and slot.provider == provider_of_gate(gate):
+            slot.gate, slot.admitted = gate, True
         else:
-            await self._give_back(provider)
+            await self._give_back(gate)
 
     @workflow.signal
     def merge_verdict(self, verdict: MergeVerdict) -> None:
@@ -392,21 +399,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return  # interrupted: the loop stops the agent
         slot = self.state.slot
         await self._stop_agent()  # the pane is dead (or the agent over its budget); this removes the session
-        budget = self.polecat.spec.budget
-        over_budget = result.over_budget or (budget.exceeded(self.state.status.usage) if budget else None)
-        if over_budget:  # its last requests may have been refused, whatever its exit code says
-            self._set_phase(
-                "Failed",
-                "BudgetExceeded",
-                f"budget spent: {over_budget}; the agent was stopped, its work kept on branch "
-                f"{self.state.status.branch}; "
-                "raise spec.budget to continue",
-            )
-            return
-        if result.rate_limited is not None:
-            self._park(result.rate_limited)
-            if slot is not None:  # the gate admits no one of this provider until the reset
-                await self._tell_limited(slot.provider, result.rate_limited)
+        if await self._stopped_early(result.over_budget, result.rate_limited, slot):
             return
         if result.exit_code != 0:
             self.state.status.exit_code = result.exit_code
@@ -441,6 +434,29 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self._set_phase(
             "Succeeded", "AgentSucceeded", f"done: branch {branch.branch} at {branch.commit[:12]}{where}"
         )
+
+    async def _stopped_early(
+        self, over_budget: str | None, limit: RateLimit | None, slot: ProviderSlot | None
+    ) -> bool:
+        """Failed for a spent budget, or parked for a long limit (the agent stopped for it, or
+        ending as it did); False if neither holds."""
+        budget = self.polecat.spec.budget
+        over_budget = over_budget or (budget.exceeded(self.state.status.usage) if budget else None)
+        if over_budget:  # its last requests may have been refused, whatever its exit code says
+            self._set_phase(
+                "Failed",
+                "BudgetExceeded",
+                f"budget spent: {over_budget}; the agent was stopped, its work kept on branch "
+                f"{self.state.status.branch}; "
+                "raise spec.budget to continue",
+            )
+            return True
+        if limit is not None:
+            self._park(limit)
+            if slot is not None:  # the gate admits no one of this provider until the reset
+                await self._tell_limited(slot, limit)
+            return True
+        return False
 
     # --- a provider's long limit: parked, then resumed ------------------------------
 
@@ -569,12 +585,19 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         """The agent as a pod; its deadline is a durable timer as well as the pod's own."""
         kubernetes = self.polecat.spec.kubernetes
         assert kubernetes is not None and kubernetes.active_deadline_seconds is not None  # validated
+        status = self.state.status
         try:
             if not await self._slot_of_provider():
                 return
             pod = await workflow.execute_activity_method(
                 PodActivities.start_pod,
-                PodLaunch(polecat=self.polecat, bead=bead, attempt=self.state.status.restarts),
+                PodLaunch(
+                    polecat=self.polecat,
+                    bead=bead,
+                    attempt=status.restarts + status.resumes,
+                    resume=status.restarts > 0 or status.resumes > 0,
+                    spent=status.usage,
+                ),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -582,7 +605,6 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             self._fail(error)
             return
         self.state.pod = pod
-        status = self.state.status
         status.pod_name = pod.name
         status.branch = self.polecat.work_branch
         status.start_time = status.start_time or workflow.now()
@@ -608,7 +630,12 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                     f"activeDeadlineSeconds ({limit}s) passed; the pod was deleted",
                 )
             return
+        slot = self.state.slot
         await self._release_slot()  # the pod has ended
+        if result.usage is not None:  # over all attempts, as the pod's gateway counted
+            status.usage = result.usage
+        if await self._stopped_early(result.over_budget, result.rate_limited, slot):
+            return
         status.exit_code = result.exit_code
         if not result.succeeded:
             self._set_phase("Failed", result.reason, result.message)
@@ -654,19 +681,20 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             slot = self.state.slot = ProviderSlot(provider=provider)
             admission = await workflow.execute_activity_method(
                 ProviderActivities.admit,
-                AdmitRequest(provider=provider, polecat=workflow.info().workflow_id),
+                self._admit_request(provider),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
             if not admission.gated:
                 self.state.slot = None
                 return True
-            slot.cap = admission.cap
+            slot.cap, slot.gate = admission.cap, admission.gate
         if not slot.admitted:
             status = self.state.status
             before, status.message = (
                 status.message,
-                f"waiting for a slot of provider {provider}: at most {slot.cap} of its agents run at once, "
+                f"waiting for a slot of provider {slot.gate or provider}: at most {slot.cap} of its agents "
+                "run at once, "
                 "first come, first served",
             )
             self.publish(None)
@@ -677,20 +705,33 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             return False
         return True
 
+    def _admit_request(self, provider: str) -> AdmitRequest:
+        """What the gate is asked: a pod's agent goes with its own secret (a local one, the worker's key)."""
+        asking = AdmitRequest(provider=provider, polecat=workflow.info().workflow_id)
+        kubernetes = self.polecat.spec.kubernetes
+        if self.polecat.spec.execution_mode == "kubernetes" and kubernetes is not None:
+            asking.in_pod = True
+            key, login = kubernetes.api_key_secret_ref, kubernetes.claude_creds_secret_ref
+            if key is not None:
+                asking.key_ref = f"{self.polecat.namespace}/{key.name}/{key.key}"
+            elif login is not None:
+                asking.key_ref = f"{self.polecat.namespace}/{login.name}"
+        return asking
+
     async def _release_slot(self) -> None:
         """The slot back to the gate, if it holds one (or waits for one)."""
         slot, self.state.slot = self.state.slot, None
         if slot is not None:
-            await self._give_back(slot.provider)
+            await self._give_back(slot.gate or slot.provider)
 
-    async def _give_back(self, provider: str) -> None:
+    async def _give_back(self, gate: str) -> None:
         with contextlib.suppress(FailureError):  # no gate any more: nothing to give back
-            await _gate(provider).signal(ProviderWorkflow.release, workflow.info().workflow_id)
+            await _gate(gate).signal(ProviderWorkflow.release, workflow.info().workflow_id)
 
-    async def _tell_limited(self, provider: str, limit: RateLimit) -> None:
+    async def _tell_limited(self, slot: ProviderSlot, limit: RateLimit) -> None:
         notice = LimitNotice(polecat=workflow.info().workflow_id, until=limit.until)
         with contextlib.suppress(FailureError):
-            await _gate(provider).signal(ProviderWorkflow.limited, notice)
+            await _gate(slot.gate or slot.provider).signal(ProviderWorkflow.limited, notice)
 
     # --- the host of its local work -------------------------------------------
 
@@ -792,10 +833,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         )
 
 
-def _gate(provider: str) -> workflow.ExternalWorkflowHandle[ProviderWorkflow]:
-    """The provider's gate (`workflows.provider`)."""
+def _gate(gate: str) -> workflow.ExternalWorkflowHandle[ProviderWorkflow]:
+    """A provider's gate (`workflows.provider`), by its name (`contracts.providers.gate_name`)."""
     return workflow.get_external_workflow_handle_for(
-        ProviderWorkflow.run, attributes.workflow_id("Provider", None, provider)
+        ProviderWorkflow.run, attributes.workflow_id("Provider", None, gate)
     )
 
 

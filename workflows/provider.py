@@ -92,7 +92,7 @@ class ProviderWorkflow:
 
         async def tell(polecat: str) -> None:
             try:
-                await workflow.get_external_workflow_handle(polecat).signal("admitted", self.status.provider)
+                await workflow.get_external_workflow_handle(polecat).signal("admitted", self.status.gate)
             except FailureError:  # gone since: its slot is free again
                 self.release(polecat)
 

@@ -69,7 +69,11 @@ async def anthropic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIte
 def counted(polecat: Polecat, server: ModelServer) -> Usage:
     """The polecat's usage, once checked to be exactly what the model server reported, by model."""
     assert polecat.status is not None and polecat.status.usage is not None, "no usage in the status"
-    usage = polecat.status.usage
+    return as_reported(polecat.status.usage, server)
+
+
+def as_reported(usage: Usage, server: ModelServer) -> Usage:
+    """`usage`, once checked to be exactly what the model server reported, by model."""
     assert server.reported, "the model server reported no usage"
     by_model: dict[str, list[dict[str, Any]]] = {}
     for report in server.reported:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from launch.pod_entrypoint import ssh_environment
-from tests.helpers import SCRIPTED_AGENT, GitRig, make_git_rig
+from launch.pod_gateway import PodReport
+from tests.helpers import REPO_ROOT, SCRIPTED_AGENT, GitRig, make_git_rig
 
 ENTRYPOINT = [sys.executable, "-m", "launch.pod_entrypoint"]
 
@@ -72,8 +72,9 @@ def test_clone_then_run_pushes_the_work_branch(tmp_path: Path, pod_env: dict[str
     done = run_agent("polecat/slit", agent, repo, pod_env)
     assert done.returncode == 0, done.stderr
     assert 'task: the task "; touch /tmp/x' in done.stdout  # the prompt reached the agent as a file
-    message = json.loads(Path(pod_env["GT_TERMINATION_LOG"]).read_text())
-    assert message == {"branch": "polecat/slit", "commit": rig.remote_branches()["polecat/slit"]}
+    report = PodReport.model_validate_json(Path(pod_env["GT_TERMINATION_LOG"]).read_text())
+    assert (report.branch, report.commit) == ("polecat/slit", rig.remote_branches()["polecat/slit"])
+    assert "committed fix.txt" in report.tail  # the agent's output, as the pod's log has it too
     assert rig.files_on("polecat/slit")["fix.txt"] == "fixed\n"
 
 
@@ -93,7 +94,8 @@ def test_a_restarted_pod_goes_on_from_its_pushed_work_branch(tmp_path: Path, pod
 
 
 def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env: dict[str, str]) -> None:
-    """A failing agent's exit code is the container's; nothing is pushed."""
+    """A failing agent's exit code is the container's; nothing is pushed, and the termination
+    message has its last output."""
     rig = make_git_rig(tmp_path / "rig")
     repo = tmp_path / "repo"
     assert clone(rig, "main", "polecat/nux", repo, pod_env).returncode == 0
@@ -101,7 +103,8 @@ def test_failed_agent_pushes_nothing_and_keeps_its_code(tmp_path: Path, pod_env:
     done = run_agent("polecat/nux", agent, repo, pod_env)
     assert done.returncode == 4
     assert "polecat/nux" not in rig.remote_branches()
-    assert not Path(pod_env["GT_TERMINATION_LOG"]).exists()
+    report = PodReport.model_validate_json(Path(pod_env["GT_TERMINATION_LOG"]).read_text())
+    assert report.commit is None and "exiting with 4" in report.tail
 
 
 def test_clone_of_a_missing_branch_fails(tmp_path: Path, pod_env: dict[str, str]) -> None:
@@ -132,3 +135,29 @@ def test_an_empty_secret_sets_nothing(tmp_path: Path) -> None:
     """An optional secret mounted empty (the worker's, when nobody created it) leaves git as it is."""
     assert ssh_environment(str(tmp_path)) == {}
     assert ssh_environment(None) == {}
+
+
+# Run by a bare Python as a pod's user: reads its own environment through a child, before and after.
+READ_OWN_ENVIRONMENT = """
+import os, subprocess
+from launch.unreadable import make_unreadable
+def child_reads():
+    return subprocess.run(["cat", f"/proc/{os.getpid()}/environ"], capture_output=True).returncode == 0
+before = child_reads()
+make_unreadable()
+print(before, child_reads())
+"""
+
+
+def test_the_entrypoint_is_unreadable_to_its_agent() -> None:
+    """After make_unreadable (the entrypoint holding a key), a child of the same non-root user, as
+    a pod's agent is, can no longer read the process's environment from /proc; before, it could."""
+    as_pod_user = ["setpriv", "--reuid=65532", "--regid=65532", "--clear-groups"] if os.geteuid() == 0 else []
+    done = subprocess.run(
+        [*as_pod_user, "/usr/bin/python3", "-c", READ_OWN_ENVIRONMENT],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.split() == ["True", "False"], done.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,19 @@ from temporalio.client import Client
 
 from bridge.reconcile import Reconciler, workflow_id_of
 from client.settings import Settings
+from client.visibility import provider_gates
+from contracts.providers import key_id
 from crds import Polecat, Rig, parse_resource
-from launch.pod_entrypoint import NO_COMMITS
+from crds.usage import ModelUsage, Usage
+from launch.gateway import LimitRecord
+from launch.pod_entrypoint import NO_COMMITS, OVER_BUDGET, RATE_LIMITED
+from launch.pod_gateway import PodGateway, PodReport
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import parsed, reach, terminate_running
+from tests.helpers import parsed, reach, terminate_running, wait_until
 from worker.main import build_worker
 
 SECRET_VALUE = "sk-ant-api03-THIS-MUST-NEVER-LEAK-8d3f"
+SPENT = Usage.of([ModelUsage(model="claude-sonnet-4-5", input_tokens=150, output_tokens=50, requests=2)])
 
 
 @pytest.fixture
@@ -142,14 +149,16 @@ def terminated(exit_code: int, reason: str, message: str) -> dict[str, Any]:
 
 
 async def test_pod_runs_to_succeeded_with_its_commit(reconciler: Reconciler, api: FakeApiServer) -> None:
-    """The pod is created from the spec; when its agent succeeds, the polecat is Succeeded with the pushed commit."""
+    """The pod is created from the spec; when its agent succeeds, the polecat is Succeeded with the
+    pushed commit and what its pod's gateway counted."""
     await reconciler.apply(pod_polecat("furiosa", reconciler))
     working = await phase_of(reconciler, "furiosa", "Working")
     pod = the_pod(api, "furiosa")
     assert working.status is not None and working.status.pod_name == pod["metadata"]["name"]
     assert pod["spec"]["containers"][0]["image"] == "gastown/polecat:test"
     api.patch_status("pods", "default", pod["metadata"]["name"], {"phase": "Running"})  # as the kubelet
-    message = json.dumps({"branch": "polecat/furiosa", "commit": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"})
+    commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    message = PodReport(branch="polecat/furiosa", commit=commit, usage=SPENT).message()
     api.patch_status(
         "pods",
         "default",
@@ -158,10 +167,8 @@ async def test_pod_runs_to_succeeded_with_its_commit(reconciler: Reconciler, api
     )
     done = await phase_of(reconciler, "furiosa", "Succeeded", "Failed")
     assert done.status is not None
-    assert (done.status.phase, done.status.commit) == (
-        "Succeeded",
-        "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-    )
+    assert (done.status.phase, done.status.commit) == ("Succeeded", commit)
+    assert done.status.usage == SPENT
 
 
 async def test_oom_killed_agent_fails_with_the_reason(reconciler: Reconciler, api: FakeApiServer) -> None:
@@ -299,3 +306,133 @@ async def test_a_retried_start_adopts_the_pod(
     again = await pods.start_pod(PodLaunch(polecat=started))
     assert started.status is not None and again.name == started.status.pod_name
     assert len([p for p in api.objects("pods", "default") if p["metadata"]["name"] == again.name]) == 1
+
+
+def gateway_of(pod: dict[str, Any]) -> PodGateway:
+    """The settings a pod's gateway was started with."""
+    env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
+    return PodGateway.model_validate_json(env["GT_GATEWAY"])
+
+
+def pod_named(api: FakeApiServer, polecat: str, suffix: str) -> dict[str, Any]:
+    return next(pod for pod in pods_of(api, polecat) if pod["metadata"]["name"].endswith(suffix))
+
+
+async def test_a_pod_stopped_for_its_budget_fails_the_polecat_and_a_raised_budget_goes_on_in_a_new_pod(
+    reconciler: Reconciler, api: FakeApiServer
+) -> None:
+    """The entrypoint's OVER_BUDGET exit: the polecat is Failed (BudgetExceeded) with the spend.
+    A raised budget restarts it as a new pod that goes on from the pushed branch, its gateway
+    holding it to the new budget over both attempts' spend."""
+    await reconciler.apply(pod_polecat("furiosa", reconciler, budget={"maxTokens": 100}))
+    await phase_of(reconciler, "furiosa", "Working")
+    first = the_pod(api, "furiosa")["metadata"]["name"]
+    why = "used 200 tokens of spec.budget.maxTokens 100"
+    report = PodReport(branch="polecat/furiosa", commit="4b825dc6", usage=SPENT, over_budget=why)
+    api.patch_status(
+        "pods",
+        "default",
+        first,
+        {"phase": "Failed", "containerStatuses": [terminated(OVER_BUDGET, "Error", report.message())]},
+    )
+    failed = await phase_of(reconciler, "furiosa", "Failed")
+    assert failed.status is not None and failed.status.usage == SPENT
+    assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "BudgetExceeded"
+    assert why in failed.status.message
+
+    await reconciler.apply(pod_polecat("furiosa", reconciler, budget={"maxTokens": 1000}))
+    await phase_of(reconciler, "furiosa", "Working")
+    again = pod_named(api, "furiosa", "-r1")
+    settings = gateway_of(again)
+    assert settings.budget is not None and settings.budget.max_tokens == 1000
+    assert settings.spent == SPENT.models
+    prompt = next(
+        item["value"] for item in again["spec"]["containers"][0]["env"] if item["name"] == "GT_PROMPT"
+    )
+    assert "continue from where it stopped" in prompt
+
+
+async def test_a_pod_stopped_for_a_long_limit_parks_the_polecat_then_resumes_it_in_a_new_pod(
+    reconciler: Reconciler, api: FakeApiServer
+) -> None:
+    """The entrypoint's RATE_LIMITED exit: the polecat is Pending with condition RateLimited until
+    the reset, then Working again in a new pod (a resume, not a restart), its spend carried over."""
+    await reconciler.apply(pod_polecat("nux", reconciler))
+    await phase_of(reconciler, "nux", "Working")
+    first = the_pod(api, "nux")["metadata"]["name"]
+    limit = LimitRecord(provider="anthropic", until=time.time() + 3, status=429)
+    report = PodReport(branch="polecat/nux", usage=SPENT, limit=limit)
+    api.patch_status(
+        "pods",
+        "default",
+        first,
+        {"phase": "Failed", "containerStatuses": [terminated(RATE_LIMITED, "Error", report.message())]},
+    )
+    parked = await phase_of(reconciler, "nux", "Pending")
+    assert parked.status is not None
+    limited = next(c for c in parked.status.conditions if c.type == "RateLimited")
+    assert (limited.status, limited.reason) == ("True", "RateLimited")
+    assert "rate limited by anthropic (HTTP 429)" in limited.message
+
+    async def working_again() -> Polecat | None:
+        found = await reconciler.find(Polecat, "default", "nux")
+        status = found.status if found else None
+        return found if status and status.phase == "Working" and status.resumes else None
+
+    resumed = await wait_until(working_again, "nux to resume after the reset", 60)
+    assert resumed.status is not None and (resumed.status.resumes, resumed.status.restarts) == (1, 0)
+    assert resumed.status.usage == SPENT
+    assert gateway_of(pod_named(api, "nux", "-r1")).spent == SPENT.models
+    reset = next(c for c in resumed.status.conditions if c.type == "RateLimited")
+    assert (reset.status, reset.reason) == ("False", "RateLimitReset")
+
+
+@pytest.fixture
+async def gated(client: Client, kube_settings: Settings) -> AsyncIterator[Reconciler]:
+    """As `reconciler`, with anthropic gated at one agent at once per key."""
+    gated_settings = kube_settings.model_copy(update={"provider_limits": {"anthropic": 1}})
+    reconciler = Reconciler(client, gated_settings.task_queue)
+    async with build_worker(client, gated_settings):
+        await reconciler.apply(bare_rig(gated_settings))
+        yield reconciler
+        await terminate_running(client, gated_settings.task_queue)
+
+
+async def test_each_key_has_a_gate_of_its_own(gated: Reconciler, api: FakeApiServer, client: Client) -> None:
+    """A provider's cap holds per key: with anthropic at one agent at once, a pod using team A's
+    secret and one using team B's both run; a second of team A's waits Pending for A's slot, and
+    starts once the first pod ends. `gastown get providers` lists the two gates."""
+    team_a, team_b = f"team-a-{gated.task_queue}", f"team-b-{gated.task_queue}"
+
+    def keyed(name: str, secret: str) -> Polecat:
+        resource = pod_polecat(name, gated)
+        assert resource.spec.kubernetes is not None and resource.spec.kubernetes.api_key_secret_ref
+        resource.spec.kubernetes.api_key_secret_ref.name = secret
+        return resource
+
+    await gated.apply(keyed("ace", team_a))
+    await phase_of(gated, "ace", "Working")
+    await gated.apply(keyed("bee", team_b))
+    await phase_of(gated, "bee", "Working")
+    await gated.apply(keyed("cue", team_a))
+    gate_a = f"anthropic@{key_id(f'default/{team_a}/api-key')}"
+
+    async def waiting() -> Polecat | None:
+        found = await gated.find(Polecat, "default", "cue")
+        message = found.status.message if found and found.status else ""
+        return found if f"waiting for a slot of provider {gate_a}" in message else None
+
+    await wait_until(waiting, "cue to wait for team A's slot", 60)
+    assert not pods_of(api, "cue")
+    gates = {gate.gate: gate for gate in await provider_gates(client)}
+    assert gate_a in gates and f"anthropic@{key_id(f'default/{team_b}/api-key')}" in gates
+    assert len(gates[gate_a].running) == 1 and len(gates[gate_a].waiting) == 1
+
+    report = PodReport(branch="polecat/ace", commit="4b825dc6").message()
+    api.patch_status(
+        "pods",
+        "default",
+        the_pod(api, "ace")["metadata"]["name"],
+        {"phase": "Succeeded", "containerStatuses": [terminated(0, "Completed", report)]},
+    )
+    await phase_of(gated, "cue", "Working")

@@ -38,7 +38,7 @@ def test_an_agent_gets_the_gateway_and_never_a_key_the_worker_holds() -> None:
     """Every provider's URL variables name the gateway, keeping the upstream's path; a key the worker
     holds becomes a placeholder; a provider the worker has no key for gets none."""
     environ = {"ANTHROPIC_API_KEY": "sk-real", "OPENAI_BASE_URL": "https://llm.example/v1", "HOME": "/h"}
-    seen = agent_environ(environ, "http://127.0.0.1:9", "T")
+    seen = agent_environ(environ, "http://127.0.0.1:9/T")
     assert seen["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9/T/anthropic"
     assert seen["OPENAI_BASE_URL"] == seen["OPENAI_API_BASE"] == "http://127.0.0.1:9/T/openai/v1"
     assert seen["OLLAMA_HOST"] == "http://127.0.0.1:9/T/ollama"

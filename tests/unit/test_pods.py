@@ -11,7 +11,10 @@ import pytest
 from activities.pods import AGENT_DIR, build_pod, pod_name
 from contracts.beads import Bead
 from crds.polecat import Polecat
+from crds.usage import Budget, ModelUsage, Usage
 from launch.agents import agent_command, prompt_for
+from launch.gateway import PLACEHOLDER_KEY, POD_GATEWAY_BASE, agent_environ
+from launch.pod_gateway import PodGateway
 from tests.helpers import polecat
 
 IMAGE = "registry.example/gastown/polecat:1"
@@ -78,15 +81,17 @@ def test_restricted_security_and_completion() -> None:
 
 
 def test_secrets_are_referenced_never_copied() -> None:
-    """The git key is a read-only 0400 secret volume, the API key a secretKeyRef (default key api-key)."""
+    """The git key is a read-only 0400 secret volume; the API key a secretKeyRef (default key
+    api-key) for the pod's gateway only: the agent's variable holds the gateway's placeholder."""
     pod = build_pod(k8s_polecat(), IMAGE)
     volumes = {volume["name"]: volume for volume in pod["spec"]["volumes"]}
     assert volumes["git-ssh"]["secret"] == {"secretName": "athena-deploy-key", "defaultMode": 0o400}
     mounts = agent_container(pod)["volumeMounts"]
     assert {"name": "git-ssh", "mountPath": "/etc/gastown/git", "readOnly": True} in mounts
-    api_key = next(var for var in agent_container(pod)["env"] if var["name"] == "ANTHROPIC_API_KEY")
-    assert api_key == {
-        "name": "ANTHROPIC_API_KEY",
+    env = {item["name"]: item for item in agent_container(pod)["env"]}
+    assert env["ANTHROPIC_API_KEY"] == {"name": "ANTHROPIC_API_KEY", "value": PLACEHOLDER_KEY}
+    assert env["GT_GATEWAY_KEY"] == {
+        "name": "GT_GATEWAY_KEY",
         "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}},
     }
     text = json.dumps(pod)
@@ -101,7 +106,7 @@ def test_agent_runs_the_local_command_line(agent: str) -> None:
     environ = {"ANTHROPIC_BASE_URL": "http://models.internal"}
     command = agent_container(build_pod(resource, IMAGE, environ=environ))["command"]
     prompt = prompt_for("slit", "athena", "polecat/slit", resource.spec)
-    expected = agent_command(resource.spec, prompt, environ, AGENT_DIR).argv
+    expected = agent_command(resource.spec, prompt, agent_environ(environ, POD_GATEWAY_BASE), AGENT_DIR).argv
     assert command[: command.index("--")] == [
         "python3", "-m", "launch.pod_entrypoint", "run", "--git-secret", "/etc/gastown/git", "--require-commit",
         "--branch", "polecat/slit", "--agent-dir", AGENT_DIR,
@@ -110,31 +115,55 @@ def test_agent_runs_the_local_command_line(agent: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("agent", "provider", "variables"),
+    ("agent", "provider", "variables", "gateway_reads"),
     [
-        ("claude-code", None, ["ANTHROPIC_API_KEY"]),
-        ("claude-code", "litellm", ["ANTHROPIC_AUTH_TOKEN"]),
-        ("opencode", "openai", ["OPENAI_API_KEY"]),
-        ("aider", "litellm", ["LITELLM_PROXY_API_KEY"]),
-        ("aider", "ollama", []),
+        ("claude-code", None, ["ANTHROPIC_API_KEY"], ["ANTHROPIC_API_KEY"]),
+        ("claude-code", "litellm", ["ANTHROPIC_AUTH_TOKEN"], ["LITELLM_PROXY_API_KEY"]),
+        ("opencode", "openai", ["OPENAI_API_KEY"], ["OPENAI_API_KEY"]),
+        ("aider", "litellm", ["LITELLM_PROXY_API_KEY"], ["LITELLM_PROXY_API_KEY"]),
+        ("aider", "ollama", [], []),
     ],
 )
-def test_the_api_key_reaches_the_variable_the_agent_reads(
-    agent: str, provider: str | None, variables: list[str]
+def test_the_api_key_goes_to_the_pods_gateway(
+    agent: str, provider: str | None, variables: list[str], gateway_reads: list[str]
 ) -> None:
-    """apiKeySecretRef becomes a secretKeyRef under each variable the agent reads its key from
-    (none for Ollama, which takes no key)."""
+    """Each variable the agent reads its key from holds the gateway's placeholder, and the pod's
+    gateway has the apiKeySecretRef for the provider's own variable (no key for Ollama)."""
     resource = k8s_polecat(agent)
     assert resource.spec.agent_config is not None
     resource.spec.agent_config.provider = provider  # type: ignore[assignment]
     env = agent_container(build_pod(resource, IMAGE))["env"]
-    keyed = [item["name"] for item in env if "valueFrom" in item]
-    assert keyed == variables
-    assert all(
-        item["valueFrom"] == {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}
-        for item in env
-        if "valueFrom" in item
+    assert [item["name"] for item in env if item.get("value") == PLACEHOLDER_KEY] == variables
+    keyed = [item for item in env if "valueFrom" in item]
+    expected = [
+        {"name": "GT_GATEWAY_KEY", "valueFrom": {"secretKeyRef": {"name": "anthropic", "key": "api-key"}}}
+    ]
+    assert keyed == (expected if variables else [])
+    settings = PodGateway.model_validate_json(
+        next(item["value"] for item in env if item["name"] == "GT_GATEWAY")
     )
+    assert settings.key_variables == gateway_reads
+
+
+def test_the_agent_reaches_its_providers_through_the_pods_gateway() -> None:
+    """Every provider's URL variable names the pod's gateway (the entrypoint fills in where it is);
+    the worker's own endpoints, prices, hold and the polecat's budget and earlier spend go to the
+    gateway's settings."""
+    resource = k8s_polecat("claude-code")
+    resource.spec.budget = Budget(max_cost_usd=2.5)
+    spent = Usage.of([ModelUsage(model="claude-sonnet-4-5", input_tokens=10, requests=1, cost_usd=0.01)])
+    environ = {"ANTHROPIC_BASE_URL": "http://models.internal/anthropic", "OPENAI_API_KEY": "sk-worker"}
+    pod = build_pod(resource, IMAGE, environ=environ, spent=spent, hold=7)
+    env = {item["name"]: item.get("value") for item in agent_container(pod)["env"]}
+    assert env["ANTHROPIC_BASE_URL"] == f"{POD_GATEWAY_BASE}/anthropic/anthropic"
+    assert env["OPENAI_BASE_URL"] == f"{POD_GATEWAY_BASE}/openai/v1"
+    assert "sk-worker" not in json.dumps(pod)  # the worker's own keys never go to a pod
+    settings = PodGateway.model_validate_json(env["GT_GATEWAY"] or "")
+    assert settings.upstreams == {"ANTHROPIC_BASE_URL": "http://models.internal/anthropic"}
+    assert settings.budget == resource.spec.budget
+    assert settings.spent == spent.models
+    assert settings.hold == 7
+    assert settings.prices["claude-sonnet-4-5"].output == 15
 
 
 def test_agent_files_travel_to_the_entrypoint() -> None:
