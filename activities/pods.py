@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -35,7 +36,7 @@ from launch.agents import PROVIDERS, agent_command, agent_environment, prompt_fo
 from launch.gateway import PLACEHOLDER_KEY, POD_GATEWAY_BASE, agent_environ
 from launch.gateway_server import HOLD
 from launch.pod_entrypoint import NO_COMMITS
-from launch.pod_gateway import PodGateway, PodReport, upstreams_of
+from launch.pod_gateway import PodGateway, PodReport, upstreams_of, usage_in_log
 from launch.usage import Prices
 
 UID = 65532  # the image's non-root user, as distroless images use
@@ -251,6 +252,8 @@ def build_pod(
 # Waiting reasons that never resolve by themselves: the polecat fails with them.
 FATAL_WAITING = {"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
 WATCH_SLICE_SECONDS = 5
+USAGE_READ_SECONDS = 10  # how often the watcher reads the pod's log for the agent's spend so far
+USAGE_LOG_LINES = 500  # the log's tail it looks in
 
 
 def _terminated(statuses: list[dict[str, Any]] | None, name: str) -> dict[str, Any] | None:
@@ -385,10 +388,18 @@ class PodActivities(contract.PodActivities):
 
     @activity.defn(name=contract.WATCH_POD)
     async def watch_pod(self, ref: PodRef) -> PodExit:
+        """Each heartbeat carries the agent's spend so far, as its entrypoint last wrote it into the
+        pod's log (read every USAGE_READ_SECONDS; `gastown get` reads it from the pending activity)."""
         async with self.connection.api() as api:
             core = client.CoreV1Api(api)
+            usage: Usage | None = None
+            read_at = 0.0
+
+            def beat() -> None:
+                activity.heartbeat(*([usage.to_wire()] if usage else []))
+
             while True:
-                activity.heartbeat()
+                beat()
                 try:
                     pod = api.sanitize_for_serialization(
                         await core.read_namespaced_pod(ref.name, ref.namespace)
@@ -402,6 +413,9 @@ class PodActivities(contract.PodActivities):
                 outcome = pod_outcome(pod)
                 if outcome is not None:
                     return outcome
+                if time.monotonic() - read_at >= USAGE_READ_SECONDS:
+                    read_at = time.monotonic()
+                    usage = await _usage_so_far(core, ref) or usage
                 stream = watch.Watch().stream(
                     core.list_namespaced_pod,
                     ref.namespace,
@@ -411,7 +425,7 @@ class PodActivities(contract.PodActivities):
                     timeout_seconds=WATCH_SLICE_SECONDS,
                 )
                 async for event in stream:
-                    activity.heartbeat()
+                    beat()
                     changed = event.get("raw_object") or {}
                     if event.get("type") == "DELETED":
                         raise ApplicationError(
@@ -431,6 +445,17 @@ class PodActivities(contract.PodActivities):
             except ApiException as error:
                 if error.status != 404:
                     raise
+
+
+async def _usage_so_far(core: client.CoreV1Api, ref: PodRef) -> Usage | None:
+    """The running total in the agent container's log (None: none yet, or no log to read)."""
+    try:
+        log = await core.read_namespaced_pod_log(
+            ref.name, ref.namespace, container="agent", tail_lines=USAGE_LOG_LINES
+        )
+    except ApiException:
+        return None
+    return usage_in_log(log if isinstance(log, str) else "")
 
 
 def _api_failure(error: ApiException, kind: str) -> ApplicationError:

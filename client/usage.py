@@ -17,10 +17,12 @@ from temporalio.client import Client
 
 from client.visibility import describe_running
 from contracts import attributes
+from contracts.pods import WATCH_POD
 from contracts.tmux import WATCH_AGENT
 from crds.polecat import Polecat
 from crds.usage import Usage
 
+WATCHERS = {WATCH_AGENT, WATCH_POD}  # the activities whose heartbeats carry an agent's usage
 # Describes in flight at once: a town of hundreds of working polecats stays a short burst.
 CONCURRENT_DESCRIBES = 32
 
@@ -31,7 +33,7 @@ async def live_usage(client: Client, workflow_id: str) -> Usage | None:
     if description is None:
         return None
     for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name != WATCH_AGENT or not pending.heartbeat_details.payloads:
+        if pending.activity_type.name not in WATCHERS or not pending.heartbeat_details.payloads:
             continue
         (details,) = await client.data_converter.decode(pending.heartbeat_details.payloads)
         if isinstance(details, dict):

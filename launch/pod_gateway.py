@@ -15,7 +15,9 @@ loopback), so the entrypoint serves one in the pod, the same server
   too long to hold, stops the agent within seconds (`AgentRun.stopped`).
 
 What the pod spent, over all attempts, goes in the termination message
-(`PodReport`), where the worker reads it from the pod's status.
+(`PodReport`), where the worker reads it from the pod's status; while the
+agent works, the running total is a line of the pod's log whenever it
+changes (at most every 10 s), where the worker's watcher reads it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ CHECK_SECONDS = 1.0  # how often the entrypoint reads the agent's ledger
 STOP_GRACE_SECONDS = 10.0  # SIGTERM, then this long before SIGKILL
 TAIL_BYTES = 8192  # the output kept for the termination message
 MESSAGE_BYTES = 4000  # Kubernetes keeps 4096 bytes of a termination message
+USAGE_MARK = "gastown-usage: "  # a line of the pod's log with the running total after it
+USAGE_LINE_SECONDS = 10.0  # the least time between two such lines
 
 
 class PodGateway(BaseModel):
@@ -185,11 +189,34 @@ class _Check:
         self.agent_dir = agent_dir
         self.budget = budget
         self.counter = usage_counter(agent_dir, prices)
+        self.shown: tuple[Usage | None, float] = (None, 0.0)  # the usage last in the log, and when
 
     def why_stop(self) -> tuple[str | None, LimitRecord | None]:
-        over_budget = self.budget.exceeded(self.counter.usage()) if self.budget else None
+        usage = self.counter.usage()
+        self._show(usage)
+        over_budget = self.budget.exceeded(usage) if self.budget else None
         limit = latest_limit(self.agent_dir)
         return over_budget, limit if limit is not None and limit.until > time.time() else None
+
+    def _show(self, usage: Usage | None) -> None:
+        """The running total, into the pod's log when it has changed (at most every USAGE_LINE_SECONDS):
+        the worker's watcher reads it from there (`usage_in_log`)."""
+        shown, when = self.shown
+        if usage is None or usage == shown or time.monotonic() - when < USAGE_LINE_SECONDS:
+            return
+        self.shown = (usage, time.monotonic())
+        sys.stderr.write(f"{USAGE_MARK}{usage.model_dump_json(by_alias=True, exclude_none=True)}\n")
+        sys.stderr.flush()
+
+
+def usage_in_log(log: str) -> Usage | None:
+    """The latest running total a pod's entrypoint wrote into its log (None: none in `log`)."""
+    for line in reversed(log.splitlines()):
+        _, mark, rest = line.partition(USAGE_MARK)
+        if mark:
+            with contextlib.suppress(ValueError):
+                return Usage.model_validate_json(rest)
+    return None
 
 
 async def _copy(process: asyncio.subprocess.Process, tail: bytearray) -> None:

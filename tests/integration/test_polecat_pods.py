@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ from temporalio.client import Client
 
 from bridge.reconcile import Reconciler, workflow_id_of
 from client.settings import Settings
+from client.usage import live_usage
 from client.visibility import provider_gates
 from contracts.providers import key_id
 from crds import Polecat, Rig, parse_resource
 from crds.usage import ModelUsage, Usage
 from launch.gateway import LimitRecord
 from launch.pod_entrypoint import NO_COMMITS, OVER_BUDGET, RATE_LIMITED
-from launch.pod_gateway import PodGateway, PodReport
+from launch.pod_gateway import USAGE_MARK, PodGateway, PodReport
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import parsed, reach, terminate_running, wait_until
 from worker.main import build_worker
@@ -436,3 +438,21 @@ async def test_each_key_has_a_gate_of_its_own(gated: Reconciler, api: FakeApiSer
         {"phase": "Succeeded", "containerStatuses": [terminated(0, "Completed", report)]},
     )
     await phase_of(gated, "cue", "Working")
+
+
+async def test_a_working_pods_spend_is_live_from_its_log(
+    reconciler: Reconciler, api: FakeApiServer, client: Client
+) -> None:
+    """While the pod works, its watcher reads the running total its entrypoint writes into the
+    pod's log, and the live figure (what `gastown get -o wide` shows) follows it."""
+    await reconciler.apply(pod_polecat("slit", reconciler))
+    await phase_of(reconciler, "slit", "Working")
+    name = the_pod(api, "slit")["metadata"]["name"]
+    line = f"{USAGE_MARK}{SPENT.model_dump_json(by_alias=True, exclude_none=True)}"
+    api.pod_logs[("default", name)] = [(datetime.now(UTC), "thinking..."), (datetime.now(UTC), line)]
+
+    async def live() -> Usage | None:
+        usage = await live_usage(client, workflow_id_of(Polecat, "default", "slit"))
+        return usage if usage == SPENT else None
+
+    await wait_until(live, "the pod's spend to show live", 60)

@@ -14,7 +14,7 @@ from crds.polecat import Polecat
 from crds.usage import Budget, ModelUsage, Usage
 from launch.agents import agent_command, prompt_for
 from launch.gateway import PLACEHOLDER_KEY, POD_GATEWAY_BASE, agent_environ
-from launch.pod_gateway import PodGateway
+from launch.pod_gateway import USAGE_MARK, PodGateway, PodReport, usage_in_log
 from tests.helpers import polecat
 
 IMAGE = "registry.example/gastown/polecat:1"
@@ -212,3 +212,32 @@ def test_pod_prompt_carries_the_bead_text() -> None:
         for item in agent_container(build_pod(k8s_polecat(), IMAGE, bead))["env"]
     }
     assert "Bead gt-1: Oil the war rig" in env["GT_PROMPT"] and "No squeak." in env["GT_PROMPT"]
+
+
+def test_a_termination_message_fits_what_kubernetes_keeps() -> None:
+    """The report is cut to Kubernetes' 4 KiB by its tail, keeping the tail's end: still JSON, with
+    the branch, commit and usage whole."""
+    usage = Usage.of([ModelUsage(model="claude-sonnet-4-5", input_tokens=10, requests=1, cost_usd=0.01)])
+    long_output = "".join(f'line {n} <"escaped">\n' for n in range(2000))
+    report = PodReport(branch="polecat/slit", commit="4b825dc6", usage=usage, tail=long_output)
+    message = report.message()
+    assert len(message.encode()) <= 4096
+    read = PodReport.model_validate_json(message)
+    assert (read.branch, read.commit, read.usage) == ("polecat/slit", "4b825dc6", usage)
+    assert read.tail.endswith('line 1999 <"escaped">\n')
+
+
+def test_the_running_total_is_read_back_from_the_pods_log() -> None:
+    """The latest usage line the entrypoint wrote wins, wherever the agent's output left the line."""
+    first = Usage.of([ModelUsage(model="m", input_tokens=1, requests=1)])
+    latest = Usage.of([ModelUsage(model="m", input_tokens=5, requests=2)])
+    log = "\n".join(
+        [
+            f"{USAGE_MARK}{first.model_dump_json(by_alias=True)}",
+            f"half a line of the agent's{USAGE_MARK}{latest.model_dump_json(by_alias=True)}",
+            "thinking...",
+            f"{USAGE_MARK}{{not json",
+        ]
+    )
+    assert usage_in_log(log) == latest
+    assert usage_in_log("no usage here") is None
