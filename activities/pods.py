@@ -436,15 +436,16 @@ class PodActivities(contract.PodActivities):
                         return outcome
 
     @activity.defn(name=contract.DELETE_POD)
-    async def delete_pod(self, ref: PodRef) -> None:
+    async def delete_pod(self, ref: PodRef) -> Usage | None:
         async with self.connection.api() as api:
+            core = client.CoreV1Api(api)
+            spent = await _usage_so_far(core, ref)  # the pod's ledger goes with it
             try:
-                await client.CoreV1Api(api).delete_namespaced_pod(
-                    ref.name, ref.namespace, grace_period_seconds=0
-                )
+                await core.delete_namespaced_pod(ref.name, ref.namespace, grace_period_seconds=0)
             except ApiException as error:
                 if error.status != 404:
                     raise
+        return spent
 
 
 async def _usage_so_far(core: client.CoreV1Api, ref: PodRef) -> Usage | None:

@@ -54,6 +54,7 @@ class PodActivities:
         raise NotImplementedError
 
     @activity.defn(name=DELETE_POD)
-    async def delete_pod(self, ref: PodRef) -> None:
-        """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done."""
+    async def delete_pod(self, ref: PodRef) -> Usage | None:
+        """Delete the pod now (grace period 0: its agent is being stopped). Gone already is done.
+        What the agent had spent, over all attempts, as its pod's log last said (None: nothing)."""
         raise NotImplementedError

@@ -649,8 +649,9 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
 
     async def _stop_agent(self) -> None:
         """End the agent (its pod, or its tmux session) and give its provider's slot back."""
+        usage = None
         if self.state.pod is not None:
-            await workflow.execute_activity_method(
+            usage = await workflow.execute_activity_method(
                 PodActivities.delete_pod,
                 self.state.pod,
                 start_to_close_timeout=SHORT,
@@ -663,8 +664,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 start_to_close_timeout=SHORT,
                 retry_policy=RetryPolicy(maximum_attempts=10),
             )
-            if usage is not None:  # the final figure of the attempts so far; the next one adds to it
-                self.state.status.usage = usage
+        spent = self.state.status.usage
+        # The figure of all attempts so far; an ended pod's log may be older than its report.
+        if usage is not None and (spent is None or usage.requests >= spent.requests):
+            self.state.status.usage = usage
         await self._release_slot()
 
     # --- its provider's gate: at most N agents of a provider at once ---------------

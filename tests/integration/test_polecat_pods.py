@@ -456,3 +456,17 @@ async def test_a_working_pods_spend_is_live_from_its_log(
         return usage if usage == SPENT else None
 
     await wait_until(live, "the pod's spend to show live", 60)
+
+
+async def test_a_terminated_pods_spend_is_kept(reconciler: Reconciler, api: FakeApiServer) -> None:
+    """Terminating a working pod deletes it, and what its log last said it had spent is its
+    polecat's final usage (the pod's ledger goes with the pod)."""
+    await reconciler.apply(pod_polecat("toast", reconciler))
+    await phase_of(reconciler, "toast", "Working")
+    name = the_pod(api, "toast")["metadata"]["name"]
+    line = f"{USAGE_MARK}{SPENT.model_dump_json(by_alias=True, exclude_none=True)}"
+    api.pod_logs[("default", name)] = [(datetime.now(UTC), line)]
+    await reconciler.signal(Polecat, "default", "toast", "terminate")
+    terminated = await phase_of(reconciler, "toast", "Terminated")
+    assert terminated.status is not None and terminated.status.usage == SPENT
+    assert not pods_of(api, "toast")
