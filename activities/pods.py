@@ -4,10 +4,12 @@
 validated offline against the Kubernetes schema, and the reading of a pod's
 status is tested case by case. The agent's command line is the one local mode runs
 (`launch.agents`), wrapped by the image's entrypoint
-(`launch.pod_entrypoint`), which pushes the work branch on success.
+(`launch.pod_entrypoint`), which runs it through a model gateway of the pod's
+own (`launch.pod_gateway`) and pushes the work branch on success.
 
 Secrets are referenced, never copied: the git key is a read-only secret
-volume, OAuth credentials another, the API key a `secretKeyRef`.
+volume, OAuth credentials another, the API key a `secretKeyRef` that only the
+entrypoint's gateway reads.
 """
 
 from __future__ import annotations

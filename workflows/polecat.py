@@ -110,9 +110,14 @@ class ProviderSlot(BaseModel):
     """A slot of a gated provider (`workflows.provider`): asked for, then admitted to, then given back."""
 
     provider: str
-    gate: str | None = None  # which of the provider's gates (one per key); None: the provider's own
+    gate: str | None = None  # which of the provider's gates (one per key); None: not known yet
     cap: int = 0  # as the gate's worker said
     admitted: bool = False
+
+    @property
+    def gate_name(self) -> str:
+        """The gate's name; a slot asked for before gates were per key is the provider's."""
+        return self.gate or self.provider
 
 
 class Termination(BaseModel):
@@ -696,9 +701,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             status = self.state.status
             before, status.message = (
                 status.message,
-                f"waiting for a slot of provider {slot.gate or provider}: at most {slot.cap} of its agents "
-                "run at once, "
-                "first come, first served",
+                f"waiting for a slot of provider {slot.gate_name}: at most {slot.cap} of its agents run "
+                "at once, first come, first served",
             )
             self.publish(None)
             await workflow.wait_condition(lambda: slot.admitted or self._interrupted())
@@ -725,7 +729,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         """The slot back to the gate, if it holds one (or waits for one)."""
         slot, self.state.slot = self.state.slot, None
         if slot is not None:
-            await self._give_back(slot.gate or slot.provider)
+            await self._give_back(slot.gate_name)
 
     async def _give_back(self, gate: str) -> None:
         with contextlib.suppress(FailureError):  # no gate any more: nothing to give back
@@ -734,7 +738,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
     async def _tell_limited(self, slot: ProviderSlot, limit: RateLimit) -> None:
         notice = LimitNotice(polecat=workflow.info().workflow_id, until=limit.until)
         with contextlib.suppress(FailureError):
-            await _gate(slot.gate or slot.provider).signal(ProviderWorkflow.limited, notice)
+            await _gate(slot.gate_name).signal(ProviderWorkflow.limited, notice)
 
     # --- the host of its local work -------------------------------------------
 

@@ -150,6 +150,17 @@ def terminated(exit_code: int, reason: str, message: str) -> dict[str, Any]:
     return container({"terminated": {"exitCode": exit_code, "reason": reason, "message": message}})
 
 
+def pod_ends(api: FakeApiServer, pod: str, exit_code: int, report: PodReport) -> None:
+    """The agent container ends with `exit_code` and the entrypoint's report, as the kubelet says."""
+    phase, reason = ("Succeeded", "Completed") if exit_code == 0 else ("Failed", "Error")
+    api.patch_status(
+        "pods",
+        "default",
+        pod,
+        {"phase": phase, "containerStatuses": [terminated(exit_code, reason, report.message())]},
+    )
+
+
 async def test_pod_runs_to_succeeded_with_its_commit(reconciler: Reconciler, api: FakeApiServer) -> None:
     """The pod is created from the spec; when its agent succeeds, the polecat is Succeeded with the
     pushed commit and what its pod's gateway counted."""
@@ -160,13 +171,7 @@ async def test_pod_runs_to_succeeded_with_its_commit(reconciler: Reconciler, api
     assert pod["spec"]["containers"][0]["image"] == "gastown/polecat:test"
     api.patch_status("pods", "default", pod["metadata"]["name"], {"phase": "Running"})  # as the kubelet
     commit = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-    message = PodReport(branch="polecat/furiosa", commit=commit, usage=SPENT).message()
-    api.patch_status(
-        "pods",
-        "default",
-        pod["metadata"]["name"],
-        {"phase": "Succeeded", "containerStatuses": [terminated(0, "Completed", message)]},
-    )
+    pod_ends(api, pod["metadata"]["name"], 0, PodReport(branch="polecat/furiosa", commit=commit, usage=SPENT))
     done = await phase_of(reconciler, "furiosa", "Succeeded", "Failed")
     assert done.status is not None
     assert (done.status.phase, done.status.commit) == ("Succeeded", commit)
@@ -331,12 +336,7 @@ async def test_a_pod_stopped_for_its_budget_fails_the_polecat_and_a_raised_budge
     first = the_pod(api, "furiosa")["metadata"]["name"]
     why = "used 200 tokens of spec.budget.maxTokens 100"
     report = PodReport(branch="polecat/furiosa", commit="4b825dc6", usage=SPENT, over_budget=why)
-    api.patch_status(
-        "pods",
-        "default",
-        first,
-        {"phase": "Failed", "containerStatuses": [terminated(OVER_BUDGET, "Error", report.message())]},
-    )
+    pod_ends(api, first, OVER_BUDGET, report)
     failed = await phase_of(reconciler, "furiosa", "Failed")
     assert failed.status is not None and failed.status.usage == SPENT
     assert next(c for c in failed.status.conditions if c.type == "Failed").reason == "BudgetExceeded"
@@ -364,12 +364,7 @@ async def test_a_pod_stopped_for_a_long_limit_parks_the_polecat_then_resumes_it_
     first = the_pod(api, "nux")["metadata"]["name"]
     limit = LimitRecord(provider="anthropic", until=time.time() + 3, status=429)
     report = PodReport(branch="polecat/nux", usage=SPENT, limit=limit)
-    api.patch_status(
-        "pods",
-        "default",
-        first,
-        {"phase": "Failed", "containerStatuses": [terminated(RATE_LIMITED, "Error", report.message())]},
-    )
+    pod_ends(api, first, RATE_LIMITED, report)
     parked = await phase_of(reconciler, "nux", "Pending")
     assert parked.status is not None
     limited = next(c for c in parked.status.conditions if c.type == "RateLimited")
@@ -430,12 +425,8 @@ async def test_each_key_has_a_gate_of_its_own(gated: Reconciler, api: FakeApiSer
     assert gate_a in gates and f"anthropic@{key_id(f'default/{team_b}/api-key')}" in gates
     assert len(gates[gate_a].running) == 1 and len(gates[gate_a].waiting) == 1
 
-    report = PodReport(branch="polecat/ace", commit="4b825dc6").message()
-    api.patch_status(
-        "pods",
-        "default",
-        the_pod(api, "ace")["metadata"]["name"],
-        {"phase": "Succeeded", "containerStatuses": [terminated(0, "Completed", report)]},
+    pod_ends(
+        api, the_pod(api, "ace")["metadata"]["name"], 0, PodReport(branch="polecat/ace", commit="4b825dc6")
     )
     await phase_of(gated, "cue", "Working")
 
