@@ -187,7 +187,7 @@ async def test_the_key_stays_out_of_the_agents_reach(tmp_path: Path) -> None:
     rig = make_git_rig(tmp_path / "rig")
     seen = tmp_path / "pod" / "home" / "seen.json"  # /home/polecat/seen.json in the pod
     resource = pod_polecat(
-        rig, "custom", provider="anthropic", command=[sys.executable, "-c", SNOOP, "/home/polecat/seen.json"]
+        rig, "custom", provider="anthropic", command=["python3", "-c", SNOOP, "/home/polecat/seen.json"]
     )
     pod = build_pod(
         resource, "gastown/operator:test", environ={"ANTHROPIC_BASE_URL": "http://models.invalid"}
