@@ -89,6 +89,7 @@ def build_pod(
     environ: Mapping[str, str] | None = None,
     *,
     resume: bool = False,
+    follow_up: str | None = None,
     spent: Usage | None = None,
     prices: Prices | None = None,
     hold: float = HOLD,
@@ -99,14 +100,15 @@ def build_pod(
     the same variables). The agent reaches them through its pod's own gateway
     (`launch.pod_gateway`), which holds the key of the polecat's apiKeySecretRef; the agent gets a
     placeholder under each variable it reads a key from. `spent`: the earlier attempts' usage, which
-    the budget covers too; `resume`: a later attempt, which goes on from the pushed branch.
+    the budget covers too; `resume`: a later attempt, which goes on from the pushed branch, with
+    people's `follow_up` in its prompt if they sent one.
     """
     k8s = polecat.spec.kubernetes
     if k8s is None or k8s.git_repository is None or k8s.active_deadline_seconds is None:
         raise ValueError(f"{polecat.ref}: not a valid kubernetes-mode polecat")
     branch = polecat.work_branch
     image = k8s.image or default_image
-    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead, resumed=resume)
+    prompt = prompt_for(polecat.name, polecat.spec.rig, branch, polecat.spec, bead, resume, follow_up)
     # The providers' URLs as the agent gets them: on its pod's gateway (the entrypoint sets the port).
     through_gateway = agent_environ(environ or {}, POD_GATEWAY_BASE)
     command = agent_command(polecat.spec, prompt, through_gateway, AGENT_DIR)
@@ -365,6 +367,7 @@ class PodActivities(contract.PodActivities):
             launch.attempt,
             os.environ,
             resume=launch.resume,
+            follow_up=launch.follow_up,
             spent=launch.spent,
             prices=self.prices,
             hold=self.hold,

@@ -182,7 +182,9 @@ class TmuxActivities(contract.TmuxActivities):
         session = session_name(polecat)
         log_file, prompt_file, agent_dir = self._paths(polecat)
         spec = polecat.spec
-        prompt = prompt_for(polecat.name, spec.rig, launch.branch, spec, launch.bead, resumed=launch.resume)
+        prompt = prompt_for(
+            polecat.name, spec.rig, launch.branch, spec, launch.bead, launch.resume, launch.follow_up
+        )
         environ = self._environ(f"{polecat.namespace}/{session}")
         conversation = conversation_of(polecat, launch.resume, environ)
         command = agent_command(spec, prompt, environ, str(agent_dir), conversation)

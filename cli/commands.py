@@ -328,17 +328,60 @@ async def terminate(kind: str, name: str, namespace: str, wait: bool) -> None:
 @cli.command()
 @click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
 @click.argument("name")
+@click.option("--stat", is_flag=True, help="Only the files changed and how much.")
+@namespace_option
+@_run
+async def diff(kind: str, name: str, stat: bool, namespace: str) -> None:
+    """Show a polecat's work: its branch against the base it started from (from its worktree on this
+    machine, else from the remote it was pushed to)."""
+    from cli.diffs import NoDiff, polecat_diff  # GitPython: only this command needs it
+
+    settings = _settings()
+    reconciler = await _reconciler(settings)
+    polecat = await reconciler.find(Polecat, namespace, name)
+    if polecat is None:
+        _not_found(Polecat, name)
+    rig = await reconciler.find(Rig, None, polecat.spec.rig)
+    if rig is None:
+        raise Refused(f"error: polecat {name}: its rig {polecat.spec.rig} is not running")
+    try:
+        shown = await asyncio.to_thread(polecat_diff, polecat, rig, settings.home, stat)
+    except NoDiff as error:
+        raise Refused(f"error: {error}") from None
+    click.echo(shown, nl=bool(shown))
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
+@click.argument("message")
+@namespace_option
+@_run
+async def nudge(kind: str, name: str, message: str, namespace: str) -> None:
+    """Send a polecat's agent a follow-up MESSAGE, in its session, its work kept: a working agent
+    gets it when its current run ends; a finished one is resumed with it."""
+    reconciler = await _reconciler(_settings())
+    try:
+        what = await reconciler.update(Polecat, namespace, name, "follow_up", message)
+    except NotFound:
+        _not_found(Polecat, name)
+    click.echo(f"polecat.gastown.gastown.io/{name} nudged: {what}")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
 @namespace_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the agent stops.")
 @_run
 async def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
-    """Print a polecat agent's output (local mode)."""
-    reconciler = await _reconciler(_settings())
-    try:
-        polecat = await reconciler.get(Polecat, namespace, name)
-    except NotFound:
-        _not_found(Polecat, name)
-    assert isinstance(polecat, Polecat)
+    """Print a polecat agent's output: its log file, or its pod's log."""
+    settings = _settings()
+    reconciler = await _reconciler(settings)
+    polecat = await _polecat(reconciler, namespace, name)
+    if polecat.spec.execution_mode == "kubernetes":
+        await _pod_log(settings, polecat, follow)
+        return
     log_file = polecat.status.log_file if polecat.status else None
     while follow and not log_file:
         await asyncio.sleep(0.2)
@@ -350,6 +393,47 @@ async def logs(kind: str, name: str, namespace: str, follow: bool) -> None:
             f"polecat {name} has no output yet (phase {polecat.status.phase if polecat.status else 'Pending'})"
         )
     await _print_log(Path(log_file), reconciler, polecat if follow else None)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
+@namespace_option
+@click.option("--write", is_flag=True, help="Type into the session too (default: watch only).")
+@_run
+async def attach(kind: str, name: str, namespace: str, write: bool) -> None:
+    """Watch a polecat's agent live: its tmux session, read-only unless --write (detach with C-b d;
+    the agent goes on), or a pod's log as it grows."""
+    from cli.sessions import CannotLook, attach_argv
+
+    settings = _settings()
+    polecat = await _polecat(await _reconciler(settings), namespace, name)
+    if polecat.spec.execution_mode == "kubernetes":
+        if write:
+            raise Refused(f"error: polecat {name}: a pod's agent takes no input; attach without --write")
+        await _pod_log(settings, polecat, follow=True)
+        return
+    try:
+        argv = attach_argv(settings, polecat, write)
+    except CannotLook as error:
+        raise Refused(f"error: {error}") from None
+    os.execvp(argv[0], argv)  # this terminal becomes the session's, until it detaches
+
+
+async def _polecat(reconciler: Reconciler, namespace: str, name: str) -> Polecat:
+    polecat = await reconciler.find(Polecat, namespace, name)
+    if polecat is None:
+        _not_found(Polecat, name)
+    return polecat
+
+
+async def _pod_log(settings: Settings, polecat: Polecat, follow: bool) -> None:
+    from cli.sessions import CannotLook, print_pod_log  # the kubernetes client: only pods need it
+
+    try:
+        await print_pod_log(settings, polecat, follow)
+    except CannotLook as error:
+        raise Refused(f"error: {error}") from None
 
 
 @cli.command()

@@ -84,7 +84,17 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
     lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
-    tables = ("phase", "message", "conditions", "polecats", "queue", "recent", "alerts", "usage")
+    tables = (
+        "phase",
+        "message",
+        "conditions",
+        "polecats",
+        "queue",
+        "recent",
+        "alerts",
+        "usage",
+        "conversation",
+    )
     details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
@@ -124,6 +134,14 @@ def describe(resource: Resource, ui_link: str) -> str:
     )
     if status.get("usage"):
         lines += ["Usage:", *_rows(_usage_rows(Usage.model_validate(status["usage"])))]
+    lines += _section(
+        "Follow-ups",  # a polecat's nudges
+        ["WHEN", "FROM", "OUTCOME", "MESSAGE", "DETAIL"],
+        [
+            [f["time"], f.get("source", ""), f["outcome"], _cell(f["message"]), _cell(f.get("detail"))]
+            for f in status.get("conversation", [])
+        ],
+    )
     lines += _section(
         "Conditions",
         ["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],

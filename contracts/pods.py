@@ -21,6 +21,7 @@ class PodLaunch(BaseModel):
     attempt: int = 0  # restarts and resumes so far: each attempt is a pod of its own
     resume: bool = False  # a later attempt: it goes on from the branch the earlier ones pushed
     spent: Usage | None = None  # by the earlier attempts: the budget covers them too
+    follow_up: str | None = None  # people's follow-ups (nudges) for this run, in its prompt
 
 
 class PodRef(BaseModel):

@@ -22,6 +22,7 @@ class AgentLaunch(BaseModel):
     branch: str
     bead: Bead | None = None  # its text, from the rig's BeadStore
     resume: bool = False  # a later attempt: the agent continues its earlier session where it can
+    follow_up: str | None = None  # people's follow-ups (nudges) for this run, in its prompt
 
 
 class AgentSession(BaseModel):

@@ -37,12 +37,14 @@ Provider = Literal["anthropic", "litellm", "openai", "ollama"]
 # README "Polecat phases". A Witness's restart adds one more: Failed -> Working,
 # a new attempt of the same polecat (its count in status.restarts); and a long
 # rate limit another: Working -> Pending, the agent stopped until the reset
-# (then Pending -> Working, resumed; its count in status.resumes).
+# (then Pending -> Working, resumed; its count in status.resumes); and a
+# follow-up (a nudge) to a Succeeded polecat: Succeeded -> Working, its agent's
+# session resumed with the message (status.conversation).
 TRANSITIONS: dict[str, frozenset[str]] = {
     "Pending": frozenset({"Idle", "Working", "Failed", "Terminated"}),
     "Idle": frozenset({"Working", "Failed", "Terminated"}),
     "Working": frozenset({"Pending", "Succeeded", "Failed", "Terminated"}),
-    "Succeeded": frozenset({"Failed", "Terminated"}),
+    "Succeeded": frozenset({"Working", "Failed", "Terminated"}),
     "Failed": frozenset({"Working", "Terminated"}),
     "Terminated": frozenset(),
 }
@@ -170,6 +172,29 @@ class PolecatSpec(PolecatTemplate):
         return self
 
 
+# A follow-up for a polecat's agent: its text is data (a prompt), never shell, as taskDescription.
+FOLLOW_UP_CHARS = 4000
+FollowUpText = Annotated[
+    str, StringConstraints(min_length=1, max_length=FOLLOW_UP_CHARS, strip_whitespace=True)
+]
+# The annotation a person sets (kubectl annotate) to nudge a polecat on a cluster: each new value once.
+NUDGE_ANNOTATION = "gastown.gastown.io/nudge"
+FollowUpOutcome = Literal["Queued", "Delivered", "Succeeded", "Failed", "Terminated", "Refused"]
+FollowUpSource = Literal["cli", "signal", "annotation"]
+
+
+class FollowUp(ApiModel):
+    """A follow-up sent to the polecat's agent (a nudge), and what came of it."""
+
+    time: Timestamp
+    message: str = Field(description="Its text (the status keeps the first 200 characters).")
+    outcome: FollowUpOutcome = Field(
+        description="Queued, Delivered (its run is under way), then how that run ended; or Refused."
+    )
+    detail: str = Field("", description="Why it was refused, or how its run ended.")
+    source: FollowUpSource = "cli"
+
+
 class PolecatStatus(ApiModel):
     phase: PolecatPhase = "Pending"
     current_state: DesiredState | None = None
@@ -195,6 +220,13 @@ class PolecatStatus(ApiModel):
         None, description="Extension: what the agent spent (tokens, requests, cost), over all its attempts."
     )
     resumes: int = Field(0, description="Extension: how often the agent was resumed after a rate limit.")
+    follow_ups: int = Field(
+        0, description="Extension: runs the agent was resumed for with a follow-up (nudge)."
+    )
+    conversation: list[FollowUp] = Field(
+        default_factory=list, description="Extension: the follow-ups sent to the agent, the latest 20."
+    )
+    earlier_follow_ups: int = Field(0, description="Extension: follow-ups older than those in conversation.")
     last_restart_time: Timestamp | None = Field(None, description="Extension: when the latest attempt began.")
     observed_generation: int | None = Field(None, description="The spec generation this status is of.")
 

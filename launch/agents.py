@@ -310,10 +310,24 @@ def prompt_for(
     spec: PolecatSpec,
     bead: Bead | None = None,
     resumed: bool = False,
+    follow_up: str | None = None,
 ) -> str:
-    """The task as the agent reads it. User text is data here, never code."""
+    """The task as the agent reads it. User text is data here, never code.
+
+    `resumed`: a later run, continuing stopped work; `follow_up`: people's follow-up (a nudge) for
+    this run, the work so far kept."""
     lines = [f"You are polecat {polecat_name}, working on rig {rig}."]
-    if resumed:
+    if follow_up is not None:
+        lines += [
+            "",
+            "A person following your work sends you a follow-up. Your work so far is in this",
+            "worktree (and its commits on the branch); do what the follow-up asks:",
+            "",
+            follow_up,
+            "",
+            "The task you were given, for reference:",
+        ]
+    elif resumed:
         lines += [
             "Your earlier run on this task was stopped before it finished. Its work is in this",
             "worktree (and its commits on the branch): continue from where it stopped.",

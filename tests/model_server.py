@@ -47,8 +47,9 @@ class ToolCall:
 class ModelServer:
     """Answers the n-th turn that offers tools with plan[n]; after the plan, with `final` text."""
 
-    plan: list[ToolCall]
+    plan: list[ToolCall | None]  # None: answer with `final` (the run ends there)
     final: str = "Done."
+    follow_ups: bool = False  # a prompt after the first is a step done too (see `_step`)
     # Instead of answering: an HTTP status (429, 500) with the provider's error body, "drop" (the
     # stream starts, then the connection is cut) or "hang" (no answer at all).
     failure: int | str | None = None
@@ -135,15 +136,20 @@ class ModelServer:
         return web.json_response(body, status=429, headers=headers)
 
     def _step(self, body: dict[str, Any]) -> ToolCall | None:
-        """The plan's next step: as many steps are done as the conversation holds tool results."""
+        """The plan's next step: as many steps are done as the conversation holds tool results
+        (and, with `follow_ups`, prompts after the first: a None step ends a run, and a follow-up
+        in the same session goes on past it)."""
         if not body.get("tools"):
             return None  # a side request (a title, a summary): text will do
         self.turns += 1
-        done = 0
+        done = prompts = 0
         for message in body.get("messages", []):
             content = message.get("content")
             blocks = content if isinstance(content, list) else []
-            done += message.get("role") == "tool" or any(b.get("type") == "tool_result" for b in blocks)
+            result = message.get("role") == "tool" or any(b.get("type") == "tool_result" for b in blocks)
+            done += result
+            prompts += message.get("role") == "user" and not result
+        done += max(prompts - 1, 0) if self.follow_ups else 0
         return self.plan[done] if done < len(self.plan) else None
 
     async def _body(self, request: web.Request) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
@@ -45,8 +45,10 @@ with workflow.unsafe.imports_passed_through():
         FINAL_PHASES,
         MAX_RESTARTS,
         NAMED_AGENTS,
+        NUDGE_ANNOTATION,
         TRANSITIONS,
         DesiredState,
+        FollowUpSource,
         Polecat,
         PolecatPhase,
         PolecatStatus,
@@ -54,14 +56,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from crds.rig import Rig
     from crds.usage import Budget, Usage, format_cost
+    from workflows import follow_ups
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of, reason_of
+    from workflows.follow_ups import FollowUps
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.hosts import host_gone, not_taken, on_host, wait_of
     from workflows.provider import ProviderWorkflow
 
 # What earlier versions did, kept for their histories: no provider gate before an agent starts.
 PROVIDER_GATE = "polecat-provider-gate"
+FINISHED = ("Succeeded", "Failed")  # a run's ends that a follow-up (a nudge) goes on from
 SHORT = timedelta(minutes=2)
 # An agent may run for days; the watcher's real liveness bound is its heartbeat.
 WATCH_LIMIT = timedelta(days=30)
@@ -96,6 +101,7 @@ class PolecatState(EntityState):
     parked: RateLimit | None = None  # stopped for a provider's limit: resumed at its reset
     slot: ProviderSlot | None = None  # of its provider's gate: asked for, or held
     termination: Termination | None = None  # how the polecat was told to stop for good
+    follow_ups: FollowUps = Field(default_factory=FollowUps)  # people's nudges, waiting for a run
 
 
 class HostLost(BaseModel):
@@ -184,6 +190,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         if spec.budget != before.spec.budget:
             self.budget_changed = True
             self._continue_if_budget_allows()
+        nudge = self.polecat.metadata.annotations.get(NUDGE_ANNOTATION)
+        if nudge and follow_ups.digest(nudge) != self.state.follow_ups.annotation:  # each value once
+            self.state.follow_ups.annotation = follow_ups.digest(nudge)
+            self._take_follow_up(nudge, "annotation")
         if outcome == "configured":
             self.publisher.offer(self.state.status.to_wire(), self.polecat.metadata.generation, None)
         return outcome
@@ -229,6 +239,61 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         self.state.desired = "Terminated"
         if self.state.termination is None:
             self.state.termination = Termination(reason=reason, message=message)
+
+    @workflow.update
+    def follow_up(self, message: str) -> str:
+        """A person's follow-up for the agent (`gastown nudge`, the board): what becomes of it."""
+        return self._take_follow_up(message, "cli")
+
+    @follow_up.validator
+    def _check_follow_up(self, message: str) -> None:
+        try:
+            follow_ups.checked(message)
+        except ValueError as error:
+            raise ApplicationError(str(error), type="InvalidFollowUp", non_retryable=True) from None
+        refusal = self._follow_up_refusal()
+        if refusal is not None:
+            raise ApplicationError(f"nudge refused: {refusal}", type="InvalidFollowUp", non_retryable=True)
+
+    @workflow.signal
+    def nudge(self, message: str) -> None:
+        """A follow-up for the agent (the Temporal UI can send this): as `gastown nudge`; one that
+        cannot be taken is in status.conversation as Refused, with why."""
+        self._take_follow_up(message, "signal")
+
+    def _follow_up_refusal(self) -> str | None:
+        status, budget = self.state.status, self.polecat.spec.budget
+        if self._stopping() or status.phase == "Terminated":
+            return "the polecat is terminated: delete it and start a new one"
+        if budget is not None and budget.exceeded(status.usage):
+            return "its budget is spent: raise spec.budget first"
+        if len(self.state.follow_ups.waiting) >= follow_ups.MAX_WAITING:
+            return f"{follow_ups.MAX_WAITING} follow-ups already wait for the agent's next run"
+        return None
+
+    def _take_follow_up(self, message: str, source: FollowUpSource) -> str:
+        """Queue the follow-up for the agent's next run, or record why it cannot be; what happens."""
+        status, now = self.state.status, workflow.now()
+        try:
+            text = follow_ups.checked(message)
+        except ValueError as error:
+            follow_ups.refused(status, message, str(error), source, now)
+            self.publish(EventNote(reason="FollowUpRefused", message=str(error), type="Warning"))
+            return f"refused: {error}"
+        refusal = self._follow_up_refusal()
+        if refusal is not None:
+            follow_ups.refused(status, text, refusal, source, now)
+            self.publish(EventNote(reason="FollowUpRefused", message=refusal, type="Warning"))
+            return f"refused: {refusal}"
+        follow_ups.queued(self.state.follow_ups, status, text, source, now)
+        if status.phase in ("Succeeded", "Failed"):
+            what = "the agent's session is resumed with it"
+        elif status.phase == "Working":
+            what = "queued: the agent gets it when its current run ends"
+        else:
+            what = "queued: the agent gets it when its next run starts"
+        self.publish(EventNote(reason="FollowUp", message=f"follow-up {what}"))
+        return what
 
     @workflow.signal
     async def admitted(self, gate: str) -> None:
@@ -301,6 +366,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             await self._carry_out(self.state.remedy)
         elif self.state.desired == "Working" and self.state.parked is not None:
             await self._resume_after(self.state.parked)
+        elif self._follow_up_due():
+            await self._follow_up()
         elif self.state.desired == "Working":
             await self._work()
         else:
@@ -315,7 +382,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             or (desired == "Working" and phase in ("Pending", "Idle"))
             or (desired == "Idle" and phase == "Pending")
             or self.state.remedy is not None
+            or self._follow_up_due()
         )
+
+    def _follow_up_due(self) -> bool:
+        """A follow-up waits and nothing runs to take it: the agent's session is resumed for it."""
+        phase = self.state.status.phase
+        return bool(self.state.follow_ups.waiting) and self.state.desired == "Working" and phase in FINISHED
 
     def _interrupted(self) -> bool:
         """The running agent must stop: for good, or for a Witness's order."""
@@ -336,6 +409,20 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             status.conditions, "Restarted", "True", remedy.reason, remedy.message, workflow.now()
         )
         await self._work()
+
+    async def _follow_up(self) -> None:
+        """A finished polecat goes on for a follow-up: a new run of its agent, resuming its session
+        where the CLI can, its commits kept (Succeeded or Failed -> Working)."""
+        status = self.state.status
+        status.follow_ups += 1
+        status.last_restart_time = workflow.now()
+        status.completion_time = status.exit_code = None
+        await self._work()
+
+    def _later_attempt(self) -> bool:
+        """Not the agent's first run: it continues its session and work where it can."""
+        status = self.state.status
+        return status.restarts > 0 or status.resumes > 0 or status.follow_ups > 0
 
     def _stopping(self) -> bool:
         return self.state.deleted or self.state.desired == "Terminated"
@@ -371,7 +458,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 worktree=worktree.path,
                 branch=worktree.branch,
                 bead=bead,
-                resume=self.state.status.restarts > 0 or self.state.status.resumes > 0,
+                resume=self._later_attempt(),
+                follow_up=follow_ups.deliver(self.state.follow_ups, self.state.status),
             )
             session = await self._on_host(
                 TmuxActivities.start_agent,
@@ -599,9 +687,10 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 PodLaunch(
                     polecat=self.polecat,
                     bead=bead,
-                    attempt=status.restarts + status.resumes,
-                    resume=status.restarts > 0 or status.resumes > 0,
+                    attempt=status.restarts + status.resumes + status.follow_ups,
+                    resume=self._later_attempt(),
                     spent=status.usage,
+                    follow_up=follow_ups.deliver(self.state.follow_ups, status),
                 ),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
@@ -835,6 +924,8 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         if phase == "Terminated":  # how it was ended, alike in every client
             conditions = set_condition(conditions, "Terminated", "True", reason, message, now)
         status.conditions = conditions
+        if phase == "Succeeded" or phase == "Failed" or phase == "Terminated":  # its run's follow-ups
+            follow_ups.conclude(self.state.follow_ups, status, phase, message)
         self.set_phase(
             phase, EventNote(reason=reason, message=message, type="Warning" if failed else "Normal")
         )

@@ -404,3 +404,47 @@ async def test_claude_code_over_its_budget_is_stopped_and_resumes_its_session_wh
     assert "tool_result" in json.dumps(resumed["messages"])  # the earlier turns, in the same session
     assert {"claude.txt", "more.txt"} <= set(git_rig.files_on("polecat/nux"))
     counted(done, server)
+
+
+async def test_a_nudge_resumes_a_succeeded_claude_code_in_its_session(
+    reconciler: Reconciler,
+    settings: Settings,
+    git_rig: GitRig,
+    rig_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """claude-code makes its commit and the polecat Succeeds; a nudge resumes the same claude
+    session (`--resume`) with the follow-up: the model sees the earlier turns and the follow-up's
+    words, the agent makes a second commit on the branch, the first kept, and the polecat is
+    Succeeded again with the follow-up's outcome in status.conversation."""
+    server = ModelServer([commit("claude"), None, commit("claude", "tests.txt", "tests")], follow_ups=True)
+    async with anthropic_api(server, monkeypatch, tmp_path):
+        await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
+        await reconciler.apply(agent_polecat("nux", rig_name, "claude-code"))
+        first = await reach(reconciler, Polecat, "nux", "Succeeded", "Failed", timeout=90)
+        assert first.status is not None
+        assert first.status.phase == "Succeeded", first.status.message
+        asked = len(server.requests)
+
+        what = await reconciler.update(Polecat, "default", "nux", "follow_up", "Also add tests.txt, please.")
+        assert what == "the agent's session is resumed with it"
+
+        async def followed_up() -> Polecat | None:
+            found = await reconciler.get(Polecat, "default", "nux")
+            status = found.status
+            return (
+                found
+                if status and status.follow_ups == 1 and status.phase in ("Succeeded", "Failed")
+                else None
+            )
+
+        done = await wait_until(followed_up, "the follow-up's run to end", timeout=90)
+    assert done.status is not None
+    assert done.status.phase == "Succeeded", done.status.message
+    resumed = next(body for body in server.requests[asked:] if body.get("tools"))
+    sent = json.dumps(resumed["messages"])
+    assert "tool_result" in sent and "Also add tests.txt, please." in sent  # one session, the follow-up in it
+    assert {"claude.txt", "tests.txt"} <= set(git_rig.files_on("polecat/nux"))
+    (entry,) = done.status.conversation
+    assert (entry.outcome, entry.message) == ("Succeeded", "Also add tests.txt, please.")

@@ -394,3 +394,63 @@ async def test_usage_shows_what_agents_spent_by_model_and_by_rig(
 async def reconciler_phase(reconciler: Reconciler, name: str, phase: str) -> bool:
     found = await reconciler.find(Polecat, "default", name)
     return found is not None and found.status is not None and found.status.phase == phase
+
+
+async def test_nudge_resumes_a_finished_polecat_with_the_follow_up(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path, reconciler: Reconciler
+) -> None:
+    """`gastown nudge` sends a Succeeded polecat's agent a follow-up: it runs again with the text in
+    its prompt, its first commit kept, and `describe` lists the follow-up with its outcome. A bad
+    one is refused in one line naming the field and the rule."""
+    manifest = polecat_manifest("slit", rig_name, "--commit", "{bead}.txt=made")
+    await gastown(
+        settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest)
+    )
+    await wait_until(lambda: has_phase(settings, "slit", "Succeeded"), "slit to succeed")
+
+    nudged = await gastown(settings, "nudge", "polecat", "slit", "also <b>tests</b>; rm -rf /")
+    assert nudged.code == 0, nudged.err
+    assert (
+        nudged.out.strip() == "polecat.gastown.gastown.io/slit nudged: the agent's session is resumed with it"
+    )
+
+    async def followed_up() -> Polecat | None:
+        found = await reconciler.get(Polecat, "default", "slit")
+        status = found.status
+        return found if status and status.follow_ups == 1 and status.phase == "Succeeded" else None
+
+    await wait_until(followed_up, "the follow-up's run to end", timeout=60)
+    described = await gastown(settings, "describe", "polecat", "slit")
+    assert "Follow-ups:" in described.out and "also <b>tests</b>; rm -rf /" in described.out
+    assert "Succeeded" in described.out.split("Follow-ups:")[1]
+    log = await gastown(settings, "logs", "polecat", "slit")
+    assert "also <b>tests</b>; rm -rf /" in log.out  # the second run's prompt, as data
+    assert "gt-test1.txt already committed" in log.out  # the first run's commit, kept
+
+    refused = await gastown(settings, "nudge", "polecat", "slit", "   ")
+    assert refused.code == 1
+    assert "message: String should have at least 1 character" in refused.err
+
+
+async def test_diff_shows_a_polecats_work_from_its_worktree_or_its_remote(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`gastown diff` shows what the polecat's branch changed since the base: from its worktree on
+    this machine, and, from a machine without it (another home), from the rig's remote the branch
+    was pushed to; `--stat` summarises it."""
+    manifest = polecat_manifest("dag", rig_name, "--commit", "notes/{bead}.md=made by dag")
+    await gastown(
+        settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest)
+    )
+    await wait_until(lambda: has_phase(settings, "dag", "Succeeded"), "dag to succeed")
+
+    local = await gastown(settings, "diff", "polecat", "dag")
+    assert local.code == 0, local.err
+    assert "+++ b/notes/gt-test1.md" in local.out and "+made by dag" in local.out
+    stat = await gastown(settings, "diff", "polecat", "dag", "--stat")
+    assert "notes/gt-test1.md | 1 +" in stat.out and "+++" not in stat.out
+
+    elsewhere = settings.model_copy(update={"home": tmp_path / "another-home"})
+    remote = await gastown(elsewhere, "diff", "polecat", "dag")
+    assert remote.code == 0, remote.err
+    assert remote.out == local.out  # the pushed branch: the same work

@@ -25,6 +25,10 @@ EXTENSIONS = {
     ("Succeeded", "Terminated"),
     ("Failed", "Working"),  # a Witness's restart or a raised budget: a new attempt (status.restarts)
     ("Working", "Pending"),  # a long rate limit: the agent stopped until the reset (then Pending -> Working)
+    (
+        "Succeeded",
+        "Working",
+    ),  # a follow-up (nudge): the agent's session resumed with it (status.conversation)
 }
 
 
