@@ -8,7 +8,6 @@ server (the kubeconfig the worker uses), and a pod takes no input.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
@@ -53,15 +52,19 @@ async def print_pod_log(settings: Settings, polecat: Polecat, follow: bool) -> N
     async with KubeConnection(settings.kubeconfig).api() as api:
         core = client.CoreV1Api(api)
         try:
-            streamed: dict[str, Any] = {"_preload_content": False}  # the raw answer, read as it comes
-            answer: Any = await core.read_namespaced_pod_log(
-                pod, polecat.namespace, container="agent", follow=follow, **streamed
+            # The raw answer, read as it comes (a followed log never ends by itself).
+            answer = await core.read_namespaced_pod_log_without_preload_content(
+                pod, polecat.namespace, container="agent", follow=follow
             )
         except ApiException as error:
             raise CannotLook(
                 f"polecat {polecat.name}: the log of pod {pod}: {error.status} {error.reason}"
             ) from None
         async with answer:
+            if answer.status >= 400:
+                raise CannotLook(
+                    f"polecat {polecat.name}: the log of pod {pod}: {answer.status} {answer.reason}"
+                )
             async for chunk in answer.content.iter_any():
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,3 +457,69 @@ async def test_diff_shows_a_polecats_work_from_its_worktree_or_its_remote(
     remote = await gastown(elsewhere, "diff", "polecat", "dag")
     assert remote.code == 0, remote.err
     assert remote.out == local.out  # the pushed branch: the same work
+
+
+# An agent that shows it runs, then waits for a line typed into its terminal and keeps it.
+TYPED_INTO = (
+    "import sys; print('ready for a line', flush=True); line = input(); open(sys.argv[1], 'w').write(line)"
+)
+
+
+async def attached(settings: Settings, name: str, *options: str, typing: bytes) -> bytes:
+    """`gastown attach` in a terminal of its own (a pty): what the terminal showed once the agent's
+    screen was there and `typing` was typed, then detached (C-b d)."""
+    controller, terminal = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        GASTOWN, "attach", "polecat", name, *options,
+        env={**env_of(settings), "TERM": "xterm"}, stdin=terminal, stdout=terminal, stderr=terminal,
+    )  # fmt: skip
+    os.close(terminal)
+    shown = b""
+    loop = asyncio.get_running_loop()
+
+    async def read_until(wanted: bytes, then_type: bytes = b"") -> None:
+        """Read the terminal until it shows `wanted`, typing `then_type` again each second meanwhile."""
+        nonlocal shown
+        deadline = loop.time() + 30
+        while wanted not in shown:
+            assert loop.time() < deadline, f"the terminal never showed {wanted!r}: {shown[-500:]!r}"
+            if then_type:
+                os.write(controller, then_type)
+            ready: tuple[list[int], list[int], list[int]] = await loop.run_in_executor(
+                None, select.select, [controller], [], [], 1.0
+            )
+            if ready[0]:
+                shown += os.read(controller, 65536)
+
+    try:
+        await read_until(b"ready for a line")
+        await read_until(b"[gt-")  # tmux's status line: it has taken over the terminal
+        os.write(controller, typing)
+        # C-b d: detach. Keys that come with tmux's own start-up exchange are lost: it is typed again.
+        await read_until(b"[detached", then_type=b"\x02d")
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        os.close(controller)
+    return shown
+
+
+async def test_attach_watches_the_session_and_types_only_with_write(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`gastown attach` shows the agent's live terminal; read-only, what is typed never reaches it;
+    with --write it does. Detaching leaves the agent running."""
+    typed = tmp_path / "typed"
+    manifest = polecat_manifest(
+        "toast", rig_name, agentConfig={"command": ["python3", "-c", TYPED_INTO, str(typed)]}
+    )
+    await gastown(
+        settings, "apply", "-f", write(tmp_path / "m.yaml", rig_manifest(rig_name, git_rig), manifest)
+    )
+    await wait_until(lambda: has_phase(settings, "toast", "Working"), "toast to work")
+
+    await attached(settings, "toast", typing=b"not for the agent\r")
+    assert not typed.exists() and await has_phase(settings, "toast", "Working")  # detached: it goes on
+
+    await attached(settings, "toast", "--write", typing=b"for the agent\r")
+    await wait_until(lambda: has_phase(settings, "toast", "Succeeded"), "toast to take the line and end")
+    assert typed.read_text() == "for the agent"

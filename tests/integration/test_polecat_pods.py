@@ -7,6 +7,7 @@ kubelet reports them. Temporal and the worker are real.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -30,7 +31,7 @@ from launch.gateway import LimitRecord
 from launch.pod_entrypoint import NO_COMMITS, OVER_BUDGET, RATE_LIMITED
 from launch.pod_gateway import USAGE_MARK, PodGateway, PodReport
 from tests.fake_apiserver import FakeApiServer
-from tests.helpers import parsed, reach, terminate_running, wait_until
+from tests.helpers import GASTOWN, parsed, reach, terminate_running, wait_until, worker_env
 from worker.main import build_worker
 
 SECRET_VALUE = "sk-ant-api03-THIS-MUST-NEVER-LEAK-8d3f"
@@ -461,3 +462,37 @@ async def test_a_terminated_pods_spend_is_kept(reconciler: Reconciler, api: Fake
     terminated = await phase_of(reconciler, "toast", "Terminated")
     assert terminated.status is not None and terminated.status.usage == SPENT
     assert not pods_of(api, "toast")
+
+
+async def test_logs_and_attach_read_a_pods_log(
+    reconciler: Reconciler, api: FakeApiServer, kube_settings: Settings
+) -> None:
+    """`gastown logs` prints a pod's agent log through the API server; `gastown attach` follows it,
+    and refuses --write (a pod's agent takes no input)."""
+    await reconciler.apply(pod_polecat("slit", reconciler))
+    await phase_of(reconciler, "slit", "Working")
+    name = the_pod(api, "slit")["metadata"]["name"]
+    api.pod_logs[("default", name)] = [(datetime.now(UTC), "cloning"), (datetime.now(UTC), "<b>thinking</b>")]
+    env = {
+        **worker_env(
+            kube_settings.temporal_address,
+            kube_settings.task_queue,
+            kube_settings.home,
+            kube_settings.tmux_socket,
+        ),
+        "KUBECONFIG": str(kube_settings.kubeconfig),
+    }
+
+    async def run(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            GASTOWN, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
+
+    logged = await run("logs", "polecat", "slit")
+    assert logged == (0, "cloning\n<b>thinking</b>\n", ""), logged[2]
+    code, out, _ = await run("attach", "polecat", "slit")
+    assert (code, out) == (0, "cloning\n<b>thinking</b>\n")  # the fake's log ends; a real one is followed
+    code, _, err = await run("attach", "polecat", "slit", "--write")
+    assert code == 1 and "a pod's agent takes no input" in err
