@@ -178,7 +178,7 @@ FollowUpText = Annotated[
     str, StringConstraints(min_length=1, max_length=FOLLOW_UP_CHARS, strip_whitespace=True)
 ]
 # The annotation a person sets (kubectl annotate) to nudge a polecat on a cluster: each new value once.
-NUDGE_ANNOTATION = "gastown.gastown.io/nudge"
+NUDGE_ANNOTATION = "polecat.gastown.gastown.io/nudge"
 FollowUpOutcome = Literal["Queued", "Delivered", "Succeeded", "Failed", "Terminated", "Refused"]
 FollowUpSource = Literal["cli", "signal", "annotation"]
 

@@ -1,7 +1,7 @@
 """A polecat's follow-ups (nudges): queued, delivered to its agent's next run, concluded with it.
 
 A person sends one with `gastown nudge`, the `nudge` signal (the Temporal UI)
-or the `gastown.gastown.io/nudge` annotation. It waits for the agent's next
+or the `polecat.gastown.gastown.io/nudge` annotation. It waits for the agent's next
 run: the current one's end (a Working polecat), or a resumed session (a
 Succeeded or Failed one: the workflow starts that run at once). The run takes
 every follow-up waiting, and when it ends each gets its outcome.

@@ -23,6 +23,7 @@ from bridge.kubernetes import FINALIZER
 from bridge.reconcile import Reconciler
 from client.settings import Settings
 from crds import Polecat
+from crds.polecat import NUDGE_ANNOTATION
 from tests.helpers import (
     GitRig,
     convoy_manifest,
@@ -426,3 +427,31 @@ async def test_witness_restarts_a_silent_pod_and_posts_to_the_webhook_in_its_cr(
     assert found is not None and found["status"]["alerts"][0]["polecat"] == "default/capable"
     history = await client.get_workflow_handle("witness/default/watch").fetch_history()
     assert SECRET_PATH not in history.to_json() and SECRET_PATH not in json.dumps(found["status"])
+
+
+async def test_a_nudge_annotation_resumes_a_succeeded_polecat(
+    cluster: Cluster, git_rig: GitRig, rig_name: str
+) -> None:
+    """`kubectl annotate polecat nux polecat.gastown.gastown.io/nudge=...` is a follow-up: the Succeeded
+    polecat's agent runs again with it, and the CR's status.conversation says how it went."""
+    await cluster.apply(
+        rig_manifest(rig_name, git_rig), polecat_manifest("nux", rig_name, "--commit", "n.txt=n")
+    )
+    assert await wait_until(
+        lambda: _phase_in(cluster, "nux", "Succeeded", "Failed"), "nux to finish", 60
+    ) == ("Succeeded")
+    code, _, err = await cluster.kubectl(
+        "annotate", "polecat", "nux", f"{NUDGE_ANNOTATION}=also keep extra.txt"
+    )
+    assert code == 0, err
+
+    async def followed_up() -> dict[str, Any] | None:
+        found = await cluster.get("polecats", "nux")
+        status = found.get("status", {}) if found else {}
+        conversation = status.get("conversation", [])
+        return status if conversation and conversation[0]["outcome"] == "Succeeded" else None
+
+    status = await wait_until(followed_up, "the follow-up's run to succeed", 60)
+    (entry,) = status["conversation"]
+    assert (entry["message"], entry["source"]) == ("also keep extra.txt", "annotation")
+    assert status["followUps"] == 1 and status["phase"] == "Succeeded"
