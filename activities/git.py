@@ -20,8 +20,7 @@ from temporalio.exceptions import ApplicationError
 from activities.gitlocks import clear_stale_locks, file_lock, undo_interrupted_add
 from activities.heartbeats import heartbeating
 from contracts import git as contract
-from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest
-from crds.common import short_uid
+from contracts.git import BranchRequest, BranchResult, RigCheck, Worktree, WorktreeRequest, worktree_path
 from crds.rig import RigSpec
 from launch.pod_entrypoint import own_commits
 
@@ -30,12 +29,6 @@ REMOTE_TIMEOUT = 20  # seconds a rig's remote has to answer `git ls-remote`
 # Concurrent `git fetch` / `worktree add` on one repository race for the same lock files:
 # serialised per repository, across the threads and the workers of this host.
 REPO_LOCK = "gastown-worktrees.lock"
-
-
-def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
-    """Where a polecat's worktree lives: one per incarnation (uid), so a re-created
-    polecat of the same name never inherits a stale worktree, not even one of another repo."""
-    return home / "worktrees" / rig / namespace / f"{polecat}-{short_uid(uid)}"
 
 
 def open_checkout(rig: RigSpec) -> Repo:

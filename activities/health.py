@@ -26,11 +26,11 @@ from kubernetes.aio.client.exceptions import ApiException
 from temporalio import activity
 from temporalio.client import Client
 
-from activities.git import worktree_path
 from activities.kube import KubeConnection
 from client.visibility import describe_running, rig_polecats
 from contracts import attributes
 from contracts import health as contract
+from contracts.git import worktree_path
 from contracts.health import HealthReport, HealthRequest, PolecatHealth
 from crds.polecat import PolecatStatus
 

@@ -375,12 +375,12 @@ class Reconciler:
         await handle.signal(signal, *args)
 
     async def update(
-        self, model: type[Resource], namespace: str | None, name: str, update: str, argument: Any
+        self, model: type[Resource], namespace: str | None, name: str, update: str, *args: Any
     ) -> Any:
         """Send an update to the resource's workflow; NotFound if none runs, InvalidResource if it refuses."""
         handle = await self.running(model, namespace, name)
         try:
-            return await handle.execute_update(update, argument)
+            return await handle.execute_update(update, args=args)
         except WorkflowUpdateFailedError as error:
             raise InvalidResource(model.ref_of(namespace, name), [_refusal(error)]) from None
 

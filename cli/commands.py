@@ -201,6 +201,21 @@ async def worker() -> None:
     await run_worker(_settings())
 
 
+@cli.command()
+@click.option("--address", default=None, help="HOST:PORT to serve on (default 127.0.0.1:GASTOWN_BOARD_PORT).")
+@click.option(
+    "--token", envvar="GASTOWN_BOARD_TOKEN", default=None, help="The actions' token (default: a new one)."
+)
+@_run
+async def board(address: str | None, token: str | None) -> None:
+    """Serve the town board: a live web page of the town, with the CLI's actions."""
+    from board.server import serve_board
+
+    settings = _settings()
+    host, _, port = (address or f"127.0.0.1:{settings.board_port}").rpartition(":")
+    await serve_board(settings, host or "127.0.0.1", int(port), token)
+
+
 # --- resources ---------------------------------------------------------------
 
 
@@ -334,7 +349,7 @@ async def terminate(kind: str, name: str, namespace: str, wait: bool) -> None:
 async def diff(kind: str, name: str, stat: bool, namespace: str) -> None:
     """Show a polecat's work: its branch against the base it started from (from its worktree on this
     machine, else from the remote it was pushed to)."""
-    from cli.diffs import NoDiff, polecat_diff  # GitPython: only this command needs it
+    from client.diffs import NoDiff, polecat_diff  # GitPython: only this command needs it
 
     settings = _settings()
     reconciler = await _reconciler(settings)
@@ -349,6 +364,21 @@ async def diff(kind: str, name: str, stat: bool, namespace: str) -> None:
     except NoDiff as error:
         raise Refused(f"error: {error}") from None
     click.echo(shown, nl=bool(shown))
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["polecat", "polecats", "pc"]))
+@click.argument("name")
+@namespace_option
+@_run
+async def restart(kind: str, name: str, namespace: str) -> None:
+    """Restart a Working or Failed polecat: a new attempt of its agent, its work kept."""
+    reconciler = await _reconciler(_settings())
+    try:
+        what = await reconciler.update(Polecat, namespace, name, "restart")
+    except NotFound:
+        _not_found(Polecat, name)
+    click.echo(f"polecat.gastown.gastown.io/{name} {what}")
 
 
 @cli.command()

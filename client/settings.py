@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Unset: a socket of this home's own (`tmux_socket_of`), so two homes never share a tmux server.
     tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
+    board_port: int = Field(8234, ge=0, le=65535, validation_alias="GASTOWN_BOARD_PORT")  # the town board's
     # How the worker reaches Kubernetes (for CR status and pods): a kubeconfig,
     # or, when unset, the in-cluster service account.
     kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel
 from temporalio import activity
 
+from crds.common import short_uid
 from crds.rig import RigSpec
 
 PREPARE_WORKTREE = "git.prepare_worktree"
@@ -62,3 +65,9 @@ class GitActivities:
     async def check_rig(self, rig: RigSpec) -> RigCheck:
         """Whether the rig's checkout (and remote, with a gitURL) is usable, and why not."""
         raise NotImplementedError
+
+
+def worktree_path(home: Path, rig: str, namespace: str, polecat: str, uid: str | None) -> Path:
+    """Where a polecat's worktree lives: one per incarnation (uid), so a re-created
+    polecat of the same name never inherits a stale worktree, not even one of another repo."""
+    return home / "worktrees" / rig / namespace / f"{polecat}-{short_uid(uid)}"

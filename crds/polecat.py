@@ -220,6 +220,7 @@ class PolecatStatus(ApiModel):
         None, description="Extension: what the agent spent (tokens, requests, cost), over all its attempts."
     )
     resumes: int = Field(0, description="Extension: how often the agent was resumed after a rate limit.")
+    bead_title: str | None = Field(None, description="Extension: the bead's title, from the rig's BeadStore.")
     follow_ups: int = Field(
         0, description="Extension: runs the agent was resumed for with a follow-up (nudge)."
     )

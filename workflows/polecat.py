@@ -255,6 +255,30 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         if refusal is not None:
             raise ApplicationError(f"nudge refused: {refusal}", type="InvalidFollowUp", non_retryable=True)
 
+    @workflow.update
+    def restart(self) -> str:
+        """A person's restart (`gastown restart`, the board): a new attempt of a Working or Failed
+        polecat, its work kept; not counted against a Witness's MAX_RESTARTS."""
+        status = self.state.status
+        self.state.remedy = Remedy(
+            uid=self.polecat.metadata.uid,
+            attempt=status.restarts,
+            action="restart",
+            reason="RestartedByHand",
+            message="restarted on request (gastown restart or the town board)",
+        )
+        return "restarting: a new attempt, its work kept"
+
+    @restart.validator
+    def _check_restart(self) -> None:
+        phase = self.state.status.phase
+        if self._stopping() or phase not in ("Working", "Failed"):
+            raise ApplicationError(
+                f"restart refused: the polecat is {phase}; only a Working or Failed one restarts",
+                type="InvalidRestart",
+                non_retryable=True,
+            )
+
     @workflow.signal
     def nudge(self, message: str) -> None:
         """A follow-up for the agent (the Temporal UI can send this): as `gastown nudge`; one that
@@ -669,6 +693,7 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         if not found:
             self._set_phase("Failed", "BeadNotFound", f"bead {bead_id} is not in the rig's BeadStore")
             return False, None
+        self.state.status.bead_title = found[0].title[: follow_ups.SHOWN] or None
         if found[0].status == "closed":
             self._set_phase("Failed", "BeadClosed", f"bead {bead_id} is already closed; nothing to do")
             return False, None

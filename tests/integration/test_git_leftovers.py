@@ -19,10 +19,10 @@ import psutil
 from git import Actor, Repo
 from temporalio.testing import ActivityEnvironment
 
-from activities.git import GitActivities, worktree_path
+from activities.git import GitActivities
 from activities.gitlocks import clear_stale_locks
 from activities.merges import MergeActivities
-from contracts.git import Worktree, WorktreeRequest
+from contracts.git import Worktree, WorktreeRequest, worktree_path
 from contracts.merges import CheckRequest
 from crds.rig import RigSpec
 from tests.helpers import GitRig, wait_until

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from git import GitCommandError, Repo
 
-from activities.git import worktree_path
+from contracts.git import worktree_path
 from crds import Polecat, Rig
 
 
