@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import webbrowser
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -138,6 +140,8 @@ async def run_demo(settings: Settings) -> None:
     say(click.style("1. The embedded runtime", bold=True))
     for line in await runtime.up():
         say(f"   {line}")
+    if runtime.board_url and os.environ.get("DISPLAY"):  # a desktop: the town, live, in a browser
+        webbrowser.open(runtime.board_url)
     root = Path(tempfile.mkdtemp(prefix="gastown-demo-"))
     messages: list[str] = []
     reconciler = Reconciler(await connect(settings), settings.task_queue, home=settings.home)

@@ -179,6 +179,8 @@ class EmbeddedRuntime:
         run, logs = settings.home / "run", settings.home / "logs"
         self.server = Process("temporal", run / "temporal.pid", logs / "temporal.log")
         self.worker = Process("worker", run / "worker.pid", logs / "worker.log")
+        self.board = Process("board", run / "board.pid", logs / "board.log")
+        self.board_url_file = run / "board.url"
 
     @property
     def port(self) -> int:
@@ -215,8 +217,34 @@ class EmbeddedRuntime:
             if time.monotonic() > deadline:
                 raise RuntimeUnavailable(f"the worker did not start polling; see {self.worker.log_file}")
             await asyncio.sleep(0.1)
+        said.append(self._start_board(env={**os.environ, **self.worker_env()}))
         said.append(f"ready: Temporal {self.settings.temporal_address}, UI {self.settings.ui_url}")
         return said
+
+    @property
+    def board_url(self) -> str | None:
+        """Where this home's town board serves, while it runs."""
+        if self.board.pid() is None or not self.board_url_file.exists():
+            return None
+        return self.board_url_file.read_text().strip()
+
+    def _start_board(self, env: dict[str, str]) -> str:
+        """The town board on GASTOWN_BOARD_PORT (a free port if that one is taken); what happened."""
+        if self.board_url is not None:
+            return f"town board already running on {self.board_url}"
+        port = self.settings.board_port
+        if not port or ports.taken(port):
+            port = ports.free_port()
+        argv = [sys.executable, "-m", "cli.commands", "board", "--address", f"{ports.HOST}:{port}"]
+        pid = self.board.start(argv, env)
+        url = f"http://{ports.HOST}:{port}/"
+        deadline = time.monotonic() + 30
+        while not ports.taken(port):  # serving: its first page can be asked for
+            if self.board.pid() is None or time.monotonic() > deadline:
+                return f"the town board did not start; see {self.board.log_file}"
+            time.sleep(0.05)
+        self.board_url_file.write_text(url + "\n")
+        return f"started the town board (pid {pid}) on {url}, log in {self.board.log_file}"
 
     def _claim_ports(self) -> list[str]:
         """Make sure this home's ports are free before its dev server starts; what was done, as lines.
@@ -269,9 +297,10 @@ class EmbeddedRuntime:
                     raise
 
     def down(self) -> list[str]:
-        """Stop the worker, then the server. Agents in tmux keep running and are adopted on `up`."""
+        """Stop the board and the worker, then the server. Agents in tmux keep running and are adopted
+        on `up`."""
         said = []
-        for process in (self.worker, self.server):
+        for process in (self.board, self.worker, self.server):
             if process.stop():
                 said.append(f"stopped {process.name}")
             else:

@@ -39,7 +39,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> & "quotes"'
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
 
 
 @pytest.fixture
@@ -55,6 +54,7 @@ async def board(reconciler: Reconciler, settings: Settings, worker: None) -> Asy
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
+    assert Path(CHROMIUM).exists(), "the board's tests need Debian's chromium (apt-get install chromium)"
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS

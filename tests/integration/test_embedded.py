@@ -32,13 +32,15 @@ def own_runtime(home: Path, socket: str) -> dict[str, str]:
         "GASTOWN_HOME": str(home),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "GASTOWN_UI_PORT": str(free_port()),
+        "GASTOWN_BOARD_PORT": str(free_port()),
         "GASTOWN_TMUX_SOCKET": socket,
         "GASTOWN_TASK_QUEUE": "gastown",
     }
 
 
 async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) -> None:
-    """`up` starts server, UI and worker; a polecat succeeds; after `down` and `up` it is still there."""
+    """`up` starts server, UI, worker and the town board; a polecat succeeds; after `down` and `up` it
+    is still there."""
     home, socket = tmp_path / "home", f"gastown-embedded-{os.getpid()}"
     env = own_runtime(home, socket)
     git_rig: GitRig = make_git_rig(tmp_path / "rig")
@@ -58,6 +60,10 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
             urllib.request.urlopen, f"http://127.0.0.1:{env['GASTOWN_UI_PORT']}/", timeout=10
         )
         assert ui.status == 200
+        board = next(line for line in up.out.splitlines() if line.startswith("started the town board"))
+        url = board.split(" on ", 1)[1].split(",", 1)[0]
+        page = await asyncio.to_thread(urllib.request.urlopen, url, timeout=10)
+        assert page.status == 200 and b"Gas Town" in page.read()
         assert (await run(env, "up")).out.splitlines()[0].startswith("Temporal dev server already running")
 
         assert (await run(env, "apply", "-f", str(manifest))).code == 0
@@ -74,7 +80,7 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
         pids = [int((home / "run" / name).read_text()) for name in ("temporal.pid", "worker.pid")]
 
         down = await run(env, "down")
-        assert down.out.splitlines() == ["stopped worker", "stopped temporal"]
+        assert down.out.splitlines() == ["stopped board", "stopped worker", "stopped temporal"]
         assert not any(
             psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids
         )
