@@ -31,6 +31,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY client ./client
 COPY bridge ./bridge
+COPY board ./board
 COPY worker ./worker
 COPY cli ./cli
 RUN pip install --no-cache-dir --no-deps --no-build-isolation .

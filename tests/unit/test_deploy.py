@@ -72,9 +72,9 @@ def test_two_bridges_peer_through_kopf(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_deployments_run_our_commands_restricted(rendered: list[dict[str, Any]]) -> None:
-    """Worker and bridge run `gastown worker` / `gastown bridge` as non-root with a read-only root."""
+    """Worker, bridge and board run `gastown worker` / `bridge` / `board` as non-root with a read-only root."""
     deployments = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "Deployment"}
-    assert set(deployments) == {"gastown-worker", "gastown-bridge"}
+    assert set(deployments) == {"gastown-worker", "gastown-bridge", "gastown-board"}
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
