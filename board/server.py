@@ -263,10 +263,12 @@ async def serve_board(settings: Settings, host: str, port: int, token: str | Non
         site = web.TCPSite(runner, host, port)
         await site.start()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        print(
-            f"town board on http://{shown}:{port}/  (actions from elsewhere: ?token={board.token})",
-            flush=True,
-        )
+        where = "GASTOWN_BOARD_TOKEN"
+        if token is None:  # a secret: in a private file, never in the log
+            settings.home.mkdir(parents=True, exist_ok=True)
+            where = str(settings.home / "board.token")
+            write_private(Path(where), board.token + "\n")
+        print(f"town board on http://{shown}:{port}/ (from another machine: ?token= of {where})", flush=True)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
