@@ -32,6 +32,10 @@ SUITE = {
     "refinery": ("The merge queue against a plain git loop", ["--branches", "10", "--repeats", "1"]),
     "witness": ("Witness detection latency and check time", ["--polecats", "20", "--latency-samples", "2"]),
     "gateway": ("What the model gateway adds to a model request", ["--requests", "30"]),
+    "board": (
+        "The town board: phase changes to the page, first load, CPU",
+        ["--wave", "20", "--polecats", "50", "--cpu-seconds", "5"],
+    ),
 }
 
 

@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from board.logs import CannotRead, file_log, pod_log
 from board.town import Town, read_town
 from bridge.reconcile import NotFound, Reconciler
 from client.connection import connect
@@ -45,7 +47,7 @@ from crds import InvalidResource, Polecat, Refinery, Rig
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 INTERVAL = 1.0  # seconds between two reads of the town
-KEEPALIVE = 15.0  # seconds between two comments on a quiet event stream
+KEEPALIVE = 5.0  # seconds between two comments on a quiet event stream (how soon a closed page is seen)
 LOG_LINES = 200
 
 
@@ -70,6 +72,7 @@ class Board:
         app.router.add_get("/", self.town_page)
         app.router.add_get("/events", self.events)
         app.router.add_get("/polecats/{namespace}/{name}", self.polecat_page)
+        app.router.add_get("/events/polecats/{namespace}/{name}/log", self.log_events)
         app.router.add_post("/api/polecats/{namespace}/{name}/{action}", self.polecat_action)
         app.router.add_post("/api/refineries/{namespace}/{name}/approve", self.approve)
         app.router.add_static("/static", HERE / "static")
@@ -122,10 +125,13 @@ class Board:
         except NoDiff as error:
             diff = str(error)
         status = polecat.status
-        log_tail = ""
+        log_tail, log_offset = "", 0
         if status and status.log_file and Path(status.log_file).exists():
-            lines = Path(status.log_file).read_text(errors="replace").splitlines()
-            log_tail = "\n".join(lines[-LOG_LINES:])
+            data = Path(status.log_file).read_bytes()
+            log_tail, log_offset = (
+                "\n".join(data.decode(errors="replace").splitlines()[-LOG_LINES:]),
+                len(data),
+            )
         link = self.settings.workflow_url(workflow_id("Polecat", namespace, name))
         return self._render(
             "polecat.html",
@@ -134,6 +140,7 @@ class Board:
             status=status,
             diff=diff,
             log_tail=log_tail,
+            log_offset=log_offset,
             ui_link=link,
         )
 
@@ -162,6 +169,34 @@ class Board:
             pass
         finally:
             self.pages.discard(page)
+        return response
+
+    async def log_events(self, request: web.Request) -> web.StreamResponse:
+        """The polecat's output as it grows: its log file from `?from=` on, or its pod's log."""
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        polecat = await self.reconciler.find(Polecat, namespace, name)
+        if polecat is None:
+            raise web.HTTPNotFound(text=f"no polecat {namespace}/{name}")
+        log_file = polecat.status.log_file if polecat.status else None
+        if polecat.spec.execution_mode == "kubernetes":
+            chunks = pod_log(self.settings, polecat, follow=True)
+        elif log_file:
+            chunks = file_log(Path(log_file), int(request.query.get("from", "0") or 0))
+        else:
+            raise web.HTTPNotFound(text=f"polecat {name} has no output yet")
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        quiet_since = time.monotonic()
+        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError, CannotRead):
+            async for chunk in chunks:
+                if chunk:
+                    await response.write(_event("log", chunk.decode(errors="replace")).encode())
+                    quiet_since = time.monotonic()
+                elif time.monotonic() - quiet_since > KEEPALIVE:  # a page gone away ends this here
+                    await response.write(b": still here\n\n")
+                    quiet_since = time.monotonic()
         return response
 
     # --- actions: the CLI's signals and updates -----------------------------------
@@ -257,7 +292,7 @@ async def serve_board(settings: Settings, host: str, port: int, token: str | Non
     """Serve the board until cancelled (Ctrl-C), saying where."""
     reconciler = Reconciler(await connect(settings), settings.task_queue)
     board = Board(reconciler, settings, token)
-    runner = web.AppRunner(board.app(), access_log=None)
+    runner = web.AppRunner(board.app(), access_log=None, shutdown_timeout=2.0)  # pages' streams end
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -2,17 +2,14 @@
 
 A local agent's output is its log file and its session a tmux session on its
 host; a pod's output is the agent container's log, read through the API
-server (the kubeconfig the worker uses), and a pod takes no input.
+server (the kubeconfig the worker uses, `board.logs`), and a pod takes no input.
 """
 
 from __future__ import annotations
 
 import sys
 
-from kubernetes.aio import client
-from kubernetes.aio.client.exceptions import ApiException
-
-from activities.kube import KubeConnection
+from board.logs import CannotRead, pod_log
 from client.settings import Settings
 from crds import Polecat
 
@@ -46,25 +43,9 @@ def attach_argv(settings: Settings, polecat: Polecat, write: bool) -> list[str]:
 
 async def print_pod_log(settings: Settings, polecat: Polecat, follow: bool) -> None:
     """The agent container's log, as `kubectl logs [-f]` prints it."""
-    pod = polecat.status.pod_name if polecat.status else None
-    if not pod:
-        raise CannotLook(f"polecat {polecat.name} has no pod yet")
-    async with KubeConnection(settings.kubeconfig).api() as api:
-        core = client.CoreV1Api(api)
-        try:
-            # The raw answer, read as it comes (a followed log never ends by itself).
-            answer = await core.read_namespaced_pod_log_without_preload_content(
-                pod, polecat.namespace, container="agent", follow=follow
-            )
-        except ApiException as error:
-            raise CannotLook(
-                f"polecat {polecat.name}: the log of pod {pod}: {error.status} {error.reason}"
-            ) from None
-        async with answer:
-            if answer.status >= 400:
-                raise CannotLook(
-                    f"polecat {polecat.name}: the log of pod {pod}: {answer.status} {answer.reason}"
-                )
-            async for chunk in answer.content.iter_any():
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
+    try:
+        async for chunk in pod_log(settings, polecat, follow):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except CannotRead as error:
+        raise CannotLook(str(error)) from None

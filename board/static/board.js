@@ -177,6 +177,12 @@ document.addEventListener("DOMContentLoaded", () => {
     nudgeForm(key, box.querySelector("form.nudge"));
     box.querySelector(".restart").addEventListener("click", () => act(key, "restart"));
     box.querySelector(".terminate").addEventListener("click", () => act(key, "terminate"));
+    const log = document.getElementById("log");
+    const output = new EventSource("/events/polecats/" + key + "/log?from=" + log.dataset.from);
+    output.addEventListener("log", (event) => {
+      const lines = (log.textContent + JSON.parse(event.data)).split("\n");
+      log.textContent = lines.slice(-500).join("\n");  // the tail only: a long run stays light
+    });
     const mine = (polecat) => polecat.key === key;
     follow((town) => town.polecats.filter(mine).forEach(showPolecat),
       (change) => (change.town ? change.town.polecats : change.polecats ? change.polecats.upsert : []).filter(mine).forEach(showPolecat));

@@ -7,6 +7,7 @@ real worker; the polecats are real (tmux, git, the scripted agent).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,7 +45,9 @@ XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script> & "qu
 @pytest.fixture
 async def board(reconciler: Reconciler, settings: Settings, worker: None) -> AsyncIterator[str]:
     """The board, served on a port of its own while the test runs; its URL."""
-    runner = web.AppRunner(Board(reconciler, settings, interval=0.2).app(), access_log=None)
+    runner = web.AppRunner(
+        Board(reconciler, settings, interval=0.2).app(), access_log=None, shutdown_timeout=2.0
+    )
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -71,8 +74,8 @@ async def test_the_board_shows_a_convoy_live_nudges_shows_a_diff_and_escapes_use
     board: str, browser: Browser, reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
 ) -> None:
     """A convoy's polecats appear on the open page and turn green as they finish, with no reload;
-    a nudge on a Succeeded one turns it Working again; its page shows its diff; and a bead title
-    of HTML and script is shown as text, running nothing."""
+    a nudge on a Succeeded one turns it Working again; its page shows its diff and its log as it
+    grows; and a bead title of HTML and script is shown as text, running nothing."""
     source = tmp_path / "issues.jsonl"
     write_beads(source, [{"id": "gt-1", "title": XSS}, {"id": "gt-2"}])
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig, beadsPrefix="gt")))
@@ -113,6 +116,8 @@ async def test_the_board_shows_a_convoy_live_nudges_shows_a_diff_and_escapes_use
     assert await page.evaluate("window.__xss") is None
     gate.touch()
     await expect(page.locator("#phase")).to_have_text("Succeeded", timeout=30_000)
+    # The log tail grows live: the second run's end, after the first's.
+    await expect(page.locator("#log")).to_have_text(re.compile(r"exiting with 0[\s\S]*exiting with 0"))
     followed = await reconciler.get(Polecat, "default", name)
     assert followed.status is not None and followed.status.follow_ups == 1
 

@@ -496,3 +496,30 @@ async def test_logs_and_attach_read_a_pods_log(
     assert (code, out) == (0, "cloning\n<b>thinking</b>\n")  # the fake's log ends; a real one is followed
     code, _, err = await run("attach", "polecat", "slit", "--write")
     assert code == 1 and "a pod's agent takes no input" in err
+
+
+async def test_a_nudge_to_a_succeeded_pod_is_a_new_pod_with_the_follow_up(
+    reconciler: Reconciler, api: FakeApiServer
+) -> None:
+    """Succeeded -> Working for a pod: a new pod (`-r1`) that clones the pushed branch, the
+    follow-up in its agent's prompt, the earlier spend carried."""
+    await reconciler.apply(pod_polecat("dag", reconciler))
+    await phase_of(reconciler, "dag", "Working")
+    pod_ends(
+        api,
+        the_pod(api, "dag")["metadata"]["name"],
+        0,
+        PodReport(branch="polecat/dag", commit="4b825dc6", usage=SPENT),
+    )
+    await phase_of(reconciler, "dag", "Succeeded")
+
+    what = await reconciler.update(Polecat, "default", "dag", "follow_up", "now the docs, please")
+
+    assert what == "the agent's session is resumed with it"
+    await phase_of(reconciler, "dag", "Working")
+    again = pod_named(api, "dag", "-r1")
+    prompt = next(
+        item["value"] for item in again["spec"]["containers"][0]["env"] if item["name"] == "GT_PROMPT"
+    )
+    assert "now the docs, please" in prompt and "follow-up" in prompt
+    assert gateway_of(again).spent == SPENT.models
