@@ -165,8 +165,8 @@ class Board:
                 except TimeoutError:
                     event = ": still here\n\n"
                 await response.write(event.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             self.pages.discard(page)
         return response
@@ -189,7 +189,7 @@ class Board:
         )
         await response.prepare(request)
         quiet_since = time.monotonic()
-        with contextlib.suppress(ConnectionResetError, asyncio.CancelledError, CannotRead):
+        with contextlib.suppress(ConnectionResetError, CannotRead):  # the page went away; no pod log
             async for chunk in chunks:
                 if chunk:
                     await response.write(_event("log", chunk.decode(errors="replace")).encode())

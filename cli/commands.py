@@ -373,12 +373,16 @@ async def diff(kind: str, name: str, stat: bool, namespace: str) -> None:
 @_run
 async def restart(kind: str, name: str, namespace: str) -> None:
     """Restart a Working or Failed polecat: a new attempt of its agent, its work kept."""
+    click.echo(f"polecat.gastown.gastown.io/{name} {await _polecat_update(namespace, name, 'restart')}")
+
+
+async def _polecat_update(namespace: str, name: str, update: str, *args: Any) -> Any:
+    """Send a running polecat an update; its refusal is a one-line error (exit 1)."""
     reconciler = await _reconciler(_settings())
     try:
-        what = await reconciler.update(Polecat, namespace, name, "restart")
+        return await reconciler.update(Polecat, namespace, name, update, *args)
     except NotFound:
         _not_found(Polecat, name)
-    click.echo(f"polecat.gastown.gastown.io/{name} {what}")
 
 
 @cli.command()
@@ -390,11 +394,7 @@ async def restart(kind: str, name: str, namespace: str) -> None:
 async def nudge(kind: str, name: str, message: str, namespace: str) -> None:
     """Send a polecat's agent a follow-up MESSAGE, in its session, its work kept: a working agent
     gets it when its current run ends; a finished one is resumed with it."""
-    reconciler = await _reconciler(_settings())
-    try:
-        what = await reconciler.update(Polecat, namespace, name, "follow_up", message)
-    except NotFound:
-        _not_found(Polecat, name)
+    what = await _polecat_update(namespace, name, "follow_up", message)
     click.echo(f"polecat.gastown.gastown.io/{name} nudged: {what}")
 
 
