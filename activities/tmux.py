@@ -61,7 +61,8 @@ _STARTED = "@gastown-started"
 # The pane's first process, which takes the agent's environment from ENV_FILE and execs the agent.
 LAUNCHER = Path(__file__).parents[1] / "launch" / "pane.py"  # run by path, never imported
 ENV_FILE = "environment.json"
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
+# Terminal escapes and carriage returns, taken out of an agent's output before it is shown.
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def tail_of(log_file: Path) -> str:
             text = stream.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-    lines = [line.rstrip() for line in _ANSI.sub("", text).splitlines()]
+    lines = [line.rstrip() for line in ANSI.sub("", text).splitlines()]
     tail = "\n".join(line for line in lines if line)
     tail = "\n".join(tail.splitlines()[-TAIL_LINES:])
     return tail[-TAIL_CHARS:]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from activities.tmux import tail_of
+from activities.tmux import ANSI
 from bridge.reconcile import Reconciler
 from crds import Convoy, Polecat, Refinery, Rig, Witness
 from crds.convoy import CONVOY_LABEL
@@ -76,14 +76,29 @@ class Town(BaseModel):
     alerts: list[AlertRow]
 
 
+LAST_BYTES = 2048  # of a log file, read each second for its last line
+
+
 def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
+
+
+def last_line(log_file: Path) -> str:
+    """The last line of output in the file, without terminal escapes ("" if none or unreadable)."""
+    try:
+        with log_file.open("rb") as stream:
+            stream.seek(0, 2)
+            stream.seek(max(0, stream.tell() - LAST_BYTES))
+            text = stream.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def polecat_cell(polecat: Polecat) -> PolecatCell:
     status = polecat.status
     log_file = status.log_file if status else None
-    last = tail_of(Path(log_file)).splitlines()[-1:] if log_file else []
     return PolecatCell(
         key=f"{polecat.namespace}/{polecat.name}",
         name=polecat.name,
@@ -94,7 +109,7 @@ def polecat_cell(polecat: Polecat) -> PolecatCell:
         bead_title=(status.bead_title if status else None) or "",
         convoy=polecat.metadata.labels.get(CONVOY_LABEL, ""),
         since=(status.last_restart_time or status.start_time) if status else None,
-        last_line=last[0][:200] if last else "",
+        last_line=last_line(Path(log_file)) if log_file else "",
         cost=status.usage.cost if status and status.usage else "",
         message=_first_line(status.message)[:300] if status else "",
         follow_ups=status.follow_ups if status else 0,
