@@ -156,6 +156,9 @@ async def status() -> None:
     if not await has_poller(client, settings):
         raise Unreachable(f"no worker polls task queue {settings.task_queue} on {settings.temporal_address}")
     click.echo(f"ok: Temporal {settings.temporal_address}, a worker polls {settings.task_queue}")
+    board = EmbeddedRuntime(settings).board_url
+    if board:
+        click.echo(f"town board on {board}")
     rigs: dict[str, list[str]] = {}
     for rig in await Reconciler(client, settings.task_queue).list(Rig, None):
         if rig.host is not None:

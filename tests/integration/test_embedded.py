@@ -64,6 +64,7 @@ async def test_up_runs_a_polecat_and_state_survives_down_and_up(tmp_path: Path) 
         url = board.split(" on ", 1)[1].split(",", 1)[0]
         page = await asyncio.to_thread(urllib.request.urlopen, url, timeout=10)
         assert page.status == 200 and b"Gas Town" in page.read()
+        assert f"town board on {url}" in (await run(env, "status")).out.splitlines()
         token = home / "board.token"  # the actions' token: private, and never in the board's log
         assert token.stat().st_mode & 0o777 == 0o600
         assert token.read_text().strip() not in (home / "logs" / "board.log").read_text()
