@@ -441,6 +441,11 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
         status.follow_ups += 1
         status.last_restart_time = workflow.now()
         status.completion_time = status.exit_code = None
+        if any(c.type == "Merged" and c.status == "True" for c in status.conditions):
+            # Its new commits are not merged yet: the Refinery takes them as a new entry.
+            status.conditions = set_condition(
+                status.conditions, "Merged", "False", "FollowUp", "new work since the merge", workflow.now()
+            )
         await self._work()
 
     def _later_attempt(self) -> bool:

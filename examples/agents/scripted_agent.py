@@ -24,7 +24,8 @@ It reads the task from $GT_PROMPT_FILE (as every custom agent may), and can:
   --exit-if BEAD=CODE  exit with CODE instead when working BEAD (repeatable)
 
 `{bead}` in --commit, --say, --runs and --exclusive stands for the bead being worked ($GT_ISSUE), so one
-command line (a convoy's polecatTemplate) can give each bead its own file and run count.
+command line (a convoy's polecatTemplate) can give each bead its own file and run count; `{run}` in
+--commit for this start's number (counted in --runs; 1 without it), so each run commits anew.
 
 No shell is used anywhere: git is called with an argv list.
 """
@@ -84,6 +85,7 @@ def main() -> int:
         with open(args.runs, "a") as runs:
             runs.write(f"{os.getpid()}\n")
         started = len(Path(args.runs).read_text().splitlines())
+    args.commit = [item.replace("{run}", str(started)) for item in args.commit]
     print(f"polecat {os.environ.get('GT_POLECAT')} on {os.environ.get('GT_BRANCH')}", flush=True)
     prompt_file = os.environ.get("GT_PROMPT_FILE")
     if prompt_file:

@@ -291,3 +291,27 @@ async def test_each_strategy_shapes_main_as_it_says(
     assert {"nux.txt", "slit.txt"} <= set(git_rig.files_on("main"))
     linear = all(len(commit.parents) <= 1 for commit in Repo(git_rig.remote).iter_commits("main"))
     assert linear == (strategy != "merge")
+
+
+async def test_a_nudged_polecats_new_commits_land_as_a_new_entry(
+    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """A merged polecat nudged with a follow-up commits again; the Refinery takes the new commit as
+    a new entry and lands it too."""
+    await start(reconciler, git_rig, rig_name, autoMerge=True)
+    runs = tmp_path / "runs"
+    manifest = polecat_manifest("nux", rig_name, "--runs", str(runs), "--commit", "run-{run}.txt=run {run}")
+    await reconciler.apply(polecat(manifest))
+    await queue_settles(reconciler, merged=1)
+    assert "run-1.txt" in git_rig.files_on("main")
+
+    await reconciler.update(Polecat, "default", "nux", "follow_up", "one more file, please")
+    done = await queue_settles(reconciler, merged=2)
+
+    assert {"run-1.txt", "run-2.txt"} <= set(git_rig.files_on("main"))
+    assert done.status is not None and [landing.outcome for landing in done.status.recent] == [
+        "Merged",
+        "Merged",
+    ]
+    nux = await reconciler.get(Polecat, "default", "nux")
+    assert nux.status is not None and nux.status.follow_ups == 1 and merged_condition(nux) == "True"
