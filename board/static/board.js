@@ -149,11 +149,21 @@ function applyChange(change) {
 
 // --- one polecat's page ----------------------------------------------------------------------
 
-function showPolecat(polecat) {
+let shownState = null;
+
+async function showPolecat(polecat) {
   const badge = document.getElementById("phase");
   badge.textContent = polecat.phase;
   badge.className = "badge phase-" + polecat.phase;
   document.getElementById("message").textContent = polecat.message;
+  const state = polecat.phase + "/" + polecat.follow_ups;
+  if (shownState !== null && state !== shownState) {
+    // A new phase or follow-up: its follow-ups, conditions and diff as the server renders them now.
+    const page = new DOMParser().parseFromString(await (await fetch(location.pathname)).text(), "text/html");
+    const details = page.getElementById("details");
+    if (details) document.getElementById("details").replaceWith(document.adoptNode(details));
+  }
+  shownState = state;
 }
 
 function follow(onTown, onCell) {

@@ -116,6 +116,8 @@ async def test_the_board_shows_a_convoy_live_nudges_shows_a_diff_and_escapes_use
     assert await page.evaluate("window.__xss") is None
     gate.touch()
     await expect(page.locator("#phase")).to_have_text("Succeeded", timeout=30_000)
+    # Its follow-ups and diff follow the phase change: the follow-up's outcome, without a reload.
+    await expect(page.locator("#follow-ups")).to_contain_text("Succeeded")
     # The log tail grows live: the second run's end, after the first's.
     await expect(page.locator("#log")).to_have_text(re.compile(r"exiting with 0[\s\S]*exiting with 0"))
     followed = await reconciler.get(Polecat, "default", name)
