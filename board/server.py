@@ -210,9 +210,8 @@ class Board:
                 await self.reconciler.signal(Polecat, namespace, name, "terminate")
                 said = "terminating"
             elif action == "nudge":
-                said = await self.reconciler.update(
-                    Polecat, namespace, name, "follow_up", body.get("message", "")
-                )
+                message = body.get("message", "")
+                said = await self.reconciler.update(Polecat, namespace, name, "follow_up", message, "board")
             elif action == "restart":
                 said = await self.reconciler.update(Polecat, namespace, name, "restart")
             else:

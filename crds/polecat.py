@@ -180,7 +180,7 @@ FollowUpText = Annotated[
 # The annotation a person sets (kubectl annotate) to nudge a polecat on a cluster: each new value once.
 NUDGE_ANNOTATION = "polecat.gastown.gastown.io/nudge"
 FollowUpOutcome = Literal["Queued", "Delivered", "Succeeded", "Failed", "Terminated", "Refused"]
-FollowUpSource = Literal["cli", "signal", "annotation"]
+FollowUpSource = Literal["cli", "board", "signal", "annotation"]
 
 
 class FollowUp(ApiModel):

@@ -241,12 +241,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
             self.state.termination = Termination(reason=reason, message=message)
 
     @workflow.update
-    def follow_up(self, message: str) -> str:
-        """A person's follow-up for the agent (`gastown nudge`, the board): what becomes of it."""
-        return self._take_follow_up(message, "cli")
+    def follow_up(self, message: str, sender: str = "cli") -> str:
+        """A person's follow-up for the agent (`gastown nudge`; the board says `board`): what
+        becomes of it."""
+        return self._take_follow_up(message, "board" if sender == "board" else "cli")
 
     @follow_up.validator
-    def _check_follow_up(self, message: str) -> None:
+    def _check_follow_up(self, message: str, sender: str = "cli") -> None:
         try:
             follow_ups.checked(message)
         except ValueError as error:

@@ -122,6 +122,9 @@ async def test_the_board_shows_a_convoy_live_nudges_shows_a_diff_and_escapes_use
     await expect(page.locator("#log")).to_have_text(re.compile(r"exiting with 0[\s\S]*exiting with 0"))
     followed = await reconciler.get(Polecat, "default", name)
     assert followed.status is not None and followed.status.follow_ups == 1
+    assert [(e.message, e.source) for e in followed.status.conversation] == [
+        ("also <b>add</b> tests", "board")
+    ]
 
 
 async def test_actions_need_the_boards_token(board: str, browser: Browser) -> None:
