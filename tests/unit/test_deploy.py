@@ -8,6 +8,7 @@ Dockerfile are checked for what they name: services, ports, commands, files.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -179,3 +180,19 @@ def test_the_build_context_leaves_out_what_make_test_makes() -> None:
     for sources in copied:
         for source in sources.split():
             assert source not in ignored and source.split("/")[0] not in ignored, source
+
+
+def test_docker_compose_validates_the_compose_file() -> None:
+    """Debian's docker-compose reads the file as valid and finds our services (it refused a top-level
+    `name:` once)."""
+    assert shutil.which("docker-compose"), (
+        "these tests need Debian's docker-compose (apt-get install docker-compose)"
+    )
+    checked = subprocess.run(
+        ["docker-compose", "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "--services"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert {"temporal", "worker", "bridge"} <= set(checked.stdout.split())
