@@ -23,12 +23,6 @@ RETRY_CAP = 5.0  # seconds between tries, at most, while Temporal does not answe
 SAY_EVERY = 30.0  # seconds between "still waiting" lines
 
 
-# Seconds: agents run minutes to hours, a merge seconds to an hour (the SDK's default buckets stop at
-# 10 s). Keyed by the name before the unit suffix.
-BUCKETS = {
-    "gastown_agent_run": [1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800],
-    "gastown_merge_latency": [1, 5, 10, 30, 60, 300, 900, 3600],
-}
 # One Temporal runtime per metrics address in this process: it serves the SDK's own metrics (the
 # workers' slots, polls, task latencies, the client's requests) on that address.
 _RUNTIMES: dict[str, Runtime] = {}
@@ -38,11 +32,7 @@ def metrics_runtime(address: str) -> Runtime:
     """The runtime that serves Prometheus metrics on `address` (HOST:PORT), made once."""
     if address not in _RUNTIMES:
         prometheus = PrometheusConfig(
-            bind_address=address,
-            counters_total_suffix=True,
-            durations_as_seconds=True,
-            unit_suffix=True,
-            histogram_bucket_overrides=BUCKETS,
+            bind_address=address, counters_total_suffix=True, durations_as_seconds=True, unit_suffix=True
         )
         _RUNTIMES[address] = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
     return _RUNTIMES[address]
