@@ -9,20 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bridge.reconcile import Reconciler
 from client.settings import Settings
-from crds import Polecat
-from tests.helpers import (
-    GASTOWN,
-    GitRig,
-    parsed,
-    polecat_manifest,
-    reach,
-    rig,
-    rig_manifest,
-    wait_until,
-    worker_env,
-)
+from tests.helpers import GASTOWN, wait_until, worker_env
 from worker.ports import free_port
 
 
@@ -72,30 +60,3 @@ async def test_worker_and_board_serve_the_sdks_metrics(served: dict[str, str], s
         return text if "temporal_request_total" in text else None
 
     await wait_until(board_metrics, "the board's client metrics", 60)
-
-
-async def test_a_polecats_start_and_phase_are_counted(
-    served: dict[str, str], reconciler: Reconciler, git_rig: GitRig, rig_name: str
-) -> None:
-    """A polecat that runs: the worker counts its agent's start (by rig, agent and mode, never by
-    polecat), and the board's gauge has it by phase and rig."""
-    await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
-    await reconciler.apply(parsed(Polecat, polecat_manifest("nux", rig_name, "--commit", "n.txt=n")))
-    await reach(reconciler, Polecat, "nux", "Succeeded", timeout=60)
-
-    started = 'gastown_polecat_starts_total{activity_type="tmux.start_agent",agent="custom",mode="local",'
-
-    async def counted() -> str | None:
-        text = await asyncio.to_thread(scrape, served["worker"])
-        line = next((line for line in text.splitlines() if line.startswith(started) and rig_name in line), "")
-        return line or None
-
-    assert (await wait_until(counted, "the start counted", 60)).endswith(" 1")
-
-    async def gauged() -> str | None:
-        text = await asyncio.to_thread(scrape, served["board"])
-        wanted = f'gastown_polecats{{phase="Succeeded",rig="{rig_name}"'
-        return next((line for line in text.splitlines() if line.startswith(wanted)), None)
-
-    assert (await wait_until(gauged, "the board's gauge", 60)).endswith(" 1")
-    assert "nux" not in await asyncio.to_thread(scrape, served["worker"])  # no polecat names as labels
