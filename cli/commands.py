@@ -76,16 +76,6 @@ def _run(coroutine_function: Callable[..., Coroutine[Any, Any, None]]) -> Callab
     return wrapper
 
 
-metrics_option = click.option(
-    "--metrics", envvar="GASTOWN_METRICS", default=None, help="HOST:PORT to serve Prometheus metrics on."
-)
-
-
-def _settings_with(metrics: str | None) -> Settings:
-    settings = _settings()
-    return settings.model_copy(update={"metrics": metrics}) if metrics else settings
-
-
 def _settings() -> Settings:
     return Settings()
 
@@ -192,11 +182,8 @@ async def status() -> None:
 @click.option(
     "--standalone", is_flag=True, help="The only bridge: no peering (no kopf.dev resources needed)."
 )
-@metrics_option
 @_run
-async def bridge(
-    namespaces: tuple[str, ...], liveness: str | None, standalone: bool, metrics: str | None
-) -> None:
+async def bridge(namespaces: tuple[str, ...], liveness: str | None, standalone: bool) -> None:
     """Watch Gas Town resources in Kubernetes and keep their workflows in step.
 
     Bridges peer (kopf's peering, deploy/peering.yaml): the oldest one acts, the others stand by.
@@ -204,18 +191,17 @@ async def bridge(
     from bridge.kubernetes import run_bridge
 
     logging.getLogger().setLevel(logging.INFO)
-    await run_bridge(_settings_with(metrics), namespaces, liveness=liveness, standalone=standalone)
+    await run_bridge(_settings(), namespaces, liveness=liveness, standalone=standalone)
 
 
 @cli.command()
-@metrics_option
 @_run
-async def worker(metrics: str | None) -> None:
+async def worker() -> None:
     """Run a worker against TEMPORAL_ADDRESS (settings from the environment)."""
     from worker.main import run_worker
 
     logging.getLogger().setLevel(logging.INFO)
-    await run_worker(_settings_with(metrics))
+    await run_worker(_settings())
 
 
 @cli.command()
@@ -223,13 +209,12 @@ async def worker(metrics: str | None) -> None:
 @click.option(
     "--token", envvar="GASTOWN_BOARD_TOKEN", default=None, help="The actions' token (default: a new one)."
 )
-@metrics_option
 @_run
-async def board(address: str | None, token: str | None, metrics: str | None) -> None:
+async def board(address: str | None, token: str | None) -> None:
     """Serve the town board: a live web page of the town, with the CLI's actions."""
     from board.server import serve_board
 
-    settings = _settings_with(metrics)
+    settings = _settings()
     host, _, port = (address or f"127.0.0.1:{settings.board_port}").rpartition(":")
     await serve_board(settings, host or "127.0.0.1", int(port), token)
 

@@ -8,7 +8,6 @@ import time
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import PayloadLimitsConfig
 
 from client.settings import Settings
@@ -23,31 +22,14 @@ RETRY_CAP = 5.0  # seconds between tries, at most, while Temporal does not answe
 SAY_EVERY = 30.0  # seconds between "still waiting" lines
 
 
-# One Temporal runtime per metrics address in this process: it serves the SDK's own metrics (the
-# workers' slots, polls, task latencies, the client's requests) on that address.
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def metrics_runtime(address: str) -> Runtime:
-    """The runtime that serves Prometheus metrics on `address` (HOST:PORT), made once."""
-    if address not in _RUNTIMES:
-        prometheus = PrometheusConfig(
-            bind_address=address, counters_total_suffix=True, durations_as_seconds=True, unit_suffix=True
-        )
-        _RUNTIMES[address] = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
-    return _RUNTIMES[address]
-
-
 async def connect(settings: Settings, lazy: bool = False) -> Client:
-    """A client of Temporal. `lazy`: connect on first use (and again after a lost connection). With
-    `settings.metrics`, the process serves the SDK's Prometheus metrics there."""
+    """A client of Temporal. `lazy`: connect on first use (and again after a lost connection)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         payload_limits=PayloadLimitsConfig(memo_warn_size=MEMO_WARN_SIZE),
         lazy=lazy,
-        runtime=metrics_runtime(settings.metrics) if settings.metrics else None,
     )
 
 
