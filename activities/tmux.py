@@ -44,8 +44,8 @@ from launch.gateway import (
     agent_directory,
     agent_environ,
     gateway_base,
-    latest_limit,
     mint,
+    pending_limit,
 )
 from launch.usage import AGENT_LEDGER, Prices, usage_counter, write_budget
 
@@ -264,9 +264,9 @@ class TmuxActivities(contract.TmuxActivities):
 
         def limited() -> RateLimit | None:
             """A limit too long for the gateway to hold that the agent has met (and not waited out)."""
-            limit = latest_limit(agent_dir)
-            if limit is None or limit.until <= time.time():
-                return None  # none, or waited out already (an earlier attempt's)
+            limit = pending_limit(agent_dir, time.time())
+            if limit is None:
+                return None
             until = datetime.fromtimestamp(limit.until, UTC)
             return RateLimit(provider=limit.provider, until=until, status=limit.status)
 

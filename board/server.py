@@ -151,10 +151,7 @@ class Board:
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """The page's live feed: the town first, then each change as it is seen."""
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await response.prepare(request)
+        response = await _event_stream(request)
         page: asyncio.Queue[str] = asyncio.Queue()
         self.pages.add(page)
         try:
@@ -184,10 +181,7 @@ class Board:
             chunks = file_log(Path(log_file), int(request.query.get("from", "0") or 0))
         else:
             raise web.HTTPNotFound(text=f"polecat {name} has no output yet")
-        response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-        )
-        await response.prepare(request)
+        response = await _event_stream(request)
         quiet_since = time.monotonic()
         with contextlib.suppress(ConnectionResetError, CannotRead):  # the page went away; no pod log
             async for chunk in chunks:
@@ -263,6 +257,13 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 def _answer(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
+
+
+async def _event_stream(request: web.Request) -> web.StreamResponse:
+    """A server-sent events answer, its headers sent."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    return response
 
 
 def _event(kind: str, data: Any) -> str:

@@ -315,13 +315,15 @@ class LimitRecord(BaseModel):
     message: str = ""
 
 
-def latest_limit(agent_dir: Path) -> LimitRecord | None:
-    """The last limit recorded for the agent (a stale one has `until` in the past)."""
+def pending_limit(agent_dir: Path, now: float) -> LimitRecord | None:
+    """The last limit recorded for the agent, unless it was waited out by `now` (an earlier
+    attempt's)."""
     try:
         lines = (agent_dir / LIMITS_LEDGER).read_bytes().splitlines()
     except FileNotFoundError:
         return None
     for line in reversed(lines):
         with contextlib.suppress(ValueError):
-            return LimitRecord.model_validate_json(line)
+            limit = LimitRecord.model_validate_json(line)
+            return limit if limit.until > now else None
     return None

@@ -119,7 +119,7 @@ class Gateway:
 
     @staticmethod
     def _limited(agent_dir: Path, provider: str, reset: float, answer: aiohttp.ClientResponse) -> None:
-        """Record a limit the agent's watcher is to park it for (`launch.gateway.latest_limit`)."""
+        """Record a limit the agent's watcher is to park it for (`launch.gateway.pending_limit`)."""
         if agent_dir.is_dir():
             record = LimitRecord(
                 provider=provider, until=reset, status=answer.status, message=answer.reason or ""

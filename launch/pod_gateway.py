@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 
 from crds.usage import Budget, ModelUsage, Tokens, Usage
 from launch.agents import PROVIDERS
-from launch.gateway import POD_GATEWAY_BASE, LimitRecord, agent_directory, gateway_base, latest_limit, mint
+from launch.gateway import POD_GATEWAY_BASE, LimitRecord, agent_directory, gateway_base, mint, pending_limit
 from launch.gateway_server import HOLD, Gateway, serving
 from launch.usage import GATEWAY_LEDGER, Price, Prices, UsageRecord, append, usage_counter, write_budget
 
@@ -195,8 +195,7 @@ class _Check:
         usage = self.counter.usage()
         self._show(usage)
         over_budget = self.budget.exceeded(usage) if self.budget else None
-        limit = latest_limit(self.agent_dir)
-        return over_budget, limit if limit is not None and limit.until > time.time() else None
+        return over_budget, pending_limit(self.agent_dir, time.time())
 
     def _show(self, usage: Usage | None) -> None:
         """The running total, into the pod's log when it has changed (at most every USAGE_LINE_SECONDS):
