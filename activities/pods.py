@@ -185,6 +185,7 @@ def build_pod(
         "volumeMounts": mounts,
         "securityContext": _container_security(),
         "resources": {"requests": DEFAULT_REQUESTS.to_wire(), "limits": DEFAULT_LIMITS.to_wire()},
+        "terminationMessagePolicy": "FallbackToLogsOnError",  # git's own words when it fails
     }  # fmt: skip
     agent = {
         "name": "agent",

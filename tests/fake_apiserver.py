@@ -278,6 +278,10 @@ class FakeApiServer:
             if kind.plural == plural and (namespace is None or ns == namespace)
         ]
 
+    def create(self, plural: str, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object as a client would (a test's Secrets, Pods)."""
+        return self._create(self._type_by_plural(plural), namespace, copy.deepcopy(body))
+
     def patch_status(self, plural: str, namespace: str | None, name: str, status: dict[str, Any]) -> None:
         """Change an object's status as a controller (a kubelet for pods) would."""
         type_ = self._type_by_plural(plural)

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -26,10 +27,12 @@ from tests.fake_apiserver import FakeApiServer
 from tests.helpers import (
     GASTOWN,
     REPO_ROOT,
+    GitRig,
     free_port,
     kubectl,
     kubectl_apply,
     kubectl_get,
+    make_git_rig,
     terminate_running,
     wait_until,
 )
@@ -257,3 +260,33 @@ def tmux_argv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
     return log
+
+
+@dataclass
+class GitServer:
+    rig: GitRig
+    url: str
+
+
+def accepts(port: int) -> bool:
+    """Something listens on the loopback `port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+async def git_daemon(tmp_path: Path) -> AsyncIterator[GitServer]:
+    """The rig's bare remote served over the git protocol (`git daemon`), pushes allowed."""
+    rig = make_git_rig(tmp_path / "rig")
+    port = free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1",
+         f"--port={port}", f"--base-path={rig.remote.parent}", str(rig.remote.parent)],
+    )  # fmt: skip
+    await wait_until(lambda: accepts(port), "git daemon to listen")
+    yield GitServer(rig, f"git://127.0.0.1:{port}/{rig.remote.name}")
+    daemon.terminate()
+    daemon.wait()

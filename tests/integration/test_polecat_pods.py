@@ -276,10 +276,8 @@ async def test_secret_values_never_reach_the_history(
     reconciler: Reconciler, api: FakeApiServer, client: Client
 ) -> None:
     """A polecat using an API-key secret: the secret's value is nowhere in its workflow history."""
-    api._create(
-        api._type("", "v1", "secrets"),
-        "default",
-        {"metadata": {"name": "anthropic"}, "stringData": {"api-key": SECRET_VALUE}},
+    api.create(
+        "secrets", "default", {"metadata": {"name": "anthropic"}, "stringData": {"api-key": SECRET_VALUE}}
     )
     await reconciler.apply(pod_polecat("keeper", reconciler))
     await phase_of(reconciler, "keeper", "Working")
