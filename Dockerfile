@@ -43,12 +43,13 @@ COPY bridge ./bridge
 COPY board ./board
 COPY worker ./worker
 COPY cli ./cli
-# Then what nothing runs: the build tools, the Rust sources of Temporal's core that its wheel
-# carries (12 MB), the core's symbol table (7 MB); and bytecode for everything but the Kubernetes
+# Then what nothing runs: the build tools, type stubs (4 MB), the Rust sources of Temporal's core
+# that its wheel carries (12 MB), the core's symbol table (7 MB); and bytecode for all but the Kubernetes
 # clients' API and model classes, two thousand files loaded lazily of which we use a few dozen
 # (compiled in memory as they load; 45 MB less).
 RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-compile . \
  && pip uninstall --quiet --yes setuptools wheel pip \
+ && find /opt/gastown/venv -name '*.pyi' -delete \
  && cd /opt/gastown/venv/lib/python3.11/site-packages/temporalio/bridge \
  && rm -rf sdk-core && strip --strip-unneeded temporal_sdk_bridge.abi3.so \
  && python3 -m compileall -q -j 0 -x 'kubernetes/(aio/)?client/(api|models)/' /opt/gastown/venv/lib

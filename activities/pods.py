@@ -27,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.kube import KubeConnection
+from activities.metrics import started_counter
 from contracts import pods as contract
 from contracts.beads import Bead
 from contracts.pods import PodExit, PodLaunch, PodRef
@@ -379,6 +380,8 @@ class PodActivities(contract.PodActivities):
             core = client.CoreV1Api(api)
             try:
                 await core.create_namespaced_pod(ref.namespace, cast(Any, manifest))
+                spec = launch.polecat.spec
+                started_counter().add(1, {"rig": spec.rig, "agent": spec.agent, "mode": "kubernetes"})
             except ApiException as error:
                 if error.status != 409:
                     raise _api_failure(error, "PodCreateFailed") from None

@@ -32,6 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
+from activities.metrics import started_counter
 from client.private_files import write_private
 from contracts import tmux as contract
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit
@@ -234,6 +235,7 @@ class TmuxActivities(contract.TmuxActivities):
             env_file.unlink(missing_ok=True)  # the launcher never ran to delete it: keys stay nowhere
             raise
         activity.logger.info("started %s agent in session %s", polecat.spec.agent, session)
+        started_counter().add(1, {"rig": spec.rig, "agent": spec.agent, "mode": "local"})
         return AgentSession(session=session, log_file=str(log_file), warnings=command.warnings)
 
     def _environ(self, agent_key: str) -> dict[str, str]:

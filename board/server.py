@@ -35,9 +35,10 @@ import jinja2
 from aiohttp import web
 
 from board.logs import CannotRead, file_log, pod_log
+from board.metrics import TownMetrics
 from board.town import Town, read_town
 from bridge.reconcile import NotFound, Reconciler
-from client.connection import connect
+from client.connection import connect, metrics_runtime
 from client.diffs import NoDiff, polecat_diff
 from client.private_files import write_private
 from client.settings import Settings
@@ -53,12 +54,18 @@ LOG_LINES = 200
 
 class Board:
     def __init__(
-        self, reconciler: Reconciler, settings: Settings, token: str | None = None, interval: float = INTERVAL
+        self,
+        reconciler: Reconciler,
+        settings: Settings,
+        token: str | None = None,
+        interval: float = INTERVAL,
+        metrics: TownMetrics | None = None,
     ) -> None:
         self.reconciler = reconciler
         self.settings = settings
         self.token = token or secrets.token_urlsafe(18)
         self.interval = interval
+        self.metrics = metrics  # the town's gauges, set at each read
         self.town: Town | None = None
         self.pages: set[asyncio.Queue[str]] = set()
         self.templates = jinja2.Environment(
@@ -97,6 +104,8 @@ class Board:
             else:
                 change = _change(self.town, town)
                 self.town = town
+                if self.metrics is not None:
+                    self.metrics.record(town)
                 if change:
                     event = _event("change", change)
                     for page in self.pages:
@@ -291,7 +300,8 @@ def _change(before: Town | None, after: Town) -> dict[str, Any]:
 async def serve_board(settings: Settings, host: str, port: int, token: str | None = None) -> None:
     """Serve the board until cancelled (Ctrl-C), saying where."""
     reconciler = Reconciler(await connect(settings), settings.task_queue)
-    board = Board(reconciler, settings, token)
+    metrics = TownMetrics(metrics_runtime(settings.metrics).metric_meter) if settings.metrics else None
+    board = Board(reconciler, settings, token, metrics=metrics)
     runner = web.AppRunner(board.app(), access_log=None, shutdown_timeout=2.0)  # pages' streams end
     await runner.setup()
     try:

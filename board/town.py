@@ -74,6 +74,7 @@ class Town(BaseModel):
     polecats: list[PolecatCell]
     queue: list[QueueRow]
     alerts: list[AlertRow]
+    refineries: list[str] = []  # namespace/name of each, its queue empty or not
 
 
 LAST_BYTES = 2048  # of a log file, read each second for its last line
@@ -159,6 +160,7 @@ async def read_town(reconciler: Reconciler) -> Town:
             if refinery.status
             for entry in refinery.status.queue
         ],
+        refineries=[f"{refinery.namespace}/{refinery.name}" for refinery in refineries],
         alerts=[
             AlertRow(
                 witness=f"{witness.namespace}/{witness.name}",

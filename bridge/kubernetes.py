@@ -17,16 +17,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Collection, Iterator
+from datetime import timedelta
 from typing import Any
 
 import kopf
+from temporalio.common import MetricMeter
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.kube import KubeConnection
 from bridge import peering
 from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
-from client.connection import connect
+from client.connection import connect, metrics_runtime
 from client.settings import Settings
 from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resource
 
@@ -58,8 +61,44 @@ def _retried_while_temporal_is_down() -> Iterator[None]:
         raise kopf.TemporaryError(f"Temporal is not reachable: {error}", delay=RETRY_SECONDS) from None
 
 
+class HandlerMetrics:
+    """How long handlers take and how they end, by kind, handler (apply, delete) and outcome (ok;
+    retried: kopf tries again; refused: an Event says why; error). Served on the bridge's
+    `--metrics` as gastown_bridge_handler_seconds and gastown_bridge_handler_errors_total."""
+
+    def __init__(self, meter: MetricMeter) -> None:
+        self.duration = meter.create_histogram_timedelta(
+            "gastown_bridge_handler",
+            "A handler's run, from the event to the reconciled workflow.",
+            unit="duration",
+        )
+        self.errors = meter.create_counter(
+            "gastown_bridge_handler_errors", "Handler runs that did not succeed."
+        )
+
+    @contextlib.contextmanager
+    def timed(self, kind: str, handler: str) -> Iterator[None]:
+        began, outcome = time.monotonic(), "ok"
+        try:
+            yield
+        except kopf.TemporaryError:
+            outcome = "retried"
+            raise
+        except kopf.PermanentError:
+            outcome = "refused"
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            labels = {"kind": kind, "handler": handler, "outcome": outcome}
+            self.duration.record(timedelta(seconds=time.monotonic() - began), labels)
+            if outcome != "ok":
+                self.errors.add(1, labels)
+
+
 async def _apply(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any, **_: Any) -> None:
-    with _retried_while_temporal_is_down():
+    with memo["metrics"].timed(body["kind"], "apply"), _retried_while_temporal_is_down():
         await _apply_resource(memo["reconciler"], _resource(body), logger)
 
 
@@ -83,15 +122,16 @@ async def _delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any
     reconciler: Reconciler = memo["reconciler"]
     model = KINDS[body["kind"]]
     name, namespace = body["metadata"]["name"], body["metadata"].get("namespace")
-    try:
-        with _retried_while_temporal_is_down():
-            await reconciler.delete(model, namespace, name)
-    except NotFound:
-        pass
-    except TimeoutError:
-        raise kopf.TemporaryError(
-            f"{model.INFO.kind} {name}: its work did not stop yet", delay=RETRY_SECONDS
-        ) from None
+    with memo["metrics"].timed(model.INFO.kind, "delete"):
+        try:
+            with _retried_while_temporal_is_down():
+                await reconciler.delete(model, namespace, name)
+        except NotFound:
+            pass
+        except TimeoutError:
+            raise kopf.TemporaryError(
+                f"{model.INFO.kind} {name}: its work did not stop yet", delay=RETRY_SECONDS
+            ) from None
     logger.info(f"{model.INFO.kind} {name}: work stopped, workflow ended")
 
 
@@ -153,6 +193,7 @@ async def run_bridge(
     kopf.configure(log_format=kopf.LogFormat.PLAIN)
     # Lazy: the bridge watches even while Temporal is down; handlers fail and are retried until it answers.
     client = await connect(settings, lazy=True)
+    meter = metrics_runtime(settings.metrics).metric_meter if settings.metrics else MetricMeter.noop
     reconciler = Reconciler(client, settings.task_queue, kubernetes=True)
     if not standalone:
         await peering.ensure_peering(KubeConnection(settings.kubeconfig), namespaces)
@@ -161,7 +202,7 @@ async def run_bridge(
         settings=operator_settings(),
         clusterwide=not namespaces,
         namespaces=list(namespaces),
-        memo=kopf.Memo(reconciler=reconciler),
+        memo=kopf.Memo(reconciler=reconciler, metrics=HandlerMetrics(meter)),
         stop_flag=stop,
         ready_flag=ready,
         standalone=standalone,

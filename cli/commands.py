@@ -25,6 +25,7 @@ from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
 from cli import manifests, render
 from client.connection import connect
 from client.settings import Settings
+from client.tracing import flush_traces
 from client.usage import with_live_usage
 from client.visibility import provider_gates
 from contracts.hosts import host_queue
@@ -74,6 +75,16 @@ def _run(coroutine_function: Callable[..., Coroutine[Any, Any, None]]) -> Callab
             raise Unreachable(f"{type(error).__name__}: {error}") from None
 
     return wrapper
+
+
+metrics_option = click.option(
+    "--metrics", envvar="GASTOWN_METRICS", default=None, help="HOST:PORT to serve Prometheus metrics on."
+)
+
+
+def _settings_with(metrics: str | None) -> Settings:
+    settings = _settings()
+    return settings.model_copy(update={"metrics": metrics}) if metrics else settings
 
 
 def _settings() -> Settings:
@@ -182,8 +193,11 @@ async def status() -> None:
 @click.option(
     "--standalone", is_flag=True, help="The only bridge: no peering (no kopf.dev resources needed)."
 )
+@metrics_option
 @_run
-async def bridge(namespaces: tuple[str, ...], liveness: str | None, standalone: bool) -> None:
+async def bridge(
+    namespaces: tuple[str, ...], liveness: str | None, standalone: bool, metrics: str | None
+) -> None:
     """Watch Gas Town resources in Kubernetes and keep their workflows in step.
 
     Bridges peer (kopf's peering, deploy/peering.yaml): the oldest one acts, the others stand by.
@@ -191,17 +205,18 @@ async def bridge(namespaces: tuple[str, ...], liveness: str | None, standalone: 
     from bridge.kubernetes import run_bridge
 
     logging.getLogger().setLevel(logging.INFO)
-    await run_bridge(_settings(), namespaces, liveness=liveness, standalone=standalone)
+    await run_bridge(_settings_with(metrics), namespaces, liveness=liveness, standalone=standalone)
 
 
 @cli.command()
+@metrics_option
 @_run
-async def worker() -> None:
+async def worker(metrics: str | None) -> None:
     """Run a worker against TEMPORAL_ADDRESS (settings from the environment)."""
     from worker.main import run_worker
 
     logging.getLogger().setLevel(logging.INFO)
-    await run_worker(_settings())
+    await run_worker(_settings_with(metrics))
 
 
 @cli.command()
@@ -209,12 +224,13 @@ async def worker() -> None:
 @click.option(
     "--token", envvar="GASTOWN_BOARD_TOKEN", default=None, help="The actions' token (default: a new one)."
 )
+@metrics_option
 @_run
-async def board(address: str | None, token: str | None) -> None:
+async def board(address: str | None, token: str | None, metrics: str | None) -> None:
     """Serve the town board: a live web page of the town, with the CLI's actions."""
     from board.server import serve_board
 
-    settings = _settings()
+    settings = _settings_with(metrics)
     host, _, port = (address or f"127.0.0.1:{settings.board_port}").rpartition(":")
     await serve_board(settings, host or "127.0.0.1", int(port), token)
 
@@ -619,6 +635,7 @@ def main() -> None:
         code = error.exit_code
     except click.exceptions.Exit as done:
         code = done.exit_code
+    flush_traces()
     sys.stdout.flush()
     sys.stderr.flush()
     # The SDK's native threads can abort a normal interpreter exit (sdk-python #300).

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
     board_port: int = Field(8234, ge=0, le=65535, validation_alias="GASTOWN_BOARD_PORT")  # the town board's
+    # Spans of every client call, workflow and activity over OTLP (client/tracing.py); off by default.
+    tracing: bool = Field(False, validation_alias="GASTOWN_TRACING")
+    # HOST:PORT where this process serves Prometheus metrics (`--metrics`); unset: none.
+    metrics: str | None = Field(None, pattern=r"^[^:\s]*:\d{1,5}$", validation_alias="GASTOWN_METRICS")
     # How the worker reaches Kubernetes (for CR status and pods): a kubeconfig,
     # or, when unset, the in-cluster service account.
     kubeconfig: str | None = Field(None, validation_alias="KUBECONFIG")

@@ -22,7 +22,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -41,7 +41,15 @@ from launch.gateway import (
     verify,
     with_usage_asked,
 )
-from launch.usage import GATEWAY_LEDGER, Prices, UsageCounter, append, read_budget, usage_counter
+from launch.usage import (
+    GATEWAY_LEDGER,
+    Prices,
+    UsageCounter,
+    UsageRecord,
+    append,
+    read_budget,
+    usage_counter,
+)
 
 log = logging.getLogger(__name__)
 IDENTITY_PATH = "/.gastown/home"  # answers which home's gateway this is
@@ -55,8 +63,16 @@ def home_id(secret: bytes) -> str:
 
 
 class Gateway:
-    def __init__(self, home: Path, environ: Mapping[str, str], prices: Prices, hold: float = HOLD) -> None:
+    def __init__(
+        self,
+        home: Path,
+        environ: Mapping[str, str],
+        prices: Prices,
+        hold: float = HOLD,
+        counted: Callable[[str, UsageRecord, float | None], None] | None = None,
+    ) -> None:
         self.home = home
+        self.counted = counted  # told each answer's provider, usage and cost (the worker's metrics)
         self.hold = hold  # the longest a request waits out a limit; a longer one parks the agent
         self.environ = environ
         self.prices = prices
@@ -160,6 +176,8 @@ class Gateway:
         rest, record = meter.finish()
         if record is not None and ledger.parent.is_dir():
             append(ledger, record)  # before the agent has its answer, so its exit finds it counted
+        if record is not None and self.counted is not None:
+            self.counted(provider, record, self.prices.cost(record))
         if rest:
             await response.write(rest)
         await response.write_eof()

@@ -31,6 +31,7 @@ from client.private_files import write_private
 from launch.gateway import GatewayAccess
 from launch.gateway_server import HOLD, IDENTITY_PATH, Gateway, home_id, serving
 from launch.usage import Prices
+from worker.metrics import UsageMetrics
 from worker.ports import HOST, free_port, taken
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,12 @@ async def serve_gateway(
     port: int | None = None,
     prices: Prices | None = None,
     hold: float = HOLD,
+    metrics: UsageMetrics | None = None,
 ) -> AsyncIterator[GatewayAccess]:
-    """The home's gateway, served by this process while the context lasts."""
+    """The home's gateway, served by this process while the context lasts (counting each answer's
+    usage into `metrics`)."""
     home.mkdir(parents=True, exist_ok=True)
-    gateway = Gateway(home, environ, prices or Prices(), hold)
+    gateway = Gateway(home, environ, prices or Prices(), hold, metrics.count if metrics else None)
     bound = await gateway_port(home, gateway.secret, port)
     async with serving(gateway, HOST, bound, reuse_port=True):
         log.info("model gateway of %s on %s:%d", home, HOST, bound)

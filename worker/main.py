@@ -29,12 +29,13 @@ from activities.schedules import ScheduleActivities
 from activities.tmux import TmuxActivities
 from activities.visibility import VisibilityActivities
 from bridge.reconcile import LocalPolecats, Reconciler
-from client.connection import connect_when_up
+from client.connection import connect_when_up, metrics_runtime
 from client.settings import Settings
 from launch.gateway import GatewayAccess
 from launch.pod_entrypoint import ssh_environment
 from launch.usage import Prices
 from worker.gateway import serve_gateway
+from worker.metrics import UsageMetrics
 from workflows.beadstore import BeadStoreTickWorkflow, BeadStoreWorkflow
 from workflows.convoy import ConvoyWorkflow
 from workflows.polecat import PolecatWorkflow
@@ -86,7 +87,14 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[None
         if settings.gateway:
             gateway = await stack.enter_async_context(
                 serve_gateway(
-                    settings.home, os.environ, settings.gateway_port, prices, settings.rate_limit_hold
+                    settings.home,
+                    os.environ,
+                    settings.gateway_port,
+                    prices,
+                    settings.rate_limit_hold,
+                    UsageMetrics(metrics_runtime(settings.metrics).metric_meter)
+                    if settings.metrics
+                    else None,
                 )
             )
         found = activities(client, settings, gateway, prices)

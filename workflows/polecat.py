@@ -935,6 +935,13 @@ class PolecatWorkflow(Entity[Polecat, PolecatState]):
                 f"illegal transition {status.phase} -> {phase}", type="BugIllegalTransition"
             )
         now = workflow.now()
+        began = status.last_restart_time or status.start_time
+        if status.phase == "Working" and phase != "Working" and began is not None:  # a run's end
+            run = workflow.metric_meter().create_histogram_timedelta(
+                "gastown_agent_run", "An agent's run, from its start to its end.", unit="duration"
+            )
+            spec = self.polecat.spec
+            run.record(now - began, {"agent": spec.agent, "rig": spec.rig, "outcome": phase})
         status.message = message
         status.current_state = (
             "Working" if phase == "Working" else "Terminated" if phase == "Terminated" else "Idle"

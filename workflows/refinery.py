@@ -570,6 +570,18 @@ class RefineryWorkflow(Entity[Refinery, RefineryState]):
     ) -> None:
         """An entry's outcome: recorded, told to its polecat, and the entry out of the queue (a Conflict stays)."""
         status = self.state.status
+        meter = workflow.metric_meter()  # replay-safe: nothing is recorded again on a replay
+        labels = {"refinery": f"{self.refinery.namespace}/{self.refinery.name}"}
+        meter.create_counter("gastown_refinery_outcomes", "Queue entries by outcome.").add(
+            1, {**labels, "outcome": outcome}
+        )
+        if outcome == "Merged" and entry.enqueued_at is not None:
+            latency = meter.create_histogram_timedelta(
+                "gastown_merge_latency",
+                "From a branch queued (its polecat Succeeded) to landed.",
+                unit="duration",
+            )
+            latency.record(workflow.now() - entry.enqueued_at, labels)
         landing = Landing(
             branch=entry.branch,
             polecat=entry.polecat,

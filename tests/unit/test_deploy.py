@@ -7,6 +7,7 @@ Dockerfile are checked for what they name: services, ports, commands, files.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -81,6 +82,8 @@ def test_deployments_run_our_commands_restricted(rendered: list[dict[str, Any]])
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["args"][0] == name.removeprefix("gastown-")
+        assert container["args"][-2:] == ["--metrics", "0.0.0.0:9464"]  # Prometheus scrapes each
+        assert {"name": "metrics", "containerPort": 9464} in container["ports"]
         assert container["args"][0] in cli.commands
         assert "livenessProbe" in container
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -197,3 +200,36 @@ def test_docker_compose_validates_the_compose_file() -> None:
     )
     assert checked.returncode == 0, checked.stderr
     assert {"temporal", "worker", "bridge"} <= set(checked.stdout.split())
+
+
+def test_every_pod_serves_metrics_to_the_service_the_servicemonitor_scrapes(
+    rendered: list[dict[str, Any]],
+) -> None:
+    """deploy/: the Service gastown-metrics selects the worker, bridge and board pods by their port
+    `metrics`; deploy/monitoring/ renders a ServiceMonitor that selects that Service's port, and the
+    Grafana dashboard as a ConfigMap for Grafana's sidecar."""
+    (service,) = [
+        d for d in rendered if d["kind"] == "Service" and d["metadata"]["name"] == "gastown-metrics"
+    ]
+    selector = service["spec"]["selector"]
+    scraped = [
+        d["metadata"]["name"]
+        for d in rendered
+        if d["kind"] == "Deployment"
+        and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert sorted(scraped) == ["gastown-board", "gastown-bridge", "gastown-worker"]
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO_ROOT / "deploy" / "monitoring")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    monitoring = {doc["kind"]: doc for doc in yaml.safe_load_all(out.stdout) if doc}
+    monitor = monitoring["ServiceMonitor"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    dashboard = json.loads(monitoring["ConfigMap"]["data"]["gastown.json"])
+    assert (
+        dashboard["uid"] == "gastown" and monitoring["ConfigMap"]["metadata"]["labels"]["grafana_dashboard"]
+    )
