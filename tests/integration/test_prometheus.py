@@ -56,8 +56,17 @@ NOT_IN_THIS_RUN = {
 class Monitored:
     """The processes under test and the Prometheus that scrapes them."""
 
-    def __init__(self, api: FakeApiServer, settings: Settings, kubeconfig: Path, prometheus: str) -> None:
+    def __init__(
+        self,
+        api: FakeApiServer,
+        settings: Settings,
+        kubeconfig: Path,
+        prometheus: str,
+        processes: dict[str, asyncio.subprocess.Process],
+        log: Path,
+    ) -> None:
         self.api, self.settings, self.kubeconfig, self.prometheus = api, settings, kubeconfig, prometheus
+        self.processes, self.log = processes, log
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """An instant query's result vector, from Prometheus's HTTP API."""
@@ -66,6 +75,15 @@ class Monitored:
             body = json.load(answer)
         assert body["status"] == "success", body
         return list(body["data"]["result"])
+
+    def state(self) -> str:
+        """What to say when a wait fails: each target's health and last scrape error, each process's
+        exit code, and the end of their log."""
+        with urllib.request.urlopen(f"{self.prometheus}/api/v1/targets", timeout=5) as answer:
+            targets = json.load(answer)["data"]["activeTargets"]
+        health = [(t["labels"]["job"], t["health"], t["lastError"]) for t in targets]
+        exits = {name: process.returncode for name, process in self.processes.items()}
+        return f"targets {health}, exit codes {exits}, log: {self.log.read_text()[-3000:]}"
 
     async def gastown_get(self, kind: str) -> dict[str, Any]:
         """`gastown get KIND -o json`, as a user runs it."""
@@ -91,7 +109,7 @@ async def town(settings: Settings, client: Client, tmp_path: Path) -> AsyncItera
         "KUBECONFIG": str(kubeconfig),
     }
     targets: dict[str, str] = {}
-    processes: list[asyncio.subprocess.Process] = []
+    processes: dict[str, asyncio.subprocess.Process] = {}
     log = (tmp_path / "processes.log").open("ab")
     for command, *extra in (
         ["worker"],
@@ -99,10 +117,8 @@ async def town(settings: Settings, client: Client, tmp_path: Path) -> AsyncItera
         ["board", "--address", f"127.0.0.1:{free_port()}"],
     ):
         targets[command] = f"127.0.0.1:{free_port()}"
-        processes.append(
-            await asyncio.create_subprocess_exec(
-                GASTOWN, command, "--metrics", targets[command], *extra, env=env, stdout=log, stderr=log
-            )
+        processes[command] = await asyncio.create_subprocess_exec(
+            GASTOWN, command, "--metrics", targets[command], *extra, env=env, stdout=log, stderr=log
         )
     port = free_port()
     config = {
@@ -120,11 +136,12 @@ async def town(settings: Settings, client: Client, tmp_path: Path) -> AsyncItera
     try:
         await wait_until(lambda: accepts(port), "Prometheus to listen", 60)
         await wait_until(lambda: api.watching_every_kind(), "the bridge to watch every kind", 60)
-        yield Monitored(api, settings, kubeconfig, f"http://127.0.0.1:{port}")
+        yield Monitored(api, settings, kubeconfig, f"http://127.0.0.1:{port}", processes, Path(log.name))
     finally:
-        for process in [prometheus, *processes]:
-            process.send_signal(signal.SIGTERM)
-        for process in [prometheus, *processes]:
+        for process in [prometheus, *processes.values()]:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in [prometheus, *processes.values()]:
             try:
                 await asyncio.wait_for(process.wait(), 30)
             except TimeoutError:
@@ -181,8 +198,17 @@ async def test_prometheus_scrapes_a_convoys_merges_and_phases_as_gastown_get_say
         return found if {k: v for k, v in found.items() if v} == phases else None
 
     await wait_until(scraped_phases, f"Prometheus's polecats by phase to be {phases}", 30)
-    handled = by("kind", town.query('sum by (kind) (gastown_bridge_handler_seconds_count{handler="apply"})'))
-    assert {"Rig", "Refinery", "Convoy", "Polecat"} <= set(handled)
+
+    def scraped_handlers() -> set[str] | None:
+        found = by(
+            "kind", town.query('sum by (kind) (gastown_bridge_handler_seconds_count{handler="apply"})')
+        )
+        return set(found) if {"Rig", "Refinery", "Convoy", "Polecat"} <= set(found) else None
+
+    try:
+        await wait_until(scraped_handlers, "Prometheus to hold the bridge's handler runs of each kind", 30)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {town.state()}") from None
     assert town.query("temporal_worker_task_slots_available"), "the SDK's own metrics are there too"
 
     # Every query of the Grafana dashboard is one Prometheus takes, and those of this run get data
