@@ -21,6 +21,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 # name -> (what it measures, the arguments of a quick run)
 SUITE = {
+    "cli": ("The CLI's read commands, a new process each", ["--runs", "3", "--polecats", "3"]),
     "polecat": ("Polecat latencies and history size", ["--samples", "3", "--long-run", "5"]),
     "scale": ("Many polecats at once: starts, memory, history", ["--sizes", "20"]),
     "hosts": ("Local polecats on one host against two", ["--polecats", "20"]),

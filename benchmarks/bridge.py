@@ -6,7 +6,11 @@ The API server is the test suite's fake (no real one can run here); Temporal
 (dev server with its SQLite file), the worker and `gastown bridge` are real
 processes, as `gastown up` and a cluster would run them.
 
-    .venv/bin/python -m benchmarks.bridge [--resources 1000] [--bridges 1 2]
+The CPU seconds each process spends on the burst say which one bounds it; py-spy
+samples the bridge while one bridge takes the burst (results/bridge-profile.txt,
+folded stacks), unless `--no-profile`.
+
+    .venv/bin/python -m benchmarks.bridge [--resources 1000] [--bridges 1 2] [--no-profile]
 """
 
 from __future__ import annotations
@@ -21,14 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 from benchmarks.polecat import percentile
+from benchmarks.profiling import hot_frames, profiled
 from benchmarks.runtime import embedded, report
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import GASTOWN
 
 RESULTS = Path(__file__).parent / "results" / "bridge.json"
+PROFILE = RESULTS.with_name("bridge-profile.txt")
 
 
 def polecat(name: str) -> dict[str, Any]:
@@ -40,7 +47,17 @@ def polecat(name: str) -> dict[str, Any]:
     }
 
 
-async def burst(count: int, bridges: int) -> dict[str, Any]:
+def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """User and system CPU seconds each process has spent so far."""
+    spent = {}
+    for name, pid in pids.items():
+        if pid is not None:
+            times = psutil.Process(pid).cpu_times()
+            spent[name] = times.user + times.system
+    return spent
+
+
+async def burst(count: int, bridges: int, profile: Path | None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gastown-bridge-bench-"))
     api = FakeApiServer()
     await api.start()
@@ -68,21 +85,32 @@ async def burst(count: int, bridges: int) -> dict[str, Any]:
                 polecats = api._type("gastown.gastown.io", "v1alpha1", "polecats")
                 created: dict[str, float] = {}
                 seen: dict[str, float] = {}
+                pids = {
+                    "bridge": started_bridges[0].pid,
+                    "worker": runtime.worker.pid(),
+                    "dev server": runtime.server.pid(),
+                    "fake API server and this benchmark": os.getpid(),
+                }
+                before = cpu_seconds(pids)
                 started = time.monotonic()
-                for i in range(count):
-                    name = f"pc-{i:04d}"
-                    created[name] = time.monotonic()
-                    api._create(polecats, "default", polecat(name))
-                    await asyncio.sleep(0)  # let the bridge's watch stream the change
-                query = "GastownKind = 'Polecat' AND ExecutionStatus = 'Running'"
-                while len(seen) < count:
-                    now = time.monotonic()
-                    for obj in api.objects("polecats", "default"):
-                        name = obj["metadata"]["name"]
-                        if name not in seen and obj.get("status", {}).get("phase") == "Idle":
-                            seen[name] = now
-                    await asyncio.sleep(0.01)
+                async with profiled(started_bridges[0].pid, profile):
+                    for i in range(count):
+                        name = f"pc-{i:04d}"
+                        created[name] = time.monotonic()
+                        api._create(polecats, "default", polecat(name))
+                        await asyncio.sleep(0)  # let the bridge's watch stream the change
+                    while len(seen) < count:
+                        now = time.monotonic()
+                        for obj in api.objects("polecats", "default"):
+                            name = obj["metadata"]["name"]
+                            if name not in seen and obj.get("status", {}).get("phase") == "Idle":
+                                seen[name] = now
+                        await asyncio.sleep(0.01)
                 all_status = time.monotonic() - started
+                spent = {
+                    name: round(seconds - before[name], 1) for name, seconds in cpu_seconds(pids).items()
+                }
+                query = "GastownKind = 'Polecat' AND ExecutionStatus = 'Running'"
                 workflows = (await client.count_workflows(query)).count
                 single = []  # one change at a time, on a quiet system: what a user waits for
                 for i in range(20):
@@ -111,6 +139,8 @@ async def burst(count: int, bridges: int) -> dict[str, Any]:
         "resources": count,
         "workflows_running": workflows,
         "created_to_status_seconds": round(all_status, 2),
+        "cpu_seconds_of_the_burst": spent,
+        **({"bridge_profile": hot_frames(profile)} if profile else {}),
         "resources_per_second": round(count / all_status, 1),
         "status_latency_in_burst_ms": {
             "p50": round(statistics.median(latencies) * 1000),
@@ -141,8 +171,10 @@ async def take_over(api: FakeApiServer, bridges: list[subprocess.Popen[bytes]]) 
     return round(time.monotonic() - begin, 1)
 
 
-async def main(count: int, bridges: list[int]) -> dict[str, Any]:
-    return {"runs": [await burst(count, each) for each in bridges]}
+async def main(count: int, bridges: list[int], profile: bool) -> dict[str, Any]:
+    return {
+        "runs": [await burst(count, each, PROFILE if profile and each == 1 else None) for each in bridges]
+    }
 
 
 def table(result: dict[str, Any]) -> str:
@@ -159,11 +191,18 @@ def table(result: dict[str, Any]) -> str:
             f"| {bridges}: one resource alone (p50 / p95 / max) | {single['p50']} / {single['p95']} / "
             f"{single['max']} ms | < 1 s |",
         ]
+        spent = ", ".join(f"{name} {seconds}" for name, seconds in run["cpu_seconds_of_the_burst"].items())
+        lines.append(f"| {bridges}: CPU seconds of the burst | {spent} | |")
         if run["takeover_seconds"] is not None:
             lines.append(
                 f"| {bridges}: active SIGKILLed -> a new resource's status on its CR | "
                 f"{run['takeover_seconds']} s | 15 s keep-alive + resuming every resource |"
             )
+    for run in result["runs"]:
+        if "bridge_profile" in run:
+            lines += ["", f"Where the bridge's time went in the burst of {run['resources']} (py-spy):", ""]
+            lines += ["| frame | % of samples |", "|---|---|"]
+            lines += [f"| `{hot['frame']}` | {hot['percent']} |" for hot in run["bridge_profile"]]
     return "\n".join(lines)
 
 
@@ -173,5 +212,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--resources", type=int, default=1000)
     parser.add_argument("--bridges", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy on the bridge")
     options = parser.parse_args()
-    report(RESULTS, asyncio.run(main(options.resources, options.bridges)), table)
+    report(RESULTS, asyncio.run(main(options.resources, options.bridges, not options.no_profile)), table)

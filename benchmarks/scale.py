@@ -6,7 +6,12 @@ Their agent is trivial, `flock --shared GATE true`: it waits on a lock the
 benchmark holds, so all N work at the same time, each in its tmux session
 and worktree. Once all N are Working the lock is released and all N succeed.
 
-    .venv/bin/python -m benchmarks.scale [--sizes 100 500]
+py-spy (from PyPI) samples the worker while the largest size starts (unless
+`--no-profile`), and the table gains where the worker's time went
+(results/scale-profile.txt: its stacks, folded, for a flame graph). Every run
+records the CPU seconds the worker and the dev server spend on the start.
+
+    .venv/bin/python -m benchmarks.scale [--sizes 100 500] [--no-profile]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.profiling import hot_frames, profiled
 from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
@@ -34,6 +40,7 @@ from tests.helpers import make_git_rig, rig_manifest
 from worker.embedded import EmbeddedRuntime
 
 RESULTS = Path(__file__).parent / "results" / "scale.json"
+PROFILE = RESULTS.with_name("scale-profile.txt")
 IN_FLIGHT = 20  # applies at once, as a script or a convoy would send them
 STEADY = 10.0  # seconds all N work together, measured
 
@@ -96,7 +103,9 @@ async def wait_for(reconciler: Reconciler, namespace: str, phase: str, count: in
     return time.monotonic() - started
 
 
-async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path, size: int) -> dict[str, Any]:
+async def one_size(
+    runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path, size: int, profile: Path | None = None
+) -> dict[str, Any]:
     namespace, gate = f"scale-{size}", work / f"gate-{size}"
     pids = {"worker": runtime.worker.pid(), "temporal": runtime.server.pid()}
     memory = MemoryPeak({name: pid for name, pid in pids.items() if pid is not None})
@@ -109,11 +118,13 @@ async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path,
             await reconciler.apply(parse_resource(manifest(f"p{index:04d}", namespace, gate)))
 
     with held(gate):
+        at_start = {name: cpu_seconds(process) for name, process in memory.processes.items()}
         started = time.monotonic()
-        await asyncio.gather(*(apply(i) for i in range(size)))
-        applied = time.monotonic() - started
-        working = await wait_for(reconciler, namespace, "Working", size, timeout=60 + size)
-        all_working = time.monotonic() - started
+        async with profiled(pids["worker"], profile):
+            await asyncio.gather(*(apply(i) for i in range(size)))
+            applied = time.monotonic() - started
+            working = await wait_for(reconciler, namespace, "Working", size, timeout=60 + size)
+            all_working = time.monotonic() - started
         steady = {name: cpu_seconds(process) for name, process in memory.processes.items()}
         await asyncio.sleep(STEADY)  # all N at work: the steady state
         busy = {
@@ -145,15 +156,22 @@ async def one_size(runtime: EmbeddedRuntime, reconciler: Reconciler, work: Path,
         },
         "history_events_per_polecat": {"mean": round(statistics.mean(events), 1), "max": max(events)},
         "cpu_while_all_work_percent": {name: round(share * 100) for name, share in busy.items()},
+        "cpu_seconds_of_the_start": {name: round(steady[name] - at_start[name], 1) for name in steady},
+        **({"worker_profile": hot_frames(profile)} if profile else {}),
     }
 
 
-async def main(sizes: list[int]) -> dict[str, Any]:
+async def main(sizes: list[int], profile: bool) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="gastown-scale-bench-"))
     try:
         async with embedded(work) as (runtime, reconciler):
             await reconciler.apply(parse_resource(rig_manifest("scale", make_git_rig(work / "rig"))))
-            runs = [await one_size(runtime, reconciler, work, size) for size in sizes]
+            runs = [
+                await one_size(
+                    runtime, reconciler, work, size, PROFILE if profile and size == max(sizes) else None
+                )
+                for size in sizes
+            ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"cpus": os.cpu_count(), "runs": runs}
@@ -163,8 +181,9 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         "| concurrent polecats | all Working after | starts/s | worker RSS before → peak | "
         "dev server RSS before → peak | CPU while all work (worker, dev server) | "
-        "history events / polecat (mean, max) | release → all Succeeded |",
-        "|---|---|---|---|---|---|---|---|",
+        "history events / polecat (mean, max) | release → all Succeeded | CPU s of the start "
+        "(worker, dev server) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         worker, temporal, events = (
@@ -176,8 +195,14 @@ def table(result: dict[str, Any]) -> str:
             f"| {run['polecats']} | {run['all_working_seconds']} s | {run['starts_per_second']} | "
             f"{worker['before']} → {worker['peak']} MiB | {temporal['before']} → {temporal['peak']} MiB | "
             f"{run['cpu_while_all_work_percent']['worker']} %, {run['cpu_while_all_work_percent']['temporal']} % | "
-            f"{events['mean']}, {events['max']} | {run['release_to_all_succeeded_seconds']} s |"
+            f"{events['mean']}, {events['max']} | {run['release_to_all_succeeded_seconds']} s | "
+            f"{run['cpu_seconds_of_the_start']['worker']}, {run['cpu_seconds_of_the_start']['temporal']} |"
         )
+    for run in result["runs"]:
+        if "worker_profile" in run:
+            lines += ["", f"Where the worker's time went while {run['polecats']} started (py-spy):", ""]
+            lines += ["| frame | % of samples |", "|---|---|"]
+            lines += [f"| `{hot['frame']}` | {hot['percent']} |" for hot in run["worker_profile"]]
     return "\n".join(lines)
 
 
@@ -186,4 +211,6 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
-    report(RESULTS, asyncio.run(main(parser.parse_args().sizes)), table)
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy on the worker")
+    options = parser.parse_args()
+    report(RESULTS, asyncio.run(main(options.sizes, not options.no_profile)), table)
