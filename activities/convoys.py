@@ -24,8 +24,9 @@ from activities.beads import BeadSourceError, find_beads
 from activities.heartbeats import heartbeating
 from activities.kube import KubeConnection
 from activities.watching import poll_until_changed
+from client.queries import running
 from client.usage import live_usages
-from client.visibility import running
+from client.visibility import SdkReads
 from contracts import attributes
 from contracts import convoys as contract
 from contracts.convoys import (
@@ -194,7 +195,7 @@ class ConvoyActivities(contract.ConvoyActivities):
     async def _spent(self, namespace: str, polecats: list[PolecatSeen]) -> Usage:
         """What the polecats have spent: the working ones' live figures, the others' last."""
         working = [polecat for polecat in polecats if polecat.phase == "Working"]
-        live = await live_usages(self.client, [(namespace, polecat.name) for polecat in working])
+        live = await live_usages(SdkReads(self.client), [(namespace, polecat.name) for polecat in working])
         latest = {polecat.name: usage for polecat, usage in zip(working, live, strict=True) if usage}
         return Usage.total(latest.get(polecat.name, polecat.usage) for polecat in polecats)
 

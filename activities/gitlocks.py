@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import logging
 import shutil
 from collections.abc import Iterator
@@ -53,13 +54,16 @@ def undo_interrupted_add(git_dir: Path, worktree: Path) -> None:
     Raises a retryable WorktreeBusy while a git still works in the repository (it may be that add).
     """
     target = (worktree / ".git").resolve()
-    for admin in _admins(git_dir):
+    # git names a worktree's admin directory after the worktree's own name (a number added on a
+    # clash), and a finished add leaves no `locked` file: at hundreds of worktrees, reading every
+    # admin's `gitdir` for each new one was most of the time it took to make one.
+    for admin in (git_dir / "worktrees").glob(f"{glob.escape(worktree.name)}*"):
         try:
-            made = Path((admin / "gitdir").read_text().strip()).resolve() == target
             interrupted = (admin / "locked").read_text().strip() == INITIALIZING
-        except FileNotFoundError:
+            made = interrupted and Path((admin / "gitdir").read_text().strip()).resolve() == target
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if made and interrupted:
+        if made:
             if git_running(git_dir):
                 raise ApplicationError(
                     f"{worktree} is being made by a git still running", type="WorktreeBusy"

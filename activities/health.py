@@ -27,7 +27,8 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.kube import KubeConnection
-from client.visibility import describe_running, rig_polecats
+from client.queries import rig_polecats
+from client.visibility import describe_running
 from contracts import attributes
 from contracts import health as contract
 from contracts.git import worktree_path

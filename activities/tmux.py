@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.heartbeats import heartbeating
 from activities.metrics import started_counter
+from activities.panes import PANE_FORMAT, Pane, PaneCensus, parse_pane
 from client.private_files import write_private
 from contracts import tmux as contract
 from contracts.tmux import AgentExit, AgentLaunch, AgentSession, RateLimit
@@ -52,6 +52,8 @@ from launch.usage import AGENT_LEDGER, Prices, usage_counter, write_budget
 
 # How long the watcher waits on the agent's pidfd between heartbeats.
 WATCH_SLICE_SECONDS = 3.0
+# How old the census of the tmux server's sessions that watchers share may be (`PaneCensus`).
+CENSUS_SECONDS = 3.0
 # How long an exited agent may take to be reaped by tmux before the watcher
 # looks again (a pane can outlive its process while children hold the pty).
 REAP_SECONDS = 5.0
@@ -64,18 +66,6 @@ LAUNCHER = Path(__file__).parents[1] / "launch" / "pane.py"  # run by path, neve
 ENV_FILE = "environment.json"
 # Terminal escapes and carriage returns, taken out of an agent's output before it is shown.
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]|\r")
-
-
-@dataclass(frozen=True)
-class Pane:
-    """What tmux says of a pane. `dead` comes from the pty closing and
-    `exit_code` from reaping the process: tmux can know the first before
-    the second, or (with a lost SIGCHLD) never know the second."""
-
-    dead: bool
-    exit_code: int | None
-    pid: int
-    server_pid: int
 
 
 def session_name(polecat: Polecat) -> str:
@@ -133,6 +123,9 @@ class TmuxActivities(contract.TmuxActivities):
         self.agents_bin = agents_bin
         self.gateway = gateway
         self.prices = prices or Prices()
+        self.census = PaneCensus(
+            lambda form: self._tmux("list-panes", "-a", "-F", form, check=False), CENSUS_SECONDS
+        )
 
     async def _tmux(self, *args: str, check: bool = True) -> str:
         process = await asyncio.create_subprocess_exec(
@@ -151,24 +144,14 @@ class TmuxActivities(contract.TmuxActivities):
 
     async def _pane(self, session: str) -> Pane | None:
         """The state of the session's pane; None if there is no such session."""
-        out = await self._tmux(
-            "list-panes",
-            "-t",
-            f"={session}:",
-            "-F",
-            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}|#{pane_pid}|#{pid}",
-            check=False,
+        return parse_pane(
+            await self._tmux("list-panes", "-t", f"={session}:", "-F", PANE_FORMAT, check=False)
         )
-        fields = out.strip().split("|")
-        if len(fields) != 5:
-            return None
-        dead, status, signal_number, pane_pid, server_pid = fields
-        exit_code = None
-        if status:
-            exit_code = int(status)
-        elif signal_number:
-            exit_code = 128 + int(signal_number)  # as a shell reports a killed process
-        return Pane(dead == "1", exit_code, int(pane_pid), int(server_pid))
+
+    async def _lost(self, session: str) -> bool:
+        """Whether the session is gone: missing from the census, and from tmux when asked alone (a
+        census may predate the session)."""
+        return not await self.census.has(session) and await self._pane(session) is None
 
     def _paths(self, polecat: Polecat) -> tuple[Path, Path, Path]:
         """The agent's log, its prompt, and its directory (the files its command line names)."""
@@ -293,11 +276,7 @@ class TmuxActivities(contract.TmuxActivities):
         while True:
             pane = await self._pane(session.session)
             if pane is None:
-                raise ApplicationError(
-                    f"tmux session {session.session} disappeared while the agent ran",
-                    type="SessionLost",
-                    non_retryable=True,
-                )
+                raise _session_lost(session)
             if pane.exit_code is not None:
                 return ended(pane.exit_code)
             try:
@@ -305,15 +284,20 @@ class TmuxActivities(contract.TmuxActivities):
             except ProcessLookupError:
                 pidfd = None  # already gone: fall through to reaping
             try:
-                exited = pidfd is None or await _readable(pidfd, WATCH_SLICE_SECONDS)
+                # The pidfd says when the agent exits; between beats the census says the session is there.
+                while pidfd is not None and not await _readable(pidfd, WATCH_SLICE_SECONDS):
+                    if await self._lost(session.session):
+                        raise _session_lost(session)
+                    stop = beat()
+                    if stop is not None:
+                        return stop
             finally:
                 if pidfd is not None:
                     os.close(pidfd)
-            if exited:
-                exit_code = await self._reaped_status(session.session, pane.server_pid)
-                if exit_code is not None:
-                    return ended(exit_code)
-            stop = beat()  # still running, or not reaped yet
+            exit_code = await self._reaped_status(session.session, pane.server_pid)
+            if exit_code is not None:
+                return ended(exit_code)
+            stop = beat()  # not reaped yet
             if stop is not None:
                 return stop
 
@@ -359,6 +343,14 @@ async def _readable(fd: int, timeout: float) -> bool:
         return False
     finally:
         loop.remove_reader(fd)
+
+
+def _session_lost(session: AgentSession) -> ApplicationError:
+    return ApplicationError(
+        f"tmux session {session.session} disappeared while the agent ran",
+        type="SessionLost",
+        non_retryable=True,
+    )
 
 
 def _nudge(server_pid: int) -> None:

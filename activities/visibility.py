@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.watching import poll_until_changed
-from client.visibility import rig_polecats
+from client.queries import rig_polecats
 from contracts import attributes
 from contracts import visibility as contract
 from contracts.visibility import CountWatch, FinishedPolecat, FinishedPolecats, SucceededWatch

@@ -26,6 +26,7 @@ async def embedded(work: Path, **settings: Any) -> AsyncIterator[tuple[EmbeddedR
         GASTOWN_HOME=work / "home",
         TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}",
         GASTOWN_UI_PORT=free_port(),
+        GASTOWN_HTTP_PORT=free_port(),
         GASTOWN_TMUX_SOCKET=f"gastown-bench-{os.getpid()}",
         **settings,
     )

@@ -28,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.kube import KubeConnection
 from bridge import peering
-from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler
+from bridge.reconcile import CONTROLLERS, RIG_NOT_FOUND, NotFound, NoWorker, Reconciler, Seen
 from client.connection import connect, metrics_runtime
 from client.settings import Settings
 from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resource
@@ -36,6 +36,11 @@ from crds import GROUP, KINDS, VERSION, InvalidResource, Resource, parse_resourc
 FINALIZER = "gastown.gastown.io/finalizer"
 PREFIX = "gastown.gastown.io"
 RETRY_SECONDS = 5.0
+# Applies at work on Temporal at once. kopf runs a handler per object, all at once: a burst of a
+# thousand new objects sent a thousand updates-with-start to a server that takes tens a second,
+# and those that waited past their deadline failed, were logged and retried. Bounded, each
+# waits its turn in the bridge instead. (Deletes are not: one waits for its work to stop.)
+IN_FLIGHT = 50
 
 
 def _resource(body: kopf.Body) -> Resource:
@@ -98,19 +103,21 @@ class HandlerMetrics:
 
 
 async def _apply(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger | Any, **_: Any) -> None:
-    with memo["metrics"].timed(body["kind"], "apply"), _retried_while_temporal_is_down():
-        await _apply_resource(memo["reconciler"], _resource(body), logger)
+    async with memo["in_flight"]:
+        with memo["metrics"].timed(body["kind"], "apply"), _retried_while_temporal_is_down():
+            await _apply_resource(memo["reconciler"], _resource(body), logger)
 
 
 async def _apply_resource(reconciler: Reconciler, resource: Resource, logger: logging.Logger | Any) -> None:
-    problems = await reconciler.problems([resource])
+    seen: Seen = {}
+    problems = await reconciler.problems([resource], seen)
     if problems:
         text = "\n".join(problems)
         if any(line.endswith(RIG_NOT_FOUND) for line in problems):
             raise kopf.TemporaryError(text, delay=RETRY_SECONDS)  # the Rig may be applied next
         raise kopf.PermanentError(text)
     try:
-        outcome = await reconciler.apply(resource)
+        outcome = await reconciler.apply(resource, seen)
     except NoWorker as error:
         raise kopf.TemporaryError(str(error), delay=RETRY_SECONDS) from None
     except InvalidResource as error:
@@ -202,7 +209,9 @@ async def run_bridge(
         settings=operator_settings(),
         clusterwide=not namespaces,
         namespaces=list(namespaces),
-        memo=kopf.Memo(reconciler=reconciler, metrics=HandlerMetrics(meter)),
+        memo=kopf.Memo(
+            reconciler=reconciler, metrics=HandlerMetrics(meter), in_flight=asyncio.Semaphore(IN_FLIGHT)
+        ),
         stop_flag=stop,
         ready_flag=ready,
         standalone=standalone,

@@ -23,13 +23,17 @@ from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionDescription,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from client.visibility import describe_running, held_bead_store, running
+from client.queries import running
+from client.reads import resource_from_memo
+from client.reads import workflow_id_of as workflow_id_of  # its callers find it here too
+from client.visibility import describe_running, held_bead_store
 from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
 from contracts.convoys import PolecatRefused
@@ -40,7 +44,8 @@ from crds.common import rfc3339
 from crds.polecat import change_problems
 from workflows.beadstore import BeadStoreInput, BeadStoreWorkflow
 from workflows.convoy import ConvoyInput, ConvoyWorkflow
-from workflows.polecat import PolecatInput, PolecatWorkflow
+from workflows.polecat import PolecatWorkflow
+from workflows.polecat_models import PolecatInput
 from workflows.refinery import RefineryInput, RefineryWorkflow
 from workflows.rig import RigInput, RigWorkflow
 from workflows.witness import WitnessInput, WitnessWorkflow
@@ -50,6 +55,9 @@ APPLY_ORDER = ["Rig", "BeadStore", "Refinery", "Witness", "Polecat", "Convoy"]
 
 
 R = TypeVar("R", bound=Resource)
+# Workflow id -> its running workflow's description (None: none runs), as read while a batch was
+# checked: applying the batch moments later reads each (its rig's, above all) only once.
+Seen = dict[str, WorkflowExecutionDescription | None]
 
 
 RIG_NOT_FOUND = "not found"
@@ -68,8 +76,8 @@ class Controller:
     """How one kind lives on Temporal."""
 
     workflow: type
-    # The workflow's start input for a resource; may read other resources.
-    start_input: Callable[[Reconciler, Any], Awaitable[BaseModel]]
+    # The workflow's start input for a resource; may read other resources (through `Seen`).
+    start_input: Callable[[Reconciler, Any, Seen], Awaitable[BaseModel]]
     rig_of: Callable[[Any], str | None]
     bead_of: Callable[[Any], str | None] = lambda resource: None
     # The resource as it may enter a workflow history: its secrets kept aside, replaced by references.
@@ -78,9 +86,9 @@ class Controller:
     forget_secrets: Callable[[Reconciler, str, str], None] = lambda reconciler, namespace, name: None
 
 
-async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInput:
+async def _polecat_input(reconciler: Reconciler, polecat: Polecat, seen: Seen) -> PolecatInput:
     # One description of the rig gives both the Rig and the BeadStore it holds.
-    description = await describe_running(reconciler.client, workflow_id_of(Rig, None, polecat.spec.rig))
+    description = await reconciler.describe(workflow_id_of(Rig, None, polecat.spec.rig), seen)
     if description is None:
         raise NotFound(polecat.spec.rig)
     rig = await _resource_from(Rig, description)
@@ -93,26 +101,26 @@ async def _polecat_input(reconciler: Reconciler, polecat: Polecat) -> PolecatInp
     )
 
 
-async def _rig_input(reconciler: Reconciler, rig: Rig) -> RigInput:
+async def _rig_input(reconciler: Reconciler, rig: Rig, seen: Seen) -> RigInput:
     return RigInput(rig=rig, status_target=reconciler.status_target(rig))
 
 
-async def _beadstore_input(reconciler: Reconciler, store: BeadStore) -> BeadStoreInput:
+async def _beadstore_input(reconciler: Reconciler, store: BeadStore, seen: Seen) -> BeadStoreInput:
     rig = await reconciler.claim_rig(store)
     return BeadStoreInput(store=store, rig=rig, status_target=reconciler.status_target(store))
 
 
-async def _convoy_input(reconciler: Reconciler, convoy: Convoy) -> ConvoyInput:
-    rig = await reconciler.find(Rig, None, convoy.spec.rig_ref) if convoy.spec.rig_ref else None
+async def _convoy_input(reconciler: Reconciler, convoy: Convoy, seen: Seen) -> ConvoyInput:
+    rig = await reconciler.find(Rig, None, convoy.spec.rig_ref, seen) if convoy.spec.rig_ref else None
     return ConvoyInput(convoy=convoy, rig=rig, status_target=reconciler.status_target(convoy))
 
 
-async def _refinery_input(reconciler: Reconciler, refinery: Refinery) -> RefineryInput:
+async def _refinery_input(reconciler: Reconciler, refinery: Refinery, seen: Seen) -> RefineryInput:
     rig = await reconciler.claim_rig(refinery)
     return RefineryInput(refinery=refinery, rig=rig, status_target=reconciler.status_target(refinery))
 
 
-async def _witness_input(reconciler: Reconciler, witness: Witness) -> WitnessInput:
+async def _witness_input(reconciler: Reconciler, witness: Witness, seen: Seen) -> WitnessInput:
     await reconciler.claim_rig(witness)
     return WitnessInput(witness=witness, status_target=reconciler.status_target(witness))
 
@@ -159,10 +167,6 @@ CONTROLLERS: dict[str, Controller] = {
 }
 
 
-def workflow_id_of(model: type[Resource], namespace: str | None, name: str) -> str:
-    return attributes.workflow_id(model.INFO.kind, namespace if model.INFO.namespaced else None, name)
-
-
 def id_of(resource: Resource) -> str:
     return workflow_id_of(type(resource), resource.namespace, resource.name)
 
@@ -177,10 +181,11 @@ class LocalPolecats:
         return await self.reconciler.find(Polecat, namespace, name)
 
     async def create(self, polecat: Polecat, owner: Convoy) -> None:
-        problems = await self.reconciler.problems([polecat])
+        seen: Seen = {}
+        problems = await self.reconciler.problems([polecat], seen)
         if problems:
             raise PolecatRefused("; ".join(problems))
-        await self.reconciler.apply(polecat)
+        await self.reconciler.apply(polecat, seen)
 
     async def delete(self, namespace: str, name: str) -> None:
         with contextlib.suppress(NotFound):
@@ -219,12 +224,14 @@ class Reconciler:
 
     # --- checks before anything is applied -----------------------------------
 
-    async def problems(self, batch: list[Resource]) -> list[str]:
-        """Every reason to refuse the batch, as `<ref>: <field>: <rule>` lines.
+    async def problems(self, batch: list[Resource], seen: Seen | None = None) -> list[str]:
+        """Every reason to refuse the batch, as `<ref>: <field>: <rule>` lines; what it read goes
+        into `seen`, for `apply` to reuse.
 
         Nothing is applied when this is non-empty, so a batch is never half-applied
         for a reason that could be known up front.
         """
+        seen = {} if seen is None else seen
         lines = []
         rigs = {resource.name: resource for resource in batch if isinstance(resource, Rig)}
         # BeadStore, Refinery or Witness -> rig -> the one of that kind for that rig in this batch
@@ -237,14 +244,18 @@ class Reconciler:
                 )
                 continue
             if isinstance(resource, Polecat):
-                lines += await self._rig_problems(resource, "spec.rig", resource.spec.rig, rigs)
-                current = await self.find(Polecat, resource.namespace, resource.name)
+                lines += await self._rig_problems(resource, "spec.rig", resource.spec.rig, rigs, seen)
+                # Alone, a change is refused by the workflow's validator as this would (nothing is
+                # half-applied); in a batch, before anything of the batch is applied.
+                current = (
+                    await self.find(Polecat, resource.namespace, resource.name, seen) if batch[1:] else None
+                )
                 if isinstance(current, Polecat):
                     lines += [f"{resource.ref}: {problem}" for problem in change_problems(current, resource)]
             elif isinstance(resource, BeadStore | Refinery | Witness):
                 rig = resource.spec.rig_ref
                 # One description of the rig says both that it exists and who holds it.
-                description = await describe_running(self.client, workflow_id_of(Rig, None, rig))
+                description = await self.describe(workflow_id_of(Rig, None, rig), seen)
                 if description is None and rig not in rigs:
                     lines.append(_no_rig(resource, "spec.rigRef", rig))
                 in_batch = held[kind].get(rig)
@@ -259,14 +270,14 @@ class Reconciler:
                     )
                 held[kind][rig] = resource
             elif isinstance(resource, Convoy) and resource.spec.rig_ref:
-                lines += await self._rig_problems(resource, "spec.rigRef", resource.spec.rig_ref, rigs)
+                lines += await self._rig_problems(resource, "spec.rigRef", resource.spec.rig_ref, rigs, seen)
         return lines
 
     async def _rig_problems(
-        self, resource: Resource, field: str, name: str, batch: dict[str, Rig]
+        self, resource: Resource, field: str, name: str, batch: dict[str, Rig], seen: Seen
     ) -> list[str]:
         """The rig must exist (or come in the same batch); a polecat's bead must carry its prefix."""
-        rig = batch.get(name) or await self.find(Rig, None, name)
+        rig = batch.get(name) or await self.find(Rig, None, name, seen)
         if rig is None:
             return [_no_rig(resource, field, name)]
         prefix = rig.spec.beads_prefix
@@ -315,8 +326,9 @@ class Reconciler:
 
     # --- writes ---------------------------------------------------------------
 
-    async def apply(self, resource: Resource) -> str:
-        """Start the resource's workflow or hand it the new spec: created, configured or unchanged."""
+    async def apply(self, resource: Resource, seen: Seen | None = None) -> str:
+        """Start the resource's workflow or hand it the new spec: created, configured or unchanged.
+        `seen`: what `problems` read of this batch, not read again."""
         controller = CONTROLLERS[resource.INFO.kind]
         resource = controller.keep_secrets(self, resource)
         if resource.metadata.uid is None:
@@ -325,7 +337,7 @@ class Reconciler:
             resource.metadata.creation_timestamp = datetime.now(UTC)
         start = WithStartWorkflowOperation(
             controller.workflow.run,  # type: ignore[attr-defined]
-            await controller.start_input(self, resource),
+            await controller.start_input(self, resource, {} if seen is None else seen),
             id=id_of(resource),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -357,6 +369,10 @@ class Reconciler:
             ) from None
         except WorkflowUpdateFailedError as error:
             raise InvalidResource(resource.ref, [_refusal(error)]) from None
+        if seen is not None:  # what this changed is read afresh: itself, and the rig it claimed
+            seen.pop(id_of(resource), None)
+            if is_holder_kind(resource.INFO.kind):
+                seen.pop(workflow_id_of(Rig, None, controller.rig_of(resource) or ""), None)
         return outcome
 
     async def delete(
@@ -386,8 +402,20 @@ class Reconciler:
 
     # --- reads ----------------------------------------------------------------
 
-    async def find(self, model: type[R], namespace: str | None, name: str) -> R | None:
-        description = await describe_running(self.client, workflow_id_of(model, namespace, name))
+    async def describe(
+        self, workflow_id: str, seen: Seen | None = None
+    ) -> WorkflowExecutionDescription | None:
+        """The running workflow's description (None: none runs), from `seen` if read there already."""
+        if seen is None:
+            return await describe_running(self.client, workflow_id)
+        if workflow_id not in seen:
+            seen[workflow_id] = await describe_running(self.client, workflow_id)
+        return seen[workflow_id]
+
+    async def find(
+        self, model: type[R], namespace: str | None, name: str, seen: Seen | None = None
+    ) -> R | None:
+        description = await self.describe(workflow_id_of(model, namespace, name), seen)
         return await _resource_from(model, description) if description else None
 
     async def get(self, model: type[R], namespace: str | None, name: str) -> R:
@@ -442,13 +470,4 @@ def _metadata_memo(resource: Resource) -> dict[str, Any]:
 
 async def _resource_from(model: type[R], execution: Any) -> R:
     """The resource as its workflow last published it (memo), typed."""
-    memo = await execution.memo()
-    wire = {
-        "apiVersion": model.model_fields["api_version"].default,
-        "kind": model.INFO.kind,
-        "metadata": memo.get(attributes.MEMO_METADATA, {}),
-        "spec": memo.get(attributes.MEMO_SPEC, {}),
-    }
-    if attributes.MEMO_STATUS in memo:
-        wire["status"] = memo[attributes.MEMO_STATUS]
-    return model.model_validate(wire)
+    return resource_from_memo(model, await execution.memo())

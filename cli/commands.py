@@ -16,26 +16,26 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import yaml
 
-from bridge.reconcile import APPLY_ORDER, NotFound, Reconciler, workflow_id_of
-from cli import manifests, render
-from client.connection import connect
+from cli import render
+from client.errors import RuntimeUnavailable
+from client.reads import find, listed, workflow_id_of
 from client.settings import Settings
 from client.tracing import flush_traces
 from client.usage import with_live_usage
-from client.visibility import provider_gates
-from contracts.hosts import host_queue
 from crds import InvalidResource, Polecat, Refinery, Resource, Rig, kind_for
 from crds.common import check_branch_name, parse_duration
 from crds.convoy import CONVOY_LABEL
-from crds.generate import generate
 from crds.polecat import LIVE_PHASES
-from worker.embedded import EmbeddedRuntime, RuntimeUnavailable, has_poller, host_workers, wait_for_server
-from workflows.refinery import EnqueueRequest
+
+# Imported by the commands that use them: a read command never loads the SDK, kopf or the
+# kubernetes client (about 0.4 s of a new process; docs/benchmarks.md).
+if TYPE_CHECKING:
+    from bridge.reconcile import Reconciler
+    from client.reads import Reads
 
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
@@ -92,6 +92,9 @@ def _settings() -> Settings:
 
 
 async def _reconciler(settings: Settings) -> Reconciler:
+    from bridge.reconcile import Reconciler
+    from client.connection import connect
+
     try:
         client = await connect(settings)
     except Exception as error:
@@ -99,6 +102,26 @@ async def _reconciler(settings: Settings) -> Reconciler:
             f"cannot reach Temporal at {settings.temporal_address} ({error}); start it with `gastown up`"
         ) from None
     return Reconciler(client, settings.task_queue, home=settings.home)
+
+
+async def _reads(settings: Settings) -> Reads:
+    """Where a read command reads: Temporal's HTTP API where it answers (no SDK to load), else the
+    SDK's client."""
+    if settings.temporal_http_address:
+        from client.http_api import TemporalHttp
+
+        http = TemporalHttp(
+            settings.temporal_http_address, settings.temporal_namespace, lambda: _sdk_reads(settings)
+        )
+        if await asyncio.to_thread(http.answers):
+            return http
+    return await _sdk_reads(settings)
+
+
+async def _sdk_reads(settings: Settings) -> Reads:
+    from client.visibility import SdkReads
+
+    return SdkReads((await _reconciler(settings)).client)
 
 
 def _kind(word: str) -> type[Resource]:
@@ -129,6 +152,8 @@ namespace_option = click.option("-n", "--namespace", default="default", show_def
 @_run
 async def up() -> None:
     """Start the embedded runtime: Temporal dev server (UI on :8233) and a worker."""
+    from worker.embedded import EmbeddedRuntime
+
     for line in await EmbeddedRuntime(_settings()).up():
         click.echo(line)
 
@@ -145,6 +170,8 @@ async def demo() -> None:
 @cli.command()
 def down() -> None:
     """Stop the embedded runtime. Agents keep running in tmux and are adopted on `up`."""
+    from worker.embedded import EmbeddedRuntime
+
     for line in EmbeddedRuntime(_settings()).down():
         click.echo(line)
 
@@ -157,6 +184,10 @@ async def status() -> None:
     Then each host a rig names, with the workers polling its queue: a host with none holds its
     rigs' local work until one comes back.
     """
+    from bridge.reconcile import Reconciler
+    from contracts.names import host_queue
+    from worker.embedded import EmbeddedRuntime, has_poller, host_workers, wait_for_server
+
     settings = _settings()
     try:
         client = await wait_for_server(settings, timeout=5)
@@ -246,13 +277,17 @@ async def board(address: str | None, token: str | None, metrics: str | None) -> 
 @_run
 async def apply(sources: tuple[str, ...], namespace: str) -> None:
     """Create or update resources from manifests (all or nothing if any is invalid)."""
+    from bridge.reconcile import APPLY_ORDER, Seen
+    from cli import manifests
+
     resources = manifests.load(list(sources), namespace)
     reconciler = await _reconciler(_settings())
-    problems = await reconciler.problems(resources)
+    seen: Seen = {}
+    problems = await reconciler.problems(resources, seen)
     if problems:
         raise InvalidResource("", problems)
     for resource in sorted(resources, key=lambda r: APPLY_ORDER.index(r.INFO.kind)):
-        outcome = await reconciler.apply(resource)
+        outcome = await reconciler.apply(resource, seen)
         click.echo(f"{resource.INFO.singular}.gastown.gastown.io/{resource.name} {outcome}")
 
 
@@ -265,26 +300,28 @@ async def apply(sources: tuple[str, ...], namespace: str) -> None:
 @_run
 async def get(kind: str, name: str | None, namespace: str, all_namespaces: bool, output: str | None) -> None:
     """List resources of a kind, or show one (`providers`: the provider gates)."""
+    settings = _settings()
     if kind in ("provider", "providers"):
-        reconciler = await _reconciler(_settings())
-        gates = await provider_gates(reconciler.client)
+        from client.visibility import provider_gates
+
+        gates = await provider_gates((await _reconciler(settings)).client)
         click.echo(render.provider_table(gates) if gates else "No gated providers (GASTOWN_PROVIDER_LIMITS).")
         return
     model = _kind(kind)
-    reconciler = await _reconciler(_settings())
+    reads = await _reads(settings)
     if name:
-        found = await reconciler.find(model, namespace, name)
+        found = await find(reads, model, namespace, name)
         if found is None:
             _not_found(model, name)
         resources = [found]
     else:
-        resources = await reconciler.list(model, None if all_namespaces else namespace)
+        resources = await listed(reads, model, None if all_namespaces else namespace)
     if output is not None:  # the forms that show usage: brought up to now
-        await with_live_usage(reconciler.client, [r for r in resources if isinstance(r, Polecat)])
+        await with_live_usage(reads, [r for r in resources if isinstance(r, Polecat)])
     if output in ("json", "yaml"):
         wires = [resource.to_wire() for resource in resources]
         data: Any = wires[0] if name else {"apiVersion": "v1", "kind": "List", "items": wires}
-        click.echo(json.dumps(data, indent=2) if output == "json" else yaml.safe_dump(data, sort_keys=False))
+        click.echo(json.dumps(data, indent=2) if output == "json" else render.yaml_of(data))
     elif not resources:
         click.echo(
             f"No {model.INFO.plural} found in {'any' if all_namespaces else namespace} namespace.", err=True
@@ -302,17 +339,17 @@ async def describe(kind: str, name: str, namespace: str) -> None:
     """Show one resource: status, conditions and its Temporal UI link."""
     model = _kind(kind)
     settings = _settings()
-    reconciler = await _reconciler(settings)
-    resource = await reconciler.find(model, namespace, name)
+    reads = await _reads(settings)
+    resource = await find(reads, model, namespace, name)
     if resource is None:
         _not_found(model, name)
     if isinstance(resource, Polecat):
-        await with_live_usage(reconciler.client, [resource])
+        await with_live_usage(reads, [resource])
     click.echo(render.describe(resource, settings.workflow_url(workflow_id_of(model, namespace, name))))
     if isinstance(resource, Rig):  # what its live polecats are spending now (`gastown usage --rig`: all)
-        polecats = [p for p in await reconciler.list(Polecat, None) if isinstance(p, Polecat)]
+        polecats = await listed(reads, Polecat, None)
         live = [p for p in polecats if p.spec.rig == name and p.status and p.status.phase in LIVE_PHASES]
-        await with_live_usage(reconciler.client, live)
+        await with_live_usage(reads, live)
         click.echo(render.rig_usage(live))
     session = resource.status.tmux_session if isinstance(resource, Polecat) and resource.status else None
     if session:
@@ -326,6 +363,8 @@ async def describe(kind: str, name: str, namespace: str) -> None:
 @_run
 async def delete(kind: str, name: str, namespace: str) -> None:
     """Delete a resource: its work is stopped first (a polecat's worktree stays)."""
+    from bridge.reconcile import NotFound
+
     model = _kind(kind)
     reconciler = await _reconciler(_settings())
     try:
@@ -343,6 +382,8 @@ async def delete(kind: str, name: str, namespace: str) -> None:
 @_run
 async def terminate(kind: str, name: str, namespace: str, wait: bool) -> None:
     """Terminate a polecat: its agent's processes and session are ended."""
+    from bridge.reconcile import NotFound
+
     reconciler = await _reconciler(_settings())
     try:
         await reconciler.signal(Polecat, namespace, name, "terminate")
@@ -397,6 +438,8 @@ async def restart(kind: str, name: str, namespace: str) -> None:
 
 async def _polecat_update(namespace: str, name: str, update: str, *args: Any) -> Any:
     """Send a running polecat an update; its refusal is a one-line error (exit 1)."""
+    from bridge.reconcile import NotFound
+
     reconciler = await _reconciler(_settings())
     try:
         return await reconciler.update(Polecat, namespace, name, update, *args)
@@ -497,8 +540,8 @@ async def usage(rig: str | None, convoy: str | None, since: str | None, namespac
         window = _span(since) if since else None
     except ValueError as error:
         raise Refused(f"error: --since {since}: {error}") from None
-    reconciler = await _reconciler(_settings())
-    polecats = [p for p in await reconciler.list(Polecat, namespace) if isinstance(p, Polecat)]
+    reads = await _reads(_settings())
+    polecats = await listed(reads, Polecat, namespace)
     if rig:
         polecats = [p for p in polecats if p.spec.rig == rig]
     if convoy:
@@ -510,7 +553,7 @@ async def usage(rig: str | None, convoy: str | None, since: str | None, namespac
             for p in polecats
             if p.status and (p.status.completion_time is None or p.status.completion_time >= start)
         ]
-    await with_live_usage(reconciler.client, polecats)
+    await with_live_usage(reads, polecats)
     click.echo(render.usage_report(polecats))
 
 
@@ -548,6 +591,8 @@ def refinery() -> None:
 
 async def _refinery_update(name: str, namespace: str, update: str, argument: Any) -> Any:
     """Send an update to a running Refinery; its refusal is a one-line error (exit 1)."""
+    from bridge.reconcile import NotFound
+
     reconciler = await _reconciler(_settings())
     try:
         return await reconciler.update(Refinery, namespace, name, update, argument)
@@ -568,6 +613,8 @@ async def refinery_enqueue(
     """Queue BRANCHes, in order (or queue one again after fixing a conflict)."""
     if (polecat or bead) and len(branches) > 1:
         raise Refused("error: --polecat and --bead describe one branch; give one BRANCH with them")
+    from workflows.refinery import EnqueueRequest
+
     requests = [
         EnqueueRequest(branch=branch, polecat=polecat, namespace=namespace if polecat else None, bead_id=bead)
         for branch in branches
@@ -621,6 +668,8 @@ def crds() -> None:
 @click.option("-d", "--directory", type=click.Path(path_type=Path), default=None, help="Where to write.")
 def crds_generate(directory: Path | None) -> None:
     """Write the CRD YAML generated from the models (default: crds/generated/)."""
+    from crds.generate import generate
+
     for path in generate(directory) if directory else generate():
         click.echo(f"wrote {path}")
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from contracts.providers import ProviderStatus
 from crds import Polecat, Resource
 from crds.usage import Tokens, Usage
+
+if TYPE_CHECKING:
+    from contracts.providers import ProviderStatus
+
+
+def yaml_of(data: Any) -> str:
+    """YAML as kubectl prints it, keys in their order."""
+    import yaml  # only what prints YAML loads it
+
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _path(wire: dict[str, Any], json_path: str) -> Any:
@@ -83,7 +90,7 @@ def describe(resource: Resource, ui_link: str) -> str:
         lines.append(f"Message:      {first}")
         lines += [f"              {line}" for line in rest]
     lines.append("Spec:")
-    lines += ["  " + line for line in yaml.safe_dump(wire["spec"], sort_keys=False).splitlines()]
+    lines += ["  " + line for line in yaml_of(wire["spec"]).splitlines()]
     tables = (
         "phase",
         "message",
@@ -98,7 +105,7 @@ def describe(resource: Resource, ui_link: str) -> str:
     details = {k: v for k, v in status.items() if k not in tables}
     if details:
         lines.append("Status:")
-        lines += ["  " + line for line in yaml.safe_dump(details, sort_keys=False).splitlines()]
+        lines += ["  " + line for line in yaml_of(details).splitlines()]
     lines += _section(
         "Polecats",  # a convoy's
         ["NAME", "BEAD", "PHASE"],

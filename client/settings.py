@@ -6,14 +6,13 @@ import hashlib
 import json
 import socket
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, NamedTuple, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from contracts.hosts import host_queue
-from contracts.providers import parse_limits
+from contracts.names import host_queue
 from crds.common import HostName
 
 # The agent CLIs `make` installs (agents/package.json), beside the code, when they are there.
@@ -45,6 +44,14 @@ class Settings(BaseSettings):
     # Unset: a socket of this home's own (`tmux_socket_of`), so two homes never share a tmux server.
     tmux_socket: str = Field("", validation_alias="GASTOWN_TMUX_SOCKET")
     ui_port: int = Field(8233, validation_alias="GASTOWN_UI_PORT")
+    # The embedded dev server's HTTP API (`gastown up`), where read commands read fastest.
+    http_port: int = Field(7243, ge=1, le=65535, validation_alias="GASTOWN_HTTP_PORT")
+    # HOST:PORT of Temporal's HTTP API, through which `get`, `describe` and `usage` read without
+    # loading the SDK (`client.http_api`). Unset: the embedded runtime's (TEMPORAL_ADDRESS's host,
+    # GASTOWN_HTTP_PORT), unless TEMPORAL_ADDRESS alone names another Temporal: read through the SDK.
+    temporal_http_address: str | None = Field(
+        None, pattern=r"^[^:\s]+:\d{1,5}$", validation_alias="TEMPORAL_HTTP_ADDRESS"
+    )
     board_port: int = Field(8234, ge=0, le=65535, validation_alias="GASTOWN_BOARD_PORT")  # the town board's
     # Spans of every client call, workflow and activity over OTLP (client/tracing.py); off by default.
     tracing: bool = Field(False, validation_alias="GASTOWN_TRACING")
@@ -92,7 +99,11 @@ class Settings(BaseSettings):
     @field_validator("provider_limits", mode="before")
     @classmethod
     def _limits(cls, value: object) -> object:
-        return parse_limits(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        from contracts.providers import parse_limits  # its module loads the SDK: only when limits are set
+
+        return parse_limits(value)
 
     @model_validator(mode="after")
     def _of_this_home(self) -> Self:
@@ -100,10 +111,16 @@ class Settings(BaseSettings):
         and the ports `gastown up` recorded for it when the default ones were another home's."""
         if not self.tmux_socket:
             self.tmux_socket = tmux_socket_of(self.home)
-        self._ports_chosen = bool({"temporal_address", "ui_port"} & self.model_fields_set)
+        self._ports_chosen = bool({"temporal_address", "ui_port", "http_port"} & self.model_fields_set)
         recorded = recorded_ports(self.home)
         if recorded and not self._ports_chosen:
-            self.temporal_address, self.ui_port = recorded
+            self.temporal_address, self.ui_port = recorded.temporal_address, recorded.ui_port
+            self.http_port = recorded.http_port or self.http_port
+        # This home's dev server serves its HTTP API there (unless a version before it started it),
+        # and so does one whose HTTP port is set beside its address.
+        own = "temporal_address" not in self.model_fields_set and (recorded is None or recorded.http_port)
+        if self.temporal_http_address is None and (own or "http_port" in self.model_fields_set):
+            self.temporal_http_address = f"{self.temporal_address.rsplit(':', 1)[0]}:{self.http_port}"
         return self
 
     @property
@@ -150,15 +167,27 @@ def ports_file(home: Path) -> Path:
     return home / "ports.json"
 
 
-def recorded_ports(home: Path) -> tuple[str, int] | None:
-    """The Temporal address and UI port recorded for `home`, if any."""
+class Ports(NamedTuple):
+    """What `gastown up` recorded for a home: where its dev server serves."""
+
+    temporal_address: str
+    ui_port: int
+    http_port: int | None  # None: recorded by a version that served no HTTP API
+
+
+def recorded_ports(home: Path) -> Ports | None:
+    """The ports recorded for `home`, if any."""
     try:
         recorded = json.loads(ports_file(home).read_text())
-        return str(recorded["temporalAddress"]), int(recorded["uiPort"])
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        http_port = recorded.get("httpPort")
+        return Ports(
+            str(recorded["temporalAddress"]), int(recorded["uiPort"]), int(http_port) if http_port else None
+        )
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def record_ports(home: Path, temporal_address: str, ui_port: int) -> None:
+def record_ports(home: Path, temporal_address: str, ui_port: int, http_port: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    ports_file(home).write_text(json.dumps({"temporalAddress": temporal_address, "uiPort": ui_port}) + "\n")
+    recorded = {"temporalAddress": temporal_address, "uiPort": ui_port, "httpPort": http_port}
+    ports_file(home).write_text(json.dumps(recorded) + "\n")

@@ -10,11 +10,12 @@ default http://localhost:4318; OTEL_SERVICE_NAME, default `gastown`), in batches
 from __future__ import annotations
 
 import os
-from typing import Any
-
-from temporalio.client import Interceptor
+from typing import TYPE_CHECKING, Any
 
 from client.settings import Settings
+
+if TYPE_CHECKING:  # a process that does not trace imports neither the SDK nor OpenTelemetry here
+    from temporalio.client import Interceptor
 
 _provider: Any = None  # this process's TracerProvider, once tracing is on
 

@@ -13,49 +13,37 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from temporalio.client import Client
-
-from client.visibility import describe_running
-from contracts import attributes
-from contracts.pods import WATCH_POD
-from contracts.tmux import WATCH_AGENT
+from client.reads import Reads
+from contracts import names
 from crds.polecat import Polecat
 from crds.usage import Usage
 
-WATCHERS = {WATCH_AGENT, WATCH_POD}  # the activities whose heartbeats carry an agent's usage
+WATCHERS = {names.WATCH_AGENT, names.WATCH_POD}  # the activities whose heartbeats carry an agent's usage
 # Describes in flight at once: a town of hundreds of working polecats stays a short burst.
 CONCURRENT_DESCRIBES = 32
 
 
-async def live_usage(client: Client, workflow_id: str) -> Usage | None:
+async def live_usage(reads: Reads, workflow_id: str) -> Usage | None:
     """A running polecat's usage from its watcher's latest heartbeat; None if it has none."""
-    description = await describe_running(client, workflow_id)
-    if description is None:
-        return None
-    for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name not in WATCHERS or not pending.heartbeat_details.payloads:
-            continue
-        (details,) = await client.data_converter.decode(pending.heartbeat_details.payloads)
-        if isinstance(details, dict):
-            return Usage.model_validate(details)
-    return None
+    details = await reads.heartbeat(workflow_id, WATCHERS)
+    return Usage.model_validate(details) if isinstance(details, dict) else None
 
 
-async def live_usages(client: Client, polecats: Iterable[tuple[str, str]]) -> list[Usage | None]:
+async def live_usages(reads: Reads, polecats: Iterable[tuple[str, str]]) -> list[Usage | None]:
     """`live_usage` of each (namespace, name), in order; at most CONCURRENT_DESCRIBES at once."""
     limit = asyncio.Semaphore(CONCURRENT_DESCRIBES)
 
     async def one(namespace: str, name: str) -> Usage | None:
         async with limit:
-            return await live_usage(client, attributes.workflow_id("Polecat", namespace, name))
+            return await live_usage(reads, names.workflow_id("Polecat", namespace, name))
 
     return await asyncio.gather(*(one(namespace, name) for namespace, name in polecats))
 
 
-async def with_live_usage(client: Client, polecats: Iterable[Polecat]) -> None:
+async def with_live_usage(reads: Reads, polecats: Iterable[Polecat]) -> None:
     """Each working polecat's `status.usage` brought up to its agent's latest heartbeat."""
     working = [polecat for polecat in polecats if polecat.status and polecat.status.phase == "Working"]
-    live = await live_usages(client, [(polecat.namespace, polecat.name) for polecat in working])
+    live = await live_usages(reads, [(polecat.namespace, polecat.name) for polecat in working])
     for polecat, usage in zip(working, live, strict=True):
         if usage is not None and polecat.status is not None:
             polecat.status.usage = usage

@@ -6,13 +6,14 @@ count or a list comes from visibility, one query however many workflows it cover
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from client.queries import running
 from contracts import attributes
 from contracts.providers import ProviderStatus
 from crds.beadstore import BeadStoreSpec
@@ -29,32 +30,24 @@ async def describe_running(client: Client, workflow_id: str) -> WorkflowExecutio
     return description if description.status == WorkflowExecutionStatus.RUNNING else None
 
 
-def running(
-    kind: str, *, namespace: str | None = None, rig: str | None = None, phases: Sequence[str] = ()
-) -> str:
-    """The visibility query of the running workflows of `kind`, narrowed by namespace, rig and phases.
+class SdkReads:
+    """The reads of `client.reads.Reads`, through the SDK's client."""
 
-    The one place queries are written: each value quoted (and refused if it holds a quote).
-    """
-    terms = [f"{attributes.KIND.name} = {_quoted(kind)}", "ExecutionStatus = 'Running'"]
-    if namespace is not None:
-        terms.append(f"{attributes.NAMESPACE.name} = {_quoted(namespace)}")
-    if rig is not None:
-        terms.append(f"{attributes.RIG.name} = {_quoted(rig)}")
-    if phases:
-        terms.append(f"{attributes.PHASE.name} IN ({', '.join(_quoted(phase) for phase in phases)})")
-    return " AND ".join(terms)
+    def __init__(self, client: Client) -> None:
+        self.client = client
 
+    async def memos(self, query: str) -> list[Mapping[str, Any]]:
+        return [await execution.memo() async for execution in self.client.list_workflows(query)]
 
-def rig_polecats(rig: str, *phases: str) -> str:
-    """The visibility query of a rig's running polecats (in one of `phases`, if any are given)."""
-    return running("Polecat", rig=rig, phases=phases)
+    async def running_memo(self, workflow_id: str) -> Mapping[str, Any] | None:
+        return await running_memo(self.client, workflow_id)
 
-
-def _quoted(value: str) -> str:
-    if "'" in value:  # names are DNS names and phases are words: a quote is a bug upstream
-        raise ValueError(f"no quote may be in a visibility query value: {value!r}")
-    return f"'{value}'"
+    async def heartbeat(self, workflow_id: str, activities: Collection[str]) -> Any | None:
+        description = await describe_running(self.client, workflow_id)
+        for pending in description.raw_description.pending_activities if description else []:
+            if pending.activity_type.name in activities and pending.heartbeat_details.payloads:
+                return (await self.client.data_converter.decode(pending.heartbeat_details.payloads))[0]
+        return None
 
 
 async def provider_gates(client: Client) -> list[ProviderStatus]:

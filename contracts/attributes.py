@@ -8,22 +8,43 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
-KIND = SearchAttributeKey.for_keyword("GastownKind")
-NAMESPACE = SearchAttributeKey.for_keyword("GastownNamespace")
-RIG = SearchAttributeKey.for_keyword("GastownRig")
-PHASE = SearchAttributeKey.for_keyword("GastownPhase")
-BEAD = SearchAttributeKey.for_keyword("GastownBeadID")
-HOST = SearchAttributeKey.for_keyword("GastownHost")  # a local polecat's, once its worktree is made
+from contracts import names
+from contracts.names import (
+    MEMO_BEAD_STORE,
+    MEMO_METADATA,
+    MEMO_REFINERY,
+    MEMO_SPEC,
+    MEMO_STATUS,
+    MEMO_WITNESS,
+    workflow_id,
+)
+
+KIND = SearchAttributeKey.for_keyword(names.KIND)
+NAMESPACE = SearchAttributeKey.for_keyword(names.NAMESPACE)
+RIG = SearchAttributeKey.for_keyword(names.RIG)
+PHASE = SearchAttributeKey.for_keyword(names.PHASE)
+BEAD = SearchAttributeKey.for_keyword(names.BEAD)
+HOST = SearchAttributeKey.for_keyword(names.HOST)
 
 ALL = (KIND, NAMESPACE, RIG, PHASE, BEAD, HOST)
 
-# Memo keys: the resource as a user sees it, readable without a worker.
-MEMO_METADATA = "metadata"
-MEMO_SPEC = "spec"
-MEMO_STATUS = "status"
-MEMO_BEAD_STORE = "beadStore"  # a Rig's: `<namespace>/<name>` of the BeadStore that holds it
-MEMO_REFINERY = "refinery"  # a Rig's: `<namespace>/<name>` of the Refinery that serves it
-MEMO_WITNESS = "witness"  # a Rig's: `<namespace>/<name>` of the Witness that watches it
+__all__ = [
+    "ALL",
+    "BEAD",
+    "HOST",
+    "KIND",
+    "MEMO_BEAD_STORE",
+    "MEMO_METADATA",
+    "MEMO_REFINERY",
+    "MEMO_SPEC",
+    "MEMO_STATUS",
+    "MEMO_WITNESS",
+    "NAMESPACE",
+    "PHASE",
+    "RIG",
+    "initial",
+    "workflow_id",
+]
 
 
 def initial(
@@ -39,10 +60,3 @@ def initial(
     if bead:
         pairs.append(SearchAttributePair(BEAD, bead))
     return TypedSearchAttributes(pairs)
-
-
-def workflow_id(kind: str, namespace: str | None, name: str) -> str:
-    """`polecat/<namespace>/<name>`; cluster-scoped kinds: `rig/<name>`."""
-    if namespace is None:
-        return f"{kind.lower()}/{name}"
-    return f"{kind.lower()}/{namespace}/{name}"

@@ -14,16 +14,13 @@ from datetime import timedelta
 
 from temporalio import activity
 
+from contracts.names import host_queue as host_queue  # named here too, where hosts are explained
+
 HERE = "hosts.here"
 
 # How long a host's work may wait in its queue before the workflow says the host has no worker.
 # The work is then scheduled again: it waits for the host for as long as it takes.
 HOST_WAIT = timedelta(seconds=30)
-
-
-def host_queue(task_queue: str, host: str) -> str:
-    """The queue only `host`'s workers poll."""
-    return f"{task_queue}@{host}"
 
 
 class HostActivities:

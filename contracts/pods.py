@@ -5,13 +5,14 @@ from __future__ import annotations
 from pydantic import BaseModel
 from temporalio import activity
 
+from contracts import names
 from contracts.beads import Bead
 from contracts.tmux import RateLimit
 from crds.polecat import Polecat
 from crds.usage import Usage
 
 START_POD = "pods.start_pod"
-WATCH_POD = "pods.watch_pod"
+WATCH_POD = names.WATCH_POD
 DELETE_POD = "pods.delete_pod"
 
 

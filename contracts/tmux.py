@@ -7,12 +7,13 @@ from datetime import datetime
 from pydantic import BaseModel
 from temporalio import activity
 
+from contracts import names
 from contracts.beads import Bead
 from crds.polecat import Polecat
 from crds.usage import Budget, Usage
 
 START_AGENT = "tmux.start_agent"
-WATCH_AGENT = "tmux.watch_agent"
+WATCH_AGENT = names.WATCH_AGENT
 STOP_AGENT = "tmux.stop_agent"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -64,6 +65,7 @@ class ApiModel(BaseModel):
         alias_generator=to_spec_name,
         populate_by_name=True,
         extra="forbid",
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -213,7 +215,9 @@ class ObjectMeta(BaseModel):
     owns them.
     """
 
-    model_config = ConfigDict(alias_generator=to_spec_name, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_spec_name, populate_by_name=True, extra="ignore", defer_build=True
+    )
 
     name: DnsName
     namespace: DnsName | None = None
@@ -279,8 +283,10 @@ def short_uid(uid: str | None) -> str:
     return (uid or "nouid").replace("-", "")[:8]
 
 
-class KindInfo(BaseModel):
-    """How a kind is named and shown: what the CRD and the CLI need."""
+@dataclass(frozen=True)
+class KindInfo:
+    """How a kind is named and shown: what the CRD and the CLI need. A plain record, written in
+    the code: no model to build when the kinds are imported (every CLI command imports them)."""
 
     kind: str
     plural: str
@@ -304,7 +310,9 @@ class KindInfo(BaseModel):
 class Resource(BaseModel):
     """The envelope of every kind: apiVersion, kind, metadata, spec, status."""
 
-    model_config = ConfigDict(alias_generator=to_spec_name, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(
+        alias_generator=to_spec_name, populate_by_name=True, extra="forbid", defer_build=True
+    )
 
     INFO: ClassVar[KindInfo]
 

@@ -30,11 +30,18 @@ from worker.main import build_worker
 
 
 @pytest.fixture(scope="session")
-def temporal_address() -> Iterator[str]:
+def temporal_http_address() -> str:
+    """Where the session's dev server serves its HTTP API (the CLI's reads)."""
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="session")
+def temporal_address(temporal_http_address: str) -> Iterator[str]:
     """A real Temporal dev server (in memory, headless) for the whole session."""
     port = free_port()
+    http_port = int(temporal_http_address.rsplit(":", 1)[1])
     process = subprocess.Popen(
-        dev_server_args(port, None, None, "default"),
+        dev_server_args(port, None, None, "default", http_port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -54,11 +61,12 @@ async def client(temporal_address: str) -> Client:
 
 
 @pytest.fixture
-def settings(temporal_address: str, tmp_path: Path) -> Settings:
+def settings(temporal_address: str, temporal_http_address: str, tmp_path: Path) -> Settings:
     """Settings of one test: its own task queue, home and tmux socket."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
         TEMPORAL_ADDRESS=temporal_address,
+        TEMPORAL_HTTP_ADDRESS=temporal_http_address,
         GASTOWN_TASK_QUEUE=f"test-{tag}",
         GASTOWN_HOME=tmp_path / "home",
         GASTOWN_TMUX_SOCKET=f"gastown-test-{tag}",

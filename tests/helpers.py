@@ -276,14 +276,18 @@ def max_concurrent(spans: Path) -> int:
 WORKER_COMMAND = [sys.executable, "-m", "cli.commands", "worker"]
 
 
-def worker_env(temporal_address: str, task_queue: str, home: Path, tmux_socket: str) -> dict[str, str]:
-    """The environment of a `gastown` process (worker or CLI) serving one test."""
+def worker_env(
+    temporal_address: str, task_queue: str, home: Path, tmux_socket: str, http_address: str | None = None
+) -> dict[str, str]:
+    """The environment of a `gastown` process (worker or CLI) serving one test; with `http_address`,
+    its read commands read through Temporal's HTTP API there."""
     return {
         **os.environ,
         "TEMPORAL_ADDRESS": temporal_address,
         "GASTOWN_TASK_QUEUE": task_queue,
         "GASTOWN_HOME": str(home),
         "GASTOWN_TMUX_SOCKET": tmux_socket,
+        **({"TEMPORAL_HTTP_ADDRESS": http_address} if http_address else {}),
     }
 
 

@@ -51,6 +51,7 @@ def main() -> None:
         "GASTOWN_HOME": str(home),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "GASTOWN_UI_PORT": str(free_port()),
+        "GASTOWN_HTTP_PORT": str(free_port()),
         "GASTOWN_TMUX_SOCKET": f"gastown-record-{os.getpid()}",
     }
     gastown = [sys.executable, "-m", "cli.commands"]

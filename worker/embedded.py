@@ -24,16 +24,13 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, GetSyste
 from temporalio.client import Client
 
 from client.connection import connect
+from client.errors import RuntimeUnavailable
 from client.settings import Settings, record_ports
 from contracts import attributes
 from contracts.hosts import host_queue
 from worker import ports
 
 STOP_TIMEOUT = 15.0
-
-
-class RuntimeUnavailable(Exception):
-    """The runtime could not be started or reached (CLI exit code 2)."""
 
 
 def scripts_binary(name: str) -> Path:
@@ -44,7 +41,9 @@ def scripts_binary(name: str) -> Path:
     return path
 
 
-def dev_server_args(port: int, ui_port: int | None, db_file: Path | None, namespace: str) -> list[str]:
+def dev_server_args(
+    port: int, ui_port: int | None, db_file: Path | None, namespace: str, http_port: int | None = None
+) -> list[str]:
     """The command line of a dev server with our search attributes registered."""
     args = [str(scripts_binary("temporal")), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
     if ui_port is None:
@@ -53,6 +52,8 @@ def dev_server_args(port: int, ui_port: int | None, db_file: Path | None, namesp
         args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
     if db_file is not None:
         args += ["--db-filename", str(db_file)]
+    if http_port is not None:  # read commands read there (`client.http_api`); else a random port
+        args += ["--http-port", str(http_port)]
     for key in attributes.ALL:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     if namespace != "default":
@@ -196,6 +197,7 @@ class EmbeddedRuntime:
                 self.settings.ui_port,
                 self.settings.home / "temporal.db",
                 self.settings.temporal_namespace,
+                self.settings.http_port,
             )
             pid = self.server.start(argv)
             said.append(
@@ -254,9 +256,8 @@ class EmbeddedRuntime:
         ones, recorded in `<home>/ports.json` so every later command of this home finds them.
         """
         s = self.settings
-        busy = [
-            (what, port) for what, port in (("Temporal", self.port), ("UI", s.ui_port)) if ports.taken(port)
-        ]
+        wanted = (("Temporal", self.port), ("UI", s.ui_port), ("HTTP API", s.http_port))
+        busy = [(what, port) for what, port in wanted if ports.taken(port)]
         if not busy:
             return []
         holders = {port: ports.holder(port) for _, port in busy}
@@ -267,17 +268,25 @@ class EmbeddedRuntime:
             held = "; ".join(f"{what} port {port} is held by {holders[port]}" for what, port in busy)
         if s.ports_chosen:
             raise RuntimeUnavailable(
-                f"{held}. This home ({s.home}) will not join it: set TEMPORAL_ADDRESS=127.0.0.1:PORT "
-                "and GASTOWN_UI_PORT=PORT to free ports, or unset both and `gastown up` picks free ones"
+                f"{held}. This home ({s.home}) will not join it: set TEMPORAL_ADDRESS=127.0.0.1:PORT, "
+                "GASTOWN_UI_PORT=PORT and GASTOWN_HTTP_PORT=PORT to free ports, or unset them and "
+                "`gastown up` picks free ones"
             )
         host = s.temporal_address.rsplit(":", 1)[0]
-        address, ui_port = f"{host}:{ports.free_port()}", ports.free_port()
-        while f"{host}:{ui_port}" == address:
-            ui_port = ports.free_port()
-        record_ports(s.home, address, ui_port)
-        self.settings = s.model_copy(update={"temporal_address": address, "ui_port": ui_port})
+        port, ui_port, http_port = ports.free_ports(3)
+        address = f"{host}:{port}"
+        record_ports(s.home, address, ui_port, http_port)
+        self.settings = s.model_copy(
+            update={
+                "temporal_address": address,
+                "ui_port": ui_port,
+                "http_port": http_port,
+                "temporal_http_address": f"{host}:{http_port}",
+            }
+        )
         return [
-            f"{held}: this home ({s.home}) uses Temporal {address} and UI port {ui_port} instead, "
+            f"{held}: this home ({s.home}) uses Temporal {address}, UI port {ui_port} and HTTP port "
+            f"{http_port} instead, "
             f"recorded in {s.ports_file} for every gastown command with this GASTOWN_HOME "
             "(set TEMPORAL_ADDRESS and GASTOWN_UI_PORT to choose others)"
         ]
@@ -317,4 +326,6 @@ class EmbeddedRuntime:
             "GASTOWN_HOME": str(s.home),
             "GASTOWN_TMUX_SOCKET": s.tmux_socket,
             "GASTOWN_UI_PORT": str(s.ui_port),
+            "GASTOWN_HTTP_PORT": str(s.http_port),
+            **({"TEMPORAL_HTTP_ADDRESS": s.temporal_http_address} if s.temporal_http_address else {}),
         }

@@ -38,6 +38,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different ports nothing listens on now: all held open at once while chosen, so
+    the system cannot hand out one twice."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind((HOST, 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
 def holder(port: int) -> str:
     """Who listens on `port`, as a user reads it: another home's dev server, a process, or unknown."""
     with contextlib.suppress(psutil.Error):

@@ -50,7 +50,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.entity import Entity, EntityState
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
-    from workflows.polecat import PolecatWorkflow, Remedy
+    from workflows.polecat import PolecatWorkflow
+    from workflows.polecat_models import Remedy
     from workflows.rig import RigWorkflow
 
 SHORT = timedelta(minutes=2)

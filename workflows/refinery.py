@@ -76,7 +76,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import message_of, reason_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.hosts import HostOptions, on_host
-    from workflows.polecat import MergeVerdict, PolecatWorkflow
+    from workflows.polecat import PolecatWorkflow
+    from workflows.polecat_models import MergeVerdict
     from workflows.rig import release_rig
 
 RETRY_BLOCKED = timedelta(seconds=30)

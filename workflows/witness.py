@@ -53,7 +53,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import message_of
     from workflows.history import HISTORY_LIMIT, history_full
     from workflows.hosts import not_taken, on_host
-    from workflows.polecat import PolecatWorkflow, Remedy
+    from workflows.polecat import PolecatWorkflow
+    from workflows.polecat_models import Remedy
     from workflows.rig import release_rig
     from workflows.schedule import drop_schedule, keep_schedule
 

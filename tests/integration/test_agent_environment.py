@@ -48,6 +48,7 @@ async def runtime(tmp_path: Path, tmux_argv: Path) -> AsyncIterator[Runtime]:
             "HOME": str(tmp_path / f"{home}-user"),
             "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
             "GASTOWN_UI_PORT": str(free_port()),
+            "GASTOWN_HTTP_PORT": str(free_port()),
             "GASTOWN_TASK_QUEUE": "gastown",
         }
         env |= variables
@@ -135,7 +136,7 @@ async def test_two_homes_at_once_each_give_their_agents_their_own_key(
     assert (await run(a, "up")).code == 0
 
     clash = runtime("b", ANTHROPIC_API_KEY="sk-home-b-key")
-    clash |= {"TEMPORAL_ADDRESS": a["TEMPORAL_ADDRESS"], "GASTOWN_UI_PORT": a["GASTOWN_UI_PORT"]}
+    clash |= {key: a[key] for key in ("TEMPORAL_ADDRESS", "GASTOWN_UI_PORT", "GASTOWN_HTTP_PORT")}
     refused = await run(clash, "up")
     assert refused.code == 2
     assert f"held by the Gas Town runtime of GASTOWN_HOME={a['GASTOWN_HOME']}" in refused.err, refused.err
@@ -147,10 +148,10 @@ async def test_two_homes_at_once_each_give_their_agents_their_own_key(
         ANTHROPIC_BASE_URL=model.url,
         TEMPORAL_ADDRESS="",
         GASTOWN_UI_PORT="",
+        GASTOWN_HTTP_PORT="",
     )
-    record_ports(
-        Path(b["GASTOWN_HOME"]), a["TEMPORAL_ADDRESS"], int(a["GASTOWN_UI_PORT"])
-    )  # as if chosen before
+    ports = [int(a[key]) for key in ("GASTOWN_UI_PORT", "GASTOWN_HTTP_PORT")]
+    record_ports(Path(b["GASTOWN_HOME"]), a["TEMPORAL_ADDRESS"], *ports)  # as if chosen before
     moved = await run(b, "up")
     assert moved.code == 0, moved.err
     assert f"held by the Gas Town runtime of GASTOWN_HOME={a['GASTOWN_HOME']}" in moved.out

@@ -20,6 +20,7 @@ from crds import Polecat, Rig, parse_resource
 from tests.helpers import (
     GASTOWN,
     GitRig,
+    beadstore_manifest,
     convoy_manifest,
     free_port,
     polecat_manifest,
@@ -27,6 +28,7 @@ from tests.helpers import (
     rig_manifest,
     wait_until,
     worker_env,
+    write_beads,
 )
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -40,7 +42,9 @@ class Result:
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    return worker_env(settings.temporal_address, settings.task_queue, settings.home, settings.tmux_socket)
+    """A user's environment: the read commands read through Temporal's HTTP API."""
+    s = settings
+    return worker_env(s.temporal_address, s.task_queue, s.home, s.tmux_socket, s.temporal_http_address)
 
 
 async def gastown(settings: Settings, *args: str, stdin: str | None = None) -> Result:
@@ -121,6 +125,69 @@ async def test_apply_get_describe_logs_delete(
     assert deleted.out.strip() == 'polecat.gastown.gastown.io "furiosa" deleted'
     missing = await gastown(settings, "get", "polecat", "furiosa")
     assert (missing.code, missing.err.strip()) == (1, 'Error: polecats "furiosa" not found')
+
+
+async def test_a_batch_applies_its_rig_store_and_polecat_in_order(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """One file with a new Rig, its BeadStore and a polecat: the polecat finds the Rig applied just
+    before it and reads its bead from the store applied with it (what checking the batch read is
+    read afresh once the batch changes it)."""
+    source = tmp_path / "issues.jsonl"
+    write_beads(source, [{"id": "gt-test1", "title": "Mend the fence"}])
+    manifest = write(
+        tmp_path / "batch.yaml",
+        polecat_manifest("capable", rig_name, "--commit", "a.txt=1"),
+        beadstore_manifest("beads", rig_name, str(source)),
+        rig_manifest(rig_name, git_rig),
+    )
+    applied = await gastown(settings, "apply", "-f", manifest)
+    assert applied.code == 0, applied.err
+    assert applied.out.splitlines() == [
+        f"rig.gastown.gastown.io/{rig_name} created",
+        "beadstore.gastown.gastown.io/beads created",
+        "polecat.gastown.gastown.io/capable created",
+    ]
+    await wait_until(lambda: has_phase(settings, "capable", "Succeeded"), "capable to succeed")
+    shown = json.loads((await gastown(settings, "get", "polecat", "capable", "-o", "json")).out)
+    assert shown["status"]["beadTitle"] == "Mend the fence"
+
+
+async def test_reads_through_the_http_api_show_what_the_sdk_shows(
+    settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path
+) -> None:
+    """`get`, `describe` and `usage` read through Temporal's HTTP API where it answers, and show
+    exactly what they show read through the SDK (TEMPORAL_HTTP_ADDRESS unset)."""
+    gate = tmp_path / "gate"
+    manifest = write(
+        tmp_path / "town.yaml",
+        rig_manifest(rig_name, git_rig),
+        polecat_manifest("dag", rig_name, "--usage", "claude-haiku-4-5=1000,200", "--wait-for", str(gate)),
+        polecat_manifest("ace", rig_name, "--commit", "a.txt=1"),
+    )
+    assert (await gastown(settings, "apply", "-f", manifest)).code == 0
+    await wait_until(lambda: has_phase(settings, "ace", "Succeeded"), "ace to succeed")
+    await wait_until(lambda: has_phase(settings, "dag", "Working"), "dag to work")
+    through_sdk = settings.model_copy(update={"temporal_http_address": None})
+
+    async def spent() -> bool:  # dag's watcher has beaten with its usage: both read the same
+        shown = await gastown(through_sdk, "get", "polecat", "dag", "-o", "json")
+        return shown.code == 0 and json.loads(shown.out)["status"].get("usage") is not None
+
+    await wait_until(spent, "dag's usage to show")
+    for command in (
+        ["get", "polecats", "-o", "json"],
+        ["get", "polecat", "dag", "-o", "yaml"],
+        ["get", "rigs", "-o", "json"],
+        ["describe", "polecat", "ace"],
+        ["usage"],
+    ):
+        http, sdk = await gastown(settings, *command), await gastown(through_sdk, *command)
+        assert (http.code, http.err) == (0, ""), command
+        assert http.out == sdk.out, command
+    missing = await gastown(settings, "get", "polecat", "nobody")
+    assert (missing.code, missing.err.strip()) == (1, 'Error: polecats "nobody" not found')
+    gate.touch()
 
 
 async def test_invalid_batch_applies_nothing(
@@ -238,7 +305,11 @@ async def test_logs_follow_until_done(
 
 async def test_unreachable_runtime_exits_2(settings: Settings) -> None:
     """With no Temporal to talk to, commands exit 2 with one line that says what to do."""
-    away = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"})
+    nowhere = {
+        "temporal_address": f"127.0.0.1:{free_port()}",
+        "temporal_http_address": f"127.0.0.1:{free_port()}",
+    }
+    away = settings.model_copy(update=nowhere)
     result = await gastown(away, "get", "polecats")
     assert result.code == 2
     assert "cannot reach Temporal" in result.err and "gastown up" in result.err

@@ -32,6 +32,7 @@ def own_runtime(home: Path, socket: str) -> dict[str, str]:
         "GASTOWN_HOME": str(home),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "GASTOWN_UI_PORT": str(free_port()),
+        "GASTOWN_HTTP_PORT": str(free_port()),
         "GASTOWN_BOARD_PORT": str(free_port()),
         "GASTOWN_TMUX_SOCKET": socket,
         "GASTOWN_TASK_QUEUE": "gastown",

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from bridge.reconcile import Reconciler, workflow_id_of
 from client.settings import Settings
 from client.usage import live_usage
-from client.visibility import provider_gates
+from client.visibility import SdkReads, provider_gates
 from contracts.providers import key_id
 from crds import Polecat, Rig, parse_resource
 from crds.usage import ModelUsage, Usage
@@ -442,7 +442,7 @@ async def test_a_working_pods_spend_is_live_from_its_log(
     api.pod_logs[("default", name)] = [(datetime.now(UTC), "thinking..."), (datetime.now(UTC), line)]
 
     async def live() -> Usage | None:
-        usage = await live_usage(client, workflow_id_of(Polecat, "default", "slit"))
+        usage = await live_usage(SdkReads(client), workflow_id_of(Polecat, "default", "slit"))
         return usage if usage == SPENT else None
 
     await wait_until(live, "the pod's spend to show live", 60)

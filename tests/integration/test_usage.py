@@ -18,7 +18,11 @@ from temporalio.client import WorkflowHandle
 
 from bridge.reconcile import Reconciler
 from cli import render
+from client.http_api import TemporalHttp
+from client.reads import Reads, find
+from client.settings import Settings
 from client.usage import with_live_usage
+from client.visibility import SdkReads
 from contracts.tmux import WATCH_AGENT
 from crds import Polecat, Witness
 from crds.witness import WitnessAlert
@@ -50,11 +54,21 @@ async def beat_after(handle: WorkflowHandle[Any, Any], then: datetime) -> bool:
     return await last_beat(handle) > then
 
 
+@pytest.mark.parametrize("through", ["sdk", "http"])
 async def test_usage_is_live_while_the_agent_works_and_final_when_it_stops(
-    reconciler: Reconciler, git_rig: GitRig, rig_name: str, tmp_path: Path
+    reconciler: Reconciler, settings: Settings, git_rig: GitRig, rig_name: str, tmp_path: Path, through: str
 ) -> None:
-    """The agent's reports show in `get -o wide` and `describe` within seconds, while the polecat's
-    history gains no event for them; when it stops, its status keeps the final figure."""
+    """The agent's reports show in `get -o wide` and `describe` within seconds, read through the
+    SDK or Temporal's HTTP API (its heartbeat through the SDK) alike, while the polecat's history gains no event for them; when it
+    stops, its status keeps the final figure."""
+    assert settings.temporal_http_address is not None
+    sdk = SdkReads(reconciler.client)
+
+    async def through_sdk() -> Reads:
+        return sdk
+
+    http = TemporalHttp(settings.temporal_http_address, settings.temporal_namespace, through_sdk)
+    reads: Reads = sdk if through == "sdk" else http
     gate = tmp_path / "gate"
     await reconciler.apply(rig(rig_manifest(rig_name, git_rig)))
     usage_args = ["--usage", "claude-haiku-4-5=1000,200", "--usage", "claude-haiku-4-5=3000,0"]
@@ -65,8 +79,9 @@ async def test_usage_is_live_while_the_agent_works_and_final_when_it_stops(
     handle = reconciler.client.get_workflow_handle("polecat/default/nux")
 
     async def live() -> Polecat | None:
-        found = await reconciler.get(Polecat, "default", "nux")
-        await with_live_usage(reconciler.client, [found])
+        found = await find(reads, Polecat, "default", "nux")
+        assert found is not None
+        await with_live_usage(reads, [found])
         return found if found.status and found.status.usage else None
 
     working = await wait_until(live, "the agent's usage to show while it works", timeout=30)

@@ -30,7 +30,8 @@ from crds.polecat import Polecat, PolecatStatus
 from crds.rig import RigSpec
 from tests.helpers import polecat, rig
 from tests.workflows.conftest import Starter, status_when
-from workflows.polecat import PolecatInput, PolecatWorkflow
+from workflows.polecat import PolecatWorkflow
+from workflows.polecat_models import PolecatInput
 
 
 @dataclass

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from crds.witness import WitnessStatus, webhook_reference
     from tests.helpers import parsed, wait_until
     from tests.workflows.conftest import rolled_over_and_replays
-    from workflows.polecat import Remedy
+    from workflows.polecat_models import Remedy
     from workflows.witness import TICK, WitnessInput, WitnessTickWorkflow, WitnessWorkflow
 
 WEBHOOK = "https://hooks.slack.example/services/T000/B000/secret"
