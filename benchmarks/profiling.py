@@ -16,8 +16,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-# Frames on every stack of an asyncio program: they say nothing of where its time goes.
-EVERYWHERE = ("<module>", "run (asyncio", "_run_once", "run_forever", "_run (asyncio", "run_until_complete")
+# Frames under which every sample of our processes sits (starting the program, click, the event
+# loop, a thread pool's worker): they say nothing of where the time goes.
+EVERYWHERE = (
+    "<module>", "_run_module_as_main", "_run_code", "main (cli/", "_run.<locals>", "Command.", "Group.",
+    "Context.invoke", "Runner.run", "BaseEventLoop.run", "BaseEventLoop._run_once", "Handle._run",
+    "Thread._bootstrap", "Thread.run", "_worker (concurrent", "_WorkItem.run", "EpollSelector.select",
+    "run (asyncio", "ThreadedChildWatcher._do_waitpid",  # the last: a thread per child, blocked in waitpid
+)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
@@ -50,5 +56,5 @@ def hot_frames(folded: Path, top: int = 12) -> list[dict[str, Any]]:
     return [
         {"frame": frame, "percent": round(100 * count / max(total, 1), 1)}
         for frame, count in inclusive.most_common()
-        if not frame.startswith(EVERYWHERE)
+        if frame and not frame.startswith(EVERYWHERE)
     ][:top]
