@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 
 JSON_PLAIN = "json/plain"
 PAGE_SIZE = 1000
-# GETs in flight at once: describing hundreds of working polecats stays a short burst.
-CONCURRENT = 32
 
 
 class HttpUnavailable(ConnectionError):
@@ -57,7 +55,6 @@ class TemporalHttp:
         self.timeout = timeout
         self._described = described
         self._through_sdk: Reads | None = None
-        self._limit = asyncio.Semaphore(CONCURRENT)
 
     def answers(self) -> bool:
         """Whether a Temporal HTTP API answers there (a quick GET of the server's system info)."""
@@ -92,8 +89,7 @@ class TemporalHttp:
         return await self._through_sdk.heartbeat(workflow_id, activities)
 
     async def _fetch(self, path: str, params: dict[str, str]) -> dict[str, Any]:
-        async with self._limit:
-            return await asyncio.to_thread(self._get, path, params)
+        return await asyncio.to_thread(self._get, path, params)
 
     def _get(
         self, path: str, params: dict[str, str] | None = None, timeout: float | None = None
