@@ -29,7 +29,7 @@ import psutil
 import yaml
 
 from benchmarks.polecat import percentile
-from benchmarks.profiling import hot_frames, profiled
+from benchmarks.profiling import hot_frames, hot_frames_table, profiled
 from benchmarks.runtime import embedded, report
 from tests.fake_apiserver import FakeApiServer
 from tests.helpers import GASTOWN
@@ -200,9 +200,8 @@ def table(result: dict[str, Any]) -> str:
             )
     for run in result["runs"]:
         if "bridge_profile" in run:
-            lines += ["", f"Where the bridge's time went in the burst of {run['resources']} (py-spy):", ""]
-            lines += ["| frame | % of samples |", "|---|---|"]
-            lines += [f"| `{hot['frame']}` | {hot['percent']} |" for hot in run["bridge_profile"]]
+            title = f"Where the bridge's time went in the burst of {run['resources']} (py-spy):"
+            lines += hot_frames_table(title, run["bridge_profile"])
     return "\n".join(lines)
 
 

@@ -58,3 +58,9 @@ def hot_frames(folded: Path, top: int = 12) -> list[dict[str, Any]]:
         for frame, count in inclusive.most_common()
         if frame and not frame.startswith(EVERYWHERE)
     ][:top]
+
+
+def hot_frames_table(title: str, frames: list[dict[str, Any]]) -> list[str]:
+    """`hot_frames` as a benchmark's table lines, under `title`."""
+    lines = ["", title, "", "| frame | % of samples |", "|---|---|"]
+    return lines + [f"| `{hot['frame']}` | {hot['percent']} |" for hot in frames]

@@ -32,7 +32,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.profiling import hot_frames, profiled
+from benchmarks.profiling import hot_frames, hot_frames_table, profiled
 from benchmarks.runtime import embedded, report
 from bridge.reconcile import Reconciler, workflow_id_of
 from crds import Polecat, parse_resource
@@ -200,9 +200,8 @@ def table(result: dict[str, Any]) -> str:
         )
     for run in result["runs"]:
         if "worker_profile" in run:
-            lines += ["", f"Where the worker's time went while {run['polecats']} started (py-spy):", ""]
-            lines += ["| frame | % of samples |", "|---|---|"]
-            lines += [f"| `{hot['frame']}` | {hot['percent']} |" for hot in run["worker_profile"]]
+            title = f"Where the worker's time went while {run['polecats']} started (py-spy):"
+            lines += hot_frames_table(title, run["worker_profile"])
     return "\n".join(lines)
 
 

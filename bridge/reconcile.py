@@ -30,10 +30,9 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from client.queries import running
-from client.reads import resource_from_memo
+from client.reads import listed, resource_from_memo
 from client.reads import workflow_id_of as workflow_id_of  # its callers find it here too
-from client.visibility import describe_running, held_bead_store
+from client.visibility import SdkReads, describe_running, held_bead_store
 from client.webhooks import forget_webhook, store_webhook
 from contracts import attributes
 from contracts.convoys import PolecatRefused
@@ -426,11 +425,7 @@ class Reconciler:
 
     async def list(self, model: type[R], namespace: str | None) -> list[R]:
         """Live resources of a kind, in one namespace or (None) all, by name."""
-        query = running(model.INFO.kind, namespace=namespace if model.INFO.namespaced else None)
-        found = []
-        async for execution in self.client.list_workflows(query):
-            found.append(await _resource_from(model, execution))
-        return sorted(found, key=lambda resource: (resource.namespace, resource.name))
+        return await listed(SdkReads(self.client), model, namespace)
 
     async def running(
         self, model: type[Resource], namespace: str | None, name: str
